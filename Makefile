@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+PORT    ?= 8000
+
+# Test services started by .ci/services (PostgreSQL, Redis, MariaDB on loopback).
+TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://tooljet:tooljet@127.0.0.1:5432/tooljet} \
+	TEST_REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
+	TEST_POSTGRES_PLUGIN_URL=$${TEST_POSTGRES_PLUGIN_URL:-postgres://tooljet:tooljet@127.0.0.1:5432/tooljet_plugin_data} \
+	TEST_MYSQL_URL=$${TEST_MYSQL_URL:-mysql://tooljet:tooljet@127.0.0.1:3306/tooljet_plugin_data}
+
+.PHONY: install services test demo migrate seed clean bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+services:
+	bash .ci/services
+
+test: install services
+	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+migrate: install
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py migrate --noinput -v 0 --database telemetry
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+demo: seed
+	@echo "Platform: http://127.0.0.1:$(PORT)/   admin: http://127.0.0.1:$(PORT)/admin/   (Ctrl-C stops everything)"
+	PORT=$(PORT) $(VENV)/bin/honcho start -f platform/Procfile -d .
+
+clean:
+	rm -rf var/*.sqlite3* var/celery var/celerybeat-schedule* var/prometheus-multiproc

@@ -1,0 +1,1 @@
+"""The low-code domain: organizations, apps, versions, data sources and queries."""

@@ -1,0 +1,164 @@
+"""The low-code domain, modelled on ToolJet: organizations own apps and data sources;
+apps have versions (one released), and data queries that run through plugins."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    BUILDER = "builder", "Builder"
+    VIEWER = "viewer", "Viewer"
+
+
+#: What each role may do, from least to most. A role includes the ones before it.
+ROLE_RANK = {Role.VIEWER: 0, Role.BUILDER: 1, Role.ADMIN: 2}
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="unique_membership")]
+
+    def __str__(self):
+        return f"{self.user} in {self.organization} ({self.role})"
+
+    def has_role(self, role):
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class Environment(models.Model):
+    class Name(models.TextChoices):
+        DEVELOPMENT = "development", "Development"
+        STAGING = "staging", "Staging"
+        PRODUCTION = "production", "Production"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="environments")
+    name = models.CharField(max_length=16, choices=Name.choices)
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="unique_environment")]
+
+    def __str__(self):
+        return f"{self.organization}: {self.name}"
+
+
+class DataSource(models.Model):
+    """A connection to a datasource. ``options`` are readable; ``secrets`` (passwords,
+    tokens) are write-only: never returned by the API, never logged."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="data_sources")
+    kind = models.CharField(max_length=32)
+    name = models.CharField(max_length=200)
+    options = models.JSONField(default=dict, blank=True)
+    secrets = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="unique_data_source_name")]
+
+    def __str__(self):
+        return f"{self.name} ({self.kind})"
+
+    def connection_options(self):
+        """Options and secrets merged, as a plugin needs them to connect."""
+        return {**self.options, **self.secrets}
+
+
+class App(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="apps")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    #: Pages and components: {"pages": [{"name": ..., "components": [{"type": ..., ...}]}]}
+    definition = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    released_version = models.ForeignKey(
+        "AppVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class AppVersion(models.Model):
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="versions")
+    name = models.CharField(max_length=100)
+    definition = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["app", "name"], name="unique_app_version_name")]
+
+    def __str__(self):
+        return f"{self.app} {self.name}"
+
+    def release(self):
+        self.released_at = timezone.now()
+        self.save(update_fields=["released_at"])
+        App.objects.filter(pk=self.app_id).update(released_version=self, updated_at=timezone.now())
+
+
+class DataQuery(models.Model):
+    """A query of an app against one data source. ``options`` depend on the kind:
+    SQL text and parameters, HTTP method and path, a Redis command."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="queries")
+    data_source = models.ForeignKey(DataSource, on_delete=models.PROTECT, related_name="queries")
+    name = models.CharField(max_length=200)
+    options = models.JSONField(default=dict, blank=True)
+    run_on_page_load = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "data queries"
+        constraints = [models.UniqueConstraint(fields=["app", "name"], name="unique_query_name")]
+
+    def __str__(self):
+        return f"{self.app}: {self.name}"
+
+
+class AppTemplate(models.Model):
+    """A blueprint to create an app by cloning: its definition and its queries, whose
+    data sources are matched by kind in the target organization."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    definition = models.JSONField(default=dict, blank=True)
+    #: [{"name": ..., "kind": ..., "options": {...}, "run_on_page_load": bool}]
+    queries = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,1 @@
+"""Datasource plugins behind one interface, with a connection cache."""

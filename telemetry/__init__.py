@@ -1,0 +1,1 @@
+"""Observability for a Django low-code platform: metrics, traces, query intelligence."""

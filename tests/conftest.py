@@ -1,0 +1,74 @@
+"""Shared fixtures. Tests run against real services started by ``.ci/services``; a
+missing service is an error, never a skip."""
+
+import os
+
+import pytest
+
+
+def _required_env(name):
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} is not set: run the tests with `make test` (it starts the services)")
+    return value
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    return _required_env("TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def mysql_url():
+    return _required_env("TEST_MYSQL_URL")
+
+
+@pytest.fixture(scope="session")
+def postgres_plugin_url():
+    return _required_env("TEST_POSTGRES_PLUGIN_URL")
+
+
+@pytest.fixture
+def make_member(db, django_user_model):
+    """make_member(org, role, username=None) -> User with a membership of ``role`` in ``org``."""
+    from apps_builder.models import Membership
+
+    counter = {"n": 0}
+
+    def make(org, role, username=None):
+        counter["n"] += 1
+        username = username or f"{role}-{org.slug}-{counter['n']}"
+        user = django_user_model.objects.create_user(username=username, password="pw-" + username)
+        Membership.objects.create(user=user, organization=org, role=role)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def org(db):
+    from apps_builder.models import Organization
+
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_org(db):
+    from apps_builder.models import Organization
+
+    return Organization.objects.create(name="Globex", slug="globex")
+
+
+@pytest.fixture
+def api_client_for():
+    """api_client_for(user) -> DRF APIClient authenticated with the user's token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def make(user):
+        client = APIClient()
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make

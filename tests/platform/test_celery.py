@@ -1,0 +1,62 @@
+"""A Celery task run by a real worker over Redis."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def redis_worker(redis_url, tmp_path):
+    env = {**os.environ, "CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url,
+           "VAR_DIR": str(tmp_path)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
+         "--concurrency=1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    yield env
+    worker.terminate()
+    worker.wait(timeout=20)
+
+
+def test_task_runs_on_a_real_worker_over_redis(redis_worker, redis_url):
+    from celery import Celery
+
+    client = Celery("config", broker=redis_url, backend=redis_url)
+    result = client.send_task("config.celery.ping")
+    assert result.get(timeout=60)["pong"] is True
+
+
+def test_worker_and_beat_start_on_the_embedded_file_broker(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL")}
+    env["VAR_DIR"] = str(tmp_path)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-l", "WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "INFO"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        code = (
+            "import config.celery as c, json; r=c.ping.delay(); print(json.dumps(r.get(timeout=60)))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=90)
+        assert '"pong": true' in out.stdout, out.stderr
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "celerybeat-schedule").exists() and not list(tmp_path.glob("celerybeat-schedule*")):
+            assert time.monotonic() < deadline, "beat did not start"
+            assert beat.poll() is None, beat.stdout.read()
+            time.sleep(0.2)
+    finally:
+        for proc in (worker, beat):
+            proc.terminate()
+            proc.wait(timeout=20)
