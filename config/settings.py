@@ -55,6 +55,7 @@ LOCAL_APPS = [
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
+    "telemetry.middleware.TelemetryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -177,7 +178,9 @@ PLUGINS = {
 }
 
 # ---------------------------------------------------------------------------- telemetry
-TELEMETRY = {}
+TELEMETRY = {
+    "USER_ORGANIZATION_RESOLVER": "apps_builder.telemetry_hooks.user_organization",
+}
 
 # ---------------------------------------------------------------------------- logging
 LOGGING = {

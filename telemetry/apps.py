@@ -5,3 +5,14 @@ class TelemetryConfig(AppConfig):
     name = "telemetry"
     verbose_name = "Telemetry"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        """Installs the hooks once per process; a second call does nothing."""
+        from . import checks, conf, db, handlers, recorder, sampler, signals  # noqa: F401
+
+        if not conf.get("METRICS_ENABLED"):
+            return
+        handlers.register_all()
+        recorder.register_periodic(sampler.sample)
+        db.install()
+        signals.connect()

@@ -2,8 +2,10 @@
 
 Read through :func:`get_settings`, cached and cleared on ``setting_changed`` so that
 ``override_settings(TELEMETRY=...)`` works in tests. Never read at import time.
+Every key is documented in the README's configuration table.
 """
 
+import os
 from functools import lru_cache
 
 from django.conf import settings
@@ -11,9 +13,40 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 DEFAULTS = {
-    # Database alias that holds what telemetry stores; falls back to "default" when the
-    # project defines no such alias.
+    # One switch per signal. Off means the hooks are not installed at all.
+    "METRICS_ENABLED": True,
+    "TRACES_ENABLED": True,
+    "LOGS_ENABLED": True,
+    # Prefix of the ``tooljet_*`` families (the seed's names use ``tooljet``).
+    "NAMESPACE": "tooljet",
+    # Database alias that holds what telemetry stores; "default" when the project has none.
     "DATABASE_ALIAS": "telemetry",
+    # Dotted path to ``callable(request) -> organization id or None``.
+    "ORGANIZATION_RESOLVER": "telemetry.organization.from_request_attribute",
+    # Dotted path to ``callable(user) -> organization id or None`` (login metrics).
+    "USER_ORGANIZATION_RESOLVER": None,
+    # /metrics access: a bearer token, an IP allowlist (addresses or CIDR networks);
+    # with neither, only loopback may scrape.
+    "METRICS_TOKEN": os.environ.get("TELEMETRY_METRICS_TOKEN", ""),
+    "METRICS_ALLOWED_IPS": [],
+    # Cardinality caps: distinct values per label before the ``other`` bucket.
+    "MAX_ORGANIZATIONS": 200,
+    "MAX_APPS": 500,
+    "MAX_QUERY_NAMES": 500,
+    "MAX_QUERY_PATTERNS": 200,
+    "MAX_ROUTES": 500,
+    "MAX_TABLES": 500,
+    # Path prefixes whose requests count as API calls (``api_calls_total``).
+    "API_PATH_PREFIXES": ["/api/"],
+    # Statements slower than this are "slow" (milliseconds).
+    "SLOW_QUERY_MS": 200,
+    # Hot-path events are buffered and applied in batches by a background thread.
+    "FLUSH_INTERVAL_SECONDS": 1.0,
+    "BUFFER_MAX_EVENTS": 100_000,
+    # Active users: a user counts as active for this many seconds after a request.
+    "ACTIVE_USER_WINDOW_SECONDS": 300,
+    # Process resource sampling period (memory, CPU, DB pool gauges).
+    "SAMPLE_INTERVAL_SECONDS": 10.0,
 }
 
 
@@ -24,8 +57,8 @@ def get_settings():
     return merged
 
 
-def get(name):
-    return get_settings()[name]
+def get(name, default=None):
+    return get_settings().get(name, default)
 
 
 @receiver(setting_changed)

@@ -1,0 +1,56 @@
+"""Active users: request handlers note who was seen; the sampler writes it in one
+bulk upsert per interval and counts the window with an indexed query."""
+
+import threading
+from datetime import timedelta
+
+from django.db.models import Count
+from django.utils import timezone
+
+from . import conf, labels
+
+_pending = {}
+_reported = set()
+_lock = threading.Lock()
+
+
+def seen(user_id, organization_id):
+    _pending[user_id] = ("" if organization_id is None else str(organization_id), timezone.now())
+
+
+def write_and_count(batch):
+    from .db import suppressed
+    from .metrics import families
+    from .models import UserActivity
+    from .routers import telemetry_alias
+
+    with _lock:
+        pending = dict(_pending)
+        _pending.clear()
+    alias = telemetry_alias()
+    with suppressed():
+        if pending:
+            rows = [UserActivity(user_id=user_id, organization_id=org, last_seen=last_seen)
+                    for user_id, (org, last_seen) in pending.items()]
+            UserActivity.objects.using(alias).bulk_create(
+                rows, update_conflicts=True, unique_fields=["user_id"],
+                update_fields=["organization_id", "last_seen"],
+            )
+        since = timezone.now() - timedelta(seconds=conf.get("ACTIVE_USER_WINDOW_SECONDS"))
+        per_organization = dict(
+            UserActivity.objects.using(alias).filter(last_seen__gte=since)
+            .values_list("organization_id").annotate(count=Count("id")).order_by()
+        )
+    gauge = families().business.active_users
+    counts = {}
+    for org, count in per_organization.items():
+        if org:
+            label = labels.organization(org)
+            counts[label] = counts.get(label, 0) + count
+    # Organizations whose users all went idle drop to zero rather than keep their last value.
+    for label in _reported - counts.keys():
+        counts[label] = 0
+    _reported.update(counts)
+    for label, count in counts.items():
+        batch.set(gauge, (label, "organization"), count)
+    batch.set(gauge, ("", "platform"), sum(per_organization.values()))

@@ -1,0 +1,49 @@
+"""Fail-open guard: telemetry never breaks the code it observes.
+
+Errors inside telemetry are counted in ``telemetry_internal_errors_total{component}``
+and logged once per component and error type, never raised.
+"""
+
+import logging
+from contextlib import contextmanager
+
+logger = logging.getLogger("telemetry")
+_logged = set()
+_counter = None
+
+
+def _internal_errors():
+    global _counter
+    if _counter is None:
+        from prometheus_client import Counter
+
+        _counter = Counter(
+            "telemetry_internal_errors", "Errors inside telemetry, by component; never raised.", ["component"]
+        )
+    return _counter
+
+
+def report(component, exc):
+    try:
+        _internal_errors().labels(component).inc()
+        key = (component, type(exc).__name__)
+        if key not in _logged:
+            _logged.add(key)
+            logger.warning("telemetry %s failed (logged once): %r", component, exc, exc_info=exc)
+    except Exception:  # noqa: BLE001 - the guard itself must never raise
+        pass
+
+
+@contextmanager
+def guarded(component):
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001
+        report(component, exc)
+
+
+def internal_error_count(component):
+    """Current count for a component (tests and the health page)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("telemetry_internal_errors_total", {"component": component}) or 0.0

@@ -1,0 +1,121 @@
+"""Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
+
+from django.conf import settings
+
+from . import activity, analysis, conf, labels, recorder
+from .metrics import families
+
+DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
+
+
+def _is_api(path):
+    return any(path.startswith(prefix) for prefix in conf.get("API_PATH_PREFIXES"))
+
+
+def on_active(batch, event):
+    method, route, scheme = event[1]
+    batch.add(families().http.active_requests, (labels.method(method), route, scheme), 1)
+
+
+def on_request(batch, event):
+    (_, method, route, status, organization_id, duration, request_size, response_size,
+     path, context, app_operation, user_id) = event
+    metrics = families()
+    method = labels.method(method)
+    status = str(status)
+    organization = labels.organization(organization_id)
+    batch.observe(metrics.http.request_duration, (method, route, status, organization), duration)
+    batch.observe(metrics.http.request_body_size, (method, route), request_size)
+    batch.observe(metrics.http.response_body_size, (method, route, status), response_size)
+    if context.active_key is not None:
+        active_method, active_route, scheme = context.active_key
+        batch.add(metrics.http.active_requests, (labels.method(active_method), active_route, scheme), -1)
+    if _is_api(path):
+        batch.inc(metrics.business.api_calls, (route, method, status, labels.status_class(status)))
+        batch.observe(metrics.business.api_call_duration, (route, method), duration)
+    external = min(context.external_time, duration)
+    database = min(context.db_time, duration - external)
+    analytics = metrics.analytics
+    batch.observe(analytics.api_breakdown, (route, "database"), database)
+    batch.observe(analytics.api_breakdown, (route, "external"), external)
+    batch.observe(analytics.api_breakdown, (route, "application"), max(duration - database - external, 0.0))
+    if app_operation:
+        count = labels.count_bucket(context.query_count)
+        batch.observe(analytics.app_builder_viewer, (route, app_operation, count), duration)
+    benchmark_type = "app_builder_viewer" if app_operation else "api"
+    batch.observe(analytics.benchmark_duration, (settings_release(), route, benchmark_type), duration)
+    if user_id is not None:
+        activity.seen(user_id, organization_id)
+    for query in context.queries:
+        on_query(batch, query, organization)
+
+
+def settings_release():
+    return getattr(settings, "RELEASE_VERSION", "") or "unknown"
+
+
+def on_query(batch, event, organization=""):
+    _, alias, vendor, sql, params, many, started, duration, rowcount, error = event
+    result = analysis.analyze(sql, params, vendor)
+    metrics = families()
+    system = DB_SYSTEMS.get(vendor, vendor)
+    operation = result.operation
+    table = labels.table(result.tables[0]) if result.tables else ""
+    batch.observe(metrics.db.operation_duration, (system, operation, table, organization), duration)
+    batch.inc(metrics.db.operation_count, (system, operation, table))
+    if rowcount >= 0:
+        batch.observe(metrics.db.returned_rows, (system, operation), rowcount)
+    analytics = metrics.analytics
+    if result.complexity_score is not None:
+        batch.set(analytics.query_complexity, (operation, system), result.complexity_score)
+    if duration * 1000 >= conf.get("SLOW_QUERY_MS"):
+        batch.inc(analytics.query_slow, (operation, result.complexity or "unknown"))
+    batch.inc(analytics.query_pattern, (operation, labels.query_pattern(result.pattern)))
+    for code in result.suggestions:
+        batch.inc(analytics.optimization_suggestions, (code,))
+
+
+def on_db_connect(batch, event):
+    _, vendor, seconds, timed_out = event
+    system = DB_SYSTEMS.get(vendor, vendor)
+    metrics = families().db
+    if timed_out:
+        batch.inc(metrics.connection_timeouts, (system,))
+    else:
+        batch.observe(metrics.connection_wait_time, (system,), seconds)
+
+
+def on_plugin(batch, event):
+    (_, kind, organization_id, status, result, seconds, phases, bytes_sent, bytes_received,
+     connect_seconds, use_seconds) = event
+    metrics = families().plugins
+    organization = labels.organization(organization_id)
+    batch.observe(metrics.execution_duration, (kind, organization, status), seconds)
+    batch.inc(metrics.execution_count, (kind, status))
+    batch.inc(metrics.result, (kind, result))
+    for phase, phase_seconds in phases.items():
+        batch.observe(metrics.operation_latency, (kind, phase), phase_seconds)
+    if bytes_sent:
+        batch.observe(metrics.data_transfer_size, (kind, "query"), bytes_sent)
+    batch.observe(metrics.data_transfer_size, (kind, "query_result"), bytes_received)
+    if connect_seconds is not None:
+        batch.observe(metrics.connection_create_duration, (kind, organization), connect_seconds)
+    if use_seconds is not None:
+        batch.observe(metrics.connection_use_duration, (kind,), use_seconds)
+
+
+def on_metric(batch, event):
+    """Generic events from the public API: ``("metric", op, family_path, labels, value)``."""
+    _, operation, family_path, label_values, value = event
+    group, name = family_path
+    family = getattr(getattr(families(), group), name)
+    getattr(batch, operation)(family, label_values, value)
+
+
+def register_all():
+    recorder.register("active", on_active)
+    recorder.register("request", on_request)
+    recorder.register("query", on_query)
+    recorder.register("db_connect", on_db_connect)
+    recorder.register("metric", on_metric)
+    recorder.register("plugin", on_plugin)

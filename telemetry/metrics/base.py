@@ -1,0 +1,31 @@
+"""Shared bucket constants and constructors for metric families.
+
+Families are created once per process, on first use, in prometheus-client's default
+registry (multiprocess-aware when ``PROMETHEUS_MULTIPROC_DIR`` is set before start).
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from ..recorder import Family
+
+#: Seconds: 1 ms .. 30 s.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Bytes: 64 B .. 16 MiB.
+SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+#: Rows returned by a statement.
+ROW_BUCKETS = (0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
+#: Session lengths: 1 min .. 1 day.
+SESSION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+
+
+def counter(name, documentation, labels):
+    return Family(Counter(name, documentation, labels), "counter")
+
+
+def histogram(name, documentation, labels, buckets=DURATION_BUCKETS):
+    metric = Histogram(name, documentation, labels, buckets=buckets)
+    return Family(metric, "histogram", list(metric._upper_bounds))
+
+
+def gauge(name, documentation, labels, multiprocess_mode="livesum"):
+    return Family(Gauge(name, documentation, labels, multiprocess_mode=multiprocess_mode), "gauge")

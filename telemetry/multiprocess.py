@@ -1,0 +1,71 @@
+"""prometheus-client multiprocess mode, with dead workers' files merged.
+
+Each process writes its own ``<type>_<pid>.db`` files; a scrape reads them all, so
+scrape time grows with every worker that ever lived. When gunicorn reaps a worker,
+:func:`merge_dead_process` adds its counters and histograms into one archive file per
+type and deletes its files, so scrape time stays flat over many restarts. A file lock
+keeps a scrape from seeing a worker's values both merged and unmerged.
+"""
+
+import fcntl
+import glob
+import os
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, multiprocess
+from prometheus_client.mmap_dict import MmapedDict
+
+ARCHIVE_PID = "archive"
+
+
+def directory():
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+@contextmanager
+def locked(path, exclusive):
+    with open(os.path.join(path, ".merge.lock"), "a+") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def collect_registry():
+    """A registry reading every process's files (under a shared lock while collecting)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory())
+    return registry
+
+
+def merge_dead_process(pid, path=None):
+    """Folds a dead process's counters and histograms into the archive files and removes
+    its files; its live gauges are dropped (``mark_process_dead``)."""
+    path = path or directory()
+    if not path:
+        return
+    with locked(path, exclusive=True):
+        for kind in ("counter", "histogram"):
+            dead_file = os.path.join(path, f"{kind}_{pid}.db")
+            if not os.path.exists(dead_file):
+                continue
+            archive = MmapedDict(os.path.join(path, f"{kind}_{ARCHIVE_PID}.db"))
+            try:
+                for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(dead_file):
+                    current, _ = archive.read_value(key)
+                    archive.write_value(key, current + value, 0.0)
+            finally:
+                archive.close()
+            os.remove(dead_file)
+        multiprocess.mark_process_dead(pid, path)
+        # Gauges in "all"/"max"/"min"/"mostrecent" modes of a dead process go too.
+        for gauge_file in glob.glob(os.path.join(path, f"gauge_*_{pid}.db")):
+            os.remove(gauge_file)
+
+
+def prepare_directory(path):
+    """Empties the directory at server start: values from a previous run must not leak in."""
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)

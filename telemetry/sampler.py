@@ -1,0 +1,83 @@
+"""Periodic samples taken by the flusher thread every ``SAMPLE_INTERVAL_SECONDS``:
+process resources, database connection gauges, active users, and callbacks that other
+apps register (the plugins' connection cache)."""
+
+import os
+import sys
+import threading
+
+from django.conf import settings
+from django.db import connections
+
+from . import activity, guard
+from .db import tracked_connections
+from .handlers import DB_SYSTEMS
+from .metrics import families
+
+_samplers = []
+_process = {}
+
+
+def register(callback):
+    """``callback(batch)`` is called at every sample; use the public API's setters."""
+    if callback not in _samplers:
+        _samplers.append(callback)
+
+
+def component():
+    """The role of this process, as the ``component`` label of resource metrics."""
+    role = os.environ.get("TELEMETRY_COMPONENT")
+    if role:
+        return role
+    argv = " ".join(sys.argv)
+    if "gunicorn" in argv:
+        return "web"
+    if "celery" in argv:
+        return "beat" if " beat" in argv else "worker"
+    return "django"
+
+
+def _resources(batch):
+    import psutil
+
+    process = _process.get(os.getpid())
+    if process is None:
+        process = _process[os.getpid()] = psutil.Process()
+        process.cpu_percent(None)
+    gauge = families().business.resource_utilization
+    role = component()
+    batch.set(gauge, ("memory", role), process.memory_percent())
+    batch.set(gauge, ("cpu", role), process.cpu_percent(None))
+
+
+def _database_connections(batch):
+    metrics = families().db
+    open_per_alias = {}
+    for wrapper in list(tracked_connections):
+        if wrapper.connection is not None:
+            open_per_alias[wrapper.alias] = open_per_alias.get(wrapper.alias, 0) + 1
+    for alias in settings.DATABASES:
+        wrapper = connections[alias]
+        system = DB_SYSTEMS.get(wrapper.vendor, wrapper.vendor)
+        pool = getattr(wrapper, "pool", None) if wrapper.vendor == "postgresql" else None
+        if pool:
+            stats = pool.get_stats()
+            batch.set(metrics.connection_count, (alias, system), stats.get("pool_size", 0))
+            batch.set(metrics.connection_idle_max, (alias,), pool.max_size)
+            batch.set(metrics.connection_pending_requests, (alias,), stats.get("requests_waiting", 0))
+        else:
+            batch.set(metrics.connection_count, (alias, system), open_per_alias.get(alias, 0))
+            # Without a pool each thread keeps at most one connection open between requests.
+            idle_max = 0 if wrapper.settings_dict.get("CONN_MAX_AGE", 0) == 0 else threading.active_count()
+            batch.set(metrics.connection_idle_max, (alias,), idle_max)
+            batch.set(metrics.connection_pending_requests, (alias,), 0)
+
+
+def sample(batch):
+    for name, step in (("resources", _resources), ("db_connections", _database_connections),
+                       ("active_users", activity.write_and_count)):
+        with guard.guarded(f"sample:{name}"):
+            step(batch)
+    for callback in list(_samplers):
+        with guard.guarded("sample:callback"):
+            callback(batch)
