@@ -127,8 +127,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "telemetry.throttling.AnonRateThrottle",
+        "telemetry.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("THROTTLE_ANON", default="600/min"),
@@ -166,7 +166,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {}
+CELERY_BEAT_SCHEDULER = "telemetry.beat:TelemetryScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "telemetry-storage-usage": {"task": "telemetry.sample_storage_usage", "schedule": 300.0},
+    "telemetry-queue-depth": {"task": "telemetry.sample_queue_depth", "schedule": 15.0},
+    "telemetry-expired-sessions": {"task": "telemetry.record_expired_sessions", "schedule": 3600.0},
+}
 
 # ---------------------------------------------------------------------------- platform
 # Datasource plugins: run timeout and the connection cache.
@@ -180,6 +185,9 @@ PLUGINS = {
 # ---------------------------------------------------------------------------- telemetry
 TELEMETRY = {
     "USER_ORGANIZATION_RESOLVER": "apps_builder.telemetry_hooks.user_organization",
+    "STORAGE_USAGE_PROVIDER": "apps_builder.telemetry_hooks.storage_usage",
+    "METRICS_TOKEN": env("TELEMETRY_METRICS_TOKEN", default=""),
+    "METRICS_ALLOWED_IPS": env.list("TELEMETRY_METRICS_ALLOWED_IPS", default=[]),
 }
 
 # ---------------------------------------------------------------------------- logging

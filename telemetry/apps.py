@@ -8,7 +8,7 @@ class TelemetryConfig(AppConfig):
 
     def ready(self):
         """Installs the hooks once per process; a second call does nothing."""
-        from . import checks, conf, db, handlers, recorder, sampler, signals  # noqa: F401
+        from . import checks, conf, db, handlers, jobs, recorder, sampler, signals  # noqa: F401
 
         if not conf.get("METRICS_ENABLED"):
             return
@@ -16,3 +16,4 @@ class TelemetryConfig(AppConfig):
         recorder.register_periodic(sampler.sample)
         db.install()
         signals.connect()
+        jobs.connect()

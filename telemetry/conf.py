@@ -5,7 +5,6 @@ Read through :func:`get_settings`, cached and cleared on ``setting_changed`` so 
 Every key is documented in the README's configuration table.
 """
 
-import os
 from functools import lru_cache
 
 from django.conf import settings
@@ -27,7 +26,7 @@ DEFAULTS = {
     "USER_ORGANIZATION_RESOLVER": None,
     # /metrics access: a bearer token, an IP allowlist (addresses or CIDR networks);
     # with neither, only loopback may scrape.
-    "METRICS_TOKEN": os.environ.get("TELEMETRY_METRICS_TOKEN", ""),
+    "METRICS_TOKEN": "",
     "METRICS_ALLOWED_IPS": [],
     # Cardinality caps: distinct values per label before the ``other`` bucket.
     "MAX_ORGANIZATIONS": 200,
@@ -45,6 +44,10 @@ DEFAULTS = {
     "BUFFER_MAX_EVENTS": 100_000,
     # Active users: a user counts as active for this many seconds after a request.
     "ACTIVE_USER_WINDOW_SECONDS": 300,
+    # Dotted path to ``callable() -> [(type, organization id, bytes), ...]`` for storage usage.
+    "STORAGE_USAGE_PROVIDER": None,
+    # Broker queues whose depth is sampled (default: Celery's default queue).
+    "QUEUE_DEPTH_QUEUES": [],
     # Process resource sampling period (memory, CPU, DB pool gauges).
     "SAMPLE_INTERVAL_SECONDS": 10.0,
 }
