@@ -32,8 +32,11 @@ migrate: install
 seed: migrate
 	$(PY) manage.py seed_demo
 
+# Web, worker and beat share one prometheus-client multiprocess directory, emptied at start.
 demo: seed
 	@echo "Platform: http://127.0.0.1:$(PORT)/   admin: http://127.0.0.1:$(PORT)/admin/   (Ctrl-C stops everything)"
+	export PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/prometheus-multiproc}; \
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && \
 	PORT=$(PORT) $(VENV)/bin/honcho start -f platform/Procfile -d .
 
 clean:

@@ -1,0 +1,331 @@
+"""What the demo is made of: organizations, members, data sources, apps, queries, a
+template, and the embedded SQLite sample database their queries read.
+
+``seed_demo`` writes it; ``demo_traffic`` reads the same constants to know whom to log in
+as and which parameters each query takes, so the two never drift apart.
+"""
+
+import os
+import random
+import sqlite3
+from pathlib import Path
+
+from django.conf import settings
+
+#: Every demo member has this password (they are demo accounts on loopback).
+MEMBER_PASSWORD = "demo-password"
+ADMIN_USERNAME = "admin"
+DEFAULT_ADMIN_PASSWORD = "admin-demo-password"
+
+ORGANIZATIONS = [
+    {"slug": "acme", "name": "Acme Corp"},
+    {"slug": "globex", "name": "Globex"},
+    {"slug": "initech", "name": "Initech"},
+]
+ROLES = ("admin", "builder", "viewer")
+ENVIRONMENTS = ("development", "staging", "production")
+
+SAMPLE_DATABASE_NAME = "demo_sample.sqlite3"
+#: Bumped when the sample database's content changes, so an old file is rebuilt.
+SAMPLE_DATABASE_VERSION = 1
+SAMPLE_CUSTOMERS = 3_000
+SAMPLE_PRODUCTS = 200
+SAMPLE_ORDERS = 30_000
+
+#: Placeholder until ``demo_traffic`` points it at the endpoint it serves itself.
+REST_PLACEHOLDER_BASE_URL = "http://127.0.0.1:9/"
+REST_API_KEY_HEADER = "X-Api-Key"
+REST_API_KEY = "demo-rest-api-key"
+
+SQLITE_SOURCE_NAME = "Sample database (SQLite)"
+REST_SOURCE_NAME = "Demo REST API"
+POSTGRES_SOURCE_NAME = "Platform database (PostgreSQL)"
+REDIS_SOURCE_NAME = "Cache (Redis)"
+
+TEMPLATE_SLUG = "customer-directory"
+
+
+def username_for(organization_slug, role):
+    return f"{organization_slug}-{role}"
+
+
+def admin_password():
+    return os.environ.get("DEMO_ADMIN_PASSWORD") or DEFAULT_ADMIN_PASSWORD
+
+
+def sample_database_path():
+    return Path(settings.VAR_DIR) / SAMPLE_DATABASE_NAME
+
+
+# ---------------------------------------------------------------------------- sample database
+
+_FIRST_NAMES = ["Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Edsger"]
+_LAST_NAMES = ["Lovelace", "Turing", "Hopper", "Torvalds", "Liskov", "Thompson", "Hamilton", "Ritchie"]
+_COUNTRIES = ["US", "DE", "FR", "IN", "BR", "JP", "GB", "NG", "CA", "AU"]
+_CATEGORIES = ["hardware", "software", "services", "training", "support"]
+ORDER_STATUSES = ["pending", "paid", "shipped", "delivered", "refunded", "cancelled"]
+
+
+def ensure_sample_database(path=None):
+    """Create the sample database at ``path`` unless a complete one of this version is
+    there. Built in a side file and renamed, so a reader never sees half of it.
+
+    ``orders.status`` and ``customers.email`` are deliberately not indexed (the filters
+    the optimizer should flag); ``orders.customer_id`` is not indexed either, which makes
+    the per-customer correlated subquery slow. Returns (path, created)."""
+    path = Path(path or sample_database_path())
+    if _sample_database_is_complete(path):
+        return path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building_path = path.with_name(path.name + f".building-{os.getpid()}")
+    building_path.unlink(missing_ok=True)
+    rng = random.Random(20240601)
+    connection = sqlite3.connect(building_path)
+    try:
+        connection.executescript(
+            """
+            CREATE TABLE customers (
+                id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+                country TEXT NOT NULL, created_at TEXT NOT NULL);
+            CREATE TABLE products (
+                id INTEGER PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL,
+                price REAL NOT NULL);
+            CREATE TABLE orders (
+                id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers(id),
+                product_id INTEGER NOT NULL REFERENCES products(id), quantity INTEGER NOT NULL,
+                total REAL NOT NULL, status TEXT NOT NULL, ordered_at TEXT NOT NULL);
+            CREATE INDEX orders_product_id ON orders(product_id);
+            CREATE TABLE sample_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """
+        )
+        customers = [
+            (
+                number,
+                f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
+                f"customer{number}@example.com",
+                rng.choice(_COUNTRIES),
+                f"2023-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            )
+            for number in range(1, SAMPLE_CUSTOMERS + 1)
+        ]
+        products = [
+            (number, f"Product {number}", rng.choice(_CATEGORIES), round(rng.uniform(5, 500), 2))
+            for number in range(1, SAMPLE_PRODUCTS + 1)
+        ]
+        prices = {number: price for number, _, _, price in products}
+        orders = []
+        for number in range(1, SAMPLE_ORDERS + 1):
+            product_id = rng.randint(1, SAMPLE_PRODUCTS)
+            quantity = rng.randint(1, 5)
+            orders.append((
+                number,
+                rng.randint(1, SAMPLE_CUSTOMERS),
+                product_id,
+                quantity,
+                round(prices[product_id] * quantity, 2),
+                rng.choice(ORDER_STATUSES),
+                f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            ))
+        with connection:
+            connection.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?)", customers)
+            connection.executemany("INSERT INTO products VALUES (?, ?, ?, ?)", products)
+            connection.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", orders)
+            connection.execute(
+                "INSERT INTO sample_meta VALUES ('version', ?)", (str(SAMPLE_DATABASE_VERSION),)
+            )
+    finally:
+        connection.close()
+    os.replace(building_path, path)
+    return path, True
+
+
+def _sample_database_is_complete(path):
+    if not path.exists():
+        return False
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = connection.execute("SELECT value FROM sample_meta WHERE key = 'version'").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return row is not None and row[0] == str(SAMPLE_DATABASE_VERSION)
+
+
+# ---------------------------------------------------------------------------- data sources
+
+def postgres_options_from_settings():
+    """(options, secrets) of the platform's own PostgreSQL, or None on another engine."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        return None
+    options = {
+        "host": database.get("HOST") or "127.0.0.1",
+        "port": int(database.get("PORT") or 5432),
+        "database": database["NAME"],
+        "user": database.get("USER") or "",
+    }
+    return options, {"password": database.get("PASSWORD") or ""}
+
+
+def data_source_specs():
+    """[{"name", "kind", "options", "secrets"}] for every organization; PostgreSQL and
+    Redis only when the platform runs on them."""
+    specs = [
+        {"name": SQLITE_SOURCE_NAME, "kind": "sqlite",
+         "options": {"path": str(sample_database_path())}, "secrets": {}},
+        {"name": REST_SOURCE_NAME, "kind": "restapi",
+         "options": {"base_url": REST_PLACEHOLDER_BASE_URL, "headers": {"Accept": "application/json"}},
+         "secrets": {"headers": {"Accept": "application/json", REST_API_KEY_HEADER: REST_API_KEY}}},
+    ]
+    postgres = postgres_options_from_settings()
+    if postgres:
+        specs.append({"name": POSTGRES_SOURCE_NAME, "kind": "postgresql",
+                      "options": postgres[0], "secrets": postgres[1]})
+    if os.environ.get("REDIS_URL"):
+        specs.append({"name": REDIS_SOURCE_NAME, "kind": "redis",
+                      "options": {"url": os.environ["REDIS_URL"]}, "secrets": {}})
+    return specs
+
+
+# ---------------------------------------------------------------------------- queries and apps
+
+def sql(text):
+    """DataQuery.options of an SQL query (``:name`` parameters are bound by the plugin)."""
+    return {"query": text}
+
+
+def http(method, path, params=None, body=None):
+    """DataQuery.options of a REST API query."""
+    options = {"method": method, "path": path, "params": params or {}}
+    if body is not None:
+        options["body"] = body
+    return options
+
+
+#: Query name -> callable(rng) -> run parameters. demo_traffic sends these.
+QUERY_PARAMETERS = {
+    "customer_orders": lambda rng: {"customer_id": rng.randint(1, SAMPLE_CUSTOMERS)},
+    "orders_by_status": lambda rng: {"status": rng.choice(ORDER_STATUSES)},
+    "customer_by_email": lambda rng: {"email": f"customer{rng.randint(1, SAMPLE_CUSTOMERS)}@example.com"},
+    "top_customers_slow": lambda rng: {"limit": rng.choice([200, 400, 600])},
+    "search_products": lambda rng: {"pattern": f"%{rng.randint(1, 9)}%"},
+    "create_ticket": lambda rng: {"subject": f"Ticket {rng.randint(1, 10_000)}"},
+    "versions_of_app": lambda rng: {"slug": f"{rng.choice(ORGANIZATIONS)['slug']}-customers"},
+}
+
+#: Queries that fail on purpose (a missing table, an endpoint answering 500).
+FAILING_QUERY_NAMES = {"broken_invoices", "failing_endpoint"}
+SLOW_QUERY_NAMES = {"top_customers_slow", "slow_endpoint"}
+
+
+def _page(name, *components):
+    return {"name": name, "handle": name.lower().replace(" ", "-"), "components": list(components)}
+
+
+def _component(kind, name, **properties):
+    return {"type": kind, "name": name, "properties": properties}
+
+
+def app_specs(organization_slug, source_kinds):
+    """[{"slug", "name", "definition", "queries": [(name, kind, options, on_load)]}] of one
+    organization, for the data source kinds it has."""
+    apps = [
+        {
+            "slug": f"{organization_slug}-customers",
+            "name": "Customer directory",
+            "definition": {"pages": [
+                _page("Customers",
+                      _component("table", "customersTable", data="{{queries.list_customers.data}}"),
+                      _component("textinput", "emailInput", placeholder="email"),
+                      _component("button", "findButton", text="Find", on_click="customer_by_email")),
+                _page("Customer",
+                      _component("table", "ordersTable", data="{{queries.customer_orders.data}}")),
+            ]},
+            "queries": [
+                ("list_customers", "sqlite", sql(
+                    "SELECT id, name, email, country FROM customers ORDER BY id LIMIT 20"), True),
+                ("customer_orders", "sqlite", sql(
+                    "SELECT o.id, p.name AS product, o.quantity, o.total, o.status FROM orders o "
+                    "JOIN products p ON p.id = o.product_id WHERE o.customer_id = :customer_id "
+                    "ORDER BY o.ordered_at DESC"), False),
+                ("customer_by_email", "sqlite", sql(
+                    "SELECT * FROM customers WHERE email = :email"), False),
+            ],
+        },
+        {
+            "slug": f"{organization_slug}-sales",
+            "name": "Sales report",
+            "definition": {"pages": [
+                _page("Overview",
+                      _component("chart", "revenueChart", data="{{queries.revenue_by_category.data}}"),
+                      _component("table", "statusTable", data="{{queries.orders_by_status.data}}"),
+                      _component("table", "topCustomers", data="{{queries.top_customers_slow.data}}")),
+            ]},
+            "queries": [
+                ("revenue_by_category", "sqlite", sql(
+                    "SELECT p.category, COUNT(*) AS orders, ROUND(SUM(o.total), 2) AS revenue "
+                    "FROM orders o JOIN products p ON p.id = o.product_id "
+                    "GROUP BY p.category ORDER BY revenue DESC"), True),
+                ("orders_by_status", "sqlite", sql(
+                    "SELECT id, customer_id, total, ordered_at FROM orders WHERE status = :status "
+                    "ORDER BY total DESC LIMIT 50"), False),
+                ("top_customers_slow", "sqlite", sql(
+                    "SELECT c.id, c.name, (SELECT ROUND(SUM(o.total), 2) FROM orders o "
+                    "WHERE o.customer_id = c.id) AS lifetime_value FROM customers c "
+                    "WHERE c.id <= :limit ORDER BY lifetime_value DESC"), False),
+                ("search_products", "sqlite", sql(
+                    "SELECT id, name, price FROM products WHERE name LIKE :pattern"), False),
+                ("broken_invoices", "sqlite", sql("SELECT * FROM invoices"), False),
+            ],
+        },
+        {
+            "slug": f"{organization_slug}-ops",
+            "name": "Operations console",
+            "definition": {"pages": [
+                _page("Status",
+                      _component("json", "statusView", data="{{queries.service_status.data}}"),
+                      _component("form", "ticketForm", on_submit="create_ticket")),
+            ]},
+            "queries": [
+                ("service_status", "restapi", http("GET", "/status"), True),
+                ("slow_endpoint", "restapi", http("GET", "/slow", {"delay": "0.8"}), False),
+                ("failing_endpoint", "restapi", http("GET", "/fail"), False),
+                ("create_ticket", "restapi", http("POST", "/tickets", body={"subject": "{{subject}}"}), False),
+            ],
+        },
+    ]
+    if "postgresql" in source_kinds:
+        apps.append({
+            "slug": f"{organization_slug}-platform-stats",
+            "name": "Platform statistics",
+            "definition": {"pages": [
+                _page("Apps", _component("table", "appsTable", data="{{queries.apps_per_organization.data}}")),
+            ]},
+            "queries": [
+                ("apps_per_organization", "postgresql", sql(
+                    "SELECT o.slug, COUNT(a.id) AS apps FROM apps_builder_organization o "
+                    "LEFT JOIN apps_builder_app a ON a.organization_id = o.id GROUP BY o.slug"), True),
+                ("versions_of_app", "postgresql", sql(
+                    "SELECT v.name, v.released_at FROM apps_builder_appversion v "
+                    "JOIN apps_builder_app a ON a.id = v.app_id WHERE a.slug = :slug "
+                    "ORDER BY v.created_at DESC LIMIT 20"), False),
+            ],
+        })
+    if "redis" in source_kinds:
+        apps[2]["queries"].append(("cache_ping", "redis", {"command": ["PING"]}, True))
+    return apps
+
+
+def template_spec():
+    return {
+        "slug": TEMPLATE_SLUG,
+        "name": "Customer directory",
+        "description": "A table of customers and their orders, on the SQLite sample database.",
+        "definition": app_specs("template", {"sqlite"})[0]["definition"],
+        "queries": [
+            {"name": name, "kind": kind, "options": options, "run_on_page_load": on_load}
+            for name, kind, options, on_load in app_specs("template", {"sqlite"})[0]["queries"]
+        ],
+    }

@@ -1,0 +1,121 @@
+"""Per-request overhead of our metrics against bare Django and django-prometheus.
+
+Counts instructions under callgrind (see shared BENCHMARKING.md): for each configuration
+two runs of N1 and N2 requests after the same warm-up; (total2 - total1) / (N2 - N1) is
+the per-request cost with start-up cancelled out. Then an interleaved wall-clock run
+(A B C A B C ...) for microseconds. Needs PostgreSQL (DATABASE_URL) and
+``pip install -r bench/requirements.txt``.
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/overhead.py [--n1 20 --n2 120]
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ("off", "metrics", "django_prometheus")
+WARMUP = 10
+
+CHILD = r"""
+import os, sys, time
+sys.path.insert(0, {root!r})
+import django
+django.setup()
+from django.test import Client
+client = Client()
+def run(count):
+    for index in range(count):
+        response = client.get(f"/api/items/{{index}}/view")
+        assert response.status_code == 200, response.status_code
+    try:
+        from telemetry import recorder
+        recorder.flush()
+    except ImportError:
+        pass
+run({warmup})
+mode = sys.argv[1]
+if mode == "count":
+    run(int(sys.argv[2]))
+else:
+    rounds = []
+    for _ in range(int(sys.argv[3])):
+        started = time.perf_counter()
+        run(int(sys.argv[2]))
+        rounds.append((time.perf_counter() - started) / int(sys.argv[2]))
+    print(" ".join(f"{{value:.9f}}" for value in rounds))
+"""
+
+
+def child_env(config):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": config,
+           "PYTHONHASHSEED": "0"}
+    env.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="bench-var-"))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+def instructions(config, requests_count, script):
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script, "count",
+         str(requests_count)],
+        cwd=ROOT, env=child_env(config), capture_output=True, text=True, check=True,
+    )
+    match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
+    return int(match.group(1))
+
+
+def wall_clock(config, requests_count, rounds, script):
+    result = subprocess.run([sys.executable, script, "time", str(requests_count), str(rounds)],
+                            cwd=ROOT, env=child_env(config), capture_output=True, text=True, check=True)
+    return [float(value) for value in result.stdout.split()]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n1", type=int, default=20)
+    parser.add_argument("--n2", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-callgrind", action="store_true")
+    args = parser.parse_args()
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+        handle.write(CHILD.format(root=str(ROOT), warmup=WARMUP))
+        script = handle.name
+
+    print(f"Realistic view: 3 ORM queries on {os.environ.get('DATABASE_URL', 'SQLite').split('@')[-1]}")
+    if not args.no_callgrind:
+        per_request = {}
+        for config in CONFIGS:
+            first = instructions(config, args.n1, script)
+            second = instructions(config, args.n2, script)
+            per_request[config] = (second - first) / (args.n2 - args.n1)
+        bare = per_request["off"]
+        print(f"\nInstructions per request (callgrind, N={args.n1} and {args.n2}):")
+        print(f"{'configuration':<22}{'instr/request':>15}{'overhead':>12}{'vs django-prometheus':>24}")
+        peer = per_request["django_prometheus"] - bare
+        for config in CONFIGS:
+            overhead = per_request[config] - bare
+            ratio = f"{overhead / peer:.2f}x" if config != "off" and peer > 0 else "-"
+            print(f"{config:<22}{per_request[config] / 1e6:>13.3f} M{overhead / 1e3:>+10.0f} k{ratio:>24}")
+
+    samples = {config: [] for config in CONFIGS}
+    for _ in range(args.rounds):
+        for config in CONFIGS:
+            samples[config].extend(wall_clock(config, 200, 1, script))
+    bare = statistics.median(samples["off"])
+    print(f"\nWall clock, interleaved, {args.rounds} rounds of 200 requests (median, min-max):")
+    for config in CONFIGS:
+        values = samples[config]
+        median = statistics.median(values)
+        print(f"{config:<22}{median * 1e6:>9.0f} us  ({min(values) * 1e6:.0f}-{max(values) * 1e6:.0f})"
+              f"  overhead {(median - bare) * 1e6:+.0f} us  ratio {median / bare:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Starting real server processes for tests: free ports, readiness, clean shutdown."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout=30.0, interval=0.2, message="condition not met"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(interval)
+
+
+def embedded_env(var_dir, **extra):
+    """The environment of a process on embedded defaults in ``var_dir``."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DATABASE_URL", "TELEMETRY_DATABASE_URL", "CELERY_BROKER_URL",
+                          "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR", "DJANGO_SETTINGS_MODULE")}
+    env.update(VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+@contextmanager
+def gunicorn(env, workers=2, threads=1, log_path=None):
+    """Runs gunicorn with ``platform/gunicorn.conf.py``; yields (base_url, process)."""
+    port = free_port()
+    env = {**env, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), "PORT": str(port)}
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [str(VENV_BIN / "gunicorn"), "-c", "platform/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def up():
+        assert process.poll() is None, "gunicorn exited"
+        try:
+            return requests.get(base_url + "/health", timeout=2).status_code in (200, 503)
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, timeout=60, message="gunicorn did not start")
+        yield base_url, process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if log_path:
+            log.close()
