@@ -29,10 +29,22 @@ def _light(sql):
     return LightAnalysis(sql)
 
 
-def analyze(sql, params, vendor):
+def _full_analyzer():
     try:
         from .sql import analyze as full_analyze
     except ImportError:
+        return None
+    return full_analyze
+
+
+_analyzers = []
+
+
+def analyze(sql, params, vendor):
+    if not _analyzers:
+        _analyzers.append(_full_analyzer())
+    full_analyze = _analyzers[0]
+    if full_analyze is None:
         return _light(sql)
     try:
         return full_analyze(sql, params, vendor)
