@@ -6,6 +6,7 @@ PORT    ?= 8000
 
 # Test services started by .ci/services (PostgreSQL, Redis, MariaDB on loopback).
 TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://tooljet:tooljet@127.0.0.1:5432/tooljet} \
+	TELEMETRY_DATABASE_URL=$${TELEMETRY_DATABASE_URL:-postgres://tooljet:tooljet@127.0.0.1:5432/tooljet_telemetry} \
 	TEST_REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
 	TEST_POSTGRES_PLUGIN_URL=$${TEST_POSTGRES_PLUGIN_URL:-postgres://tooljet:tooljet@127.0.0.1:5432/tooljet_plugin_data} \
 	TEST_MYSQL_URL=$${TEST_MYSQL_URL:-mysql://tooljet:tooljet@127.0.0.1:3306/tooljet_plugin_data}

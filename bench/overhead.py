@@ -52,10 +52,13 @@ else:
 """
 
 
+VAR_DIR = tempfile.TemporaryDirectory(prefix="bench-var-")
+
+
 def child_env(config):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": config,
            "PYTHONHASHSEED": "0"}
-    env.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="bench-var-"))
+    env.setdefault("VAR_DIR", VAR_DIR.name)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 

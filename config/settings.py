@@ -116,6 +116,7 @@ LOGIN_URL = "/admin/login/"
 # ---------------------------------------------------------------------------- static
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 # Serve the apps' static files (admin) from their directories: no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 
@@ -175,6 +176,7 @@ CELERY_BEAT_SCHEDULE = {
     "telemetry-storage-usage": {"task": "telemetry.sample_storage_usage", "schedule": 300.0},
     "telemetry-queue-depth": {"task": "telemetry.sample_queue_depth", "schedule": 15.0},
     "telemetry-expired-sessions": {"task": "telemetry.record_expired_sessions", "schedule": 3600.0},
+    "telemetry-compare-releases": {"task": "telemetry.compare_releases", "schedule": 60.0},
 }
 
 # ---------------------------------------------------------------------------- platform

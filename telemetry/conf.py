@@ -39,6 +39,8 @@ DEFAULTS = {
     "API_PATH_PREFIXES": ["/api/"],
     # Statements slower than this are "slow" (milliseconds).
     "SLOW_QUERY_MS": 200,
+    # Apdex target for the release performance score (seconds).
+    "APDEX_TARGET_SECONDS": 0.5,
     # Hot-path events are buffered and applied in batches by a background thread.
     "FLUSH_INTERVAL_SECONDS": 1.0,
     "BUFFER_MAX_EVENTS": 100_000,

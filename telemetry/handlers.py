@@ -1,8 +1,6 @@
 """Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
 
-from django.conf import settings
-
-from . import activity, analysis, conf, labels, recorder
+from . import activity, analysis, conf, labels, recorder, releases
 from .metrics import families
 
 DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
@@ -43,15 +41,12 @@ def on_request(batch, event):
         count = labels.count_bucket(context.query_count)
         batch.observe(analytics.app_builder_viewer, (route, app_operation, count), duration)
     benchmark_type = "app_builder_viewer" if app_operation else "api"
-    batch.observe(analytics.benchmark_duration, (settings_release(), route, benchmark_type), duration)
+    batch.observe(analytics.benchmark_duration, (releases.current_release(), route, benchmark_type), duration)
+    releases.observe(route, duration)
     if user_id is not None:
         activity.seen(user_id, organization_id)
     for query in context.queries:
         on_query(batch, query, organization)
-
-
-def settings_release():
-    return getattr(settings, "RELEASE_VERSION", "") or "unknown"
 
 
 def on_query(batch, event, organization=""):

@@ -54,16 +54,10 @@ def dropped_events():
 
 
 def flush(sample=False):
-    """Drains the buffer now and applies it; with ``sample``, runs the periodic
-    callbacks too. Safe from any thread."""
+    """Drains the buffer now and applies it; with ``sample``, then runs the periodic
+    callbacks (which see what was just drained). Safe from any thread."""
     with _drain_lock:
         batch = Batch()
-        if sample:
-            for callback in _periodic:
-                try:
-                    callback(batch)
-                except Exception as exc:  # noqa: BLE001
-                    guard.report("periodic", exc)
         popleft = _events.popleft
         while True:
             try:
@@ -75,6 +69,12 @@ def flush(sample=False):
                     handler(batch, event)
                 except Exception as exc:  # noqa: BLE001
                     guard.report(f"handler:{event[0]}", exc)
+        if sample:
+            for callback in _periodic:
+                try:
+                    callback(batch)
+                except Exception as exc:  # noqa: BLE001
+                    guard.report("periodic", exc)
         batch.apply()
         _report_dropped()
 
@@ -93,7 +93,7 @@ def _report_dropped():
 
 
 def _run(wake):
-    from django.db import close_old_connections
+    from django.db import connections
 
     from .db import suppress_in_this_thread
 
@@ -106,8 +106,12 @@ def _run(wake):
         with guard.guarded("flush"):
             if sample:
                 last_sample = time.monotonic()
-                close_old_connections()
             flush(sample=sample)
+        if sample:
+            # One short-lived connection per sample: nothing held open between samples,
+            # and a database that went away is simply reconnected next time.
+            with guard.guarded("flush_close"):
+                connections.close_all()
 
 
 def _start_thread():
@@ -121,6 +125,12 @@ def _start_thread():
         thread.start()
 
 
+def run_in_foreground():
+    """No flusher thread in this process: events wait for an explicit :func:`flush`.
+    For test processes, where a background writer would race the test database."""
+    _state["pid"] = os.getpid()
+
+
 def _after_fork_in_child():
     global _drain_lock
     _drain_lock = threading.Lock()
@@ -129,7 +139,7 @@ def _after_fork_in_child():
 
 def _flush_at_exit():
     with guard.guarded("flush_at_exit"):
-        flush()
+        flush(sample=_state["thread"] is not None and _state["pid"] == os.getpid())
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

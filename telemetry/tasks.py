@@ -70,3 +70,13 @@ def record_expired_sessions(batch_size=500):
         Session.objects.filter(pk__in=[session.pk for session in expired]).delete()
     recorder.flush()
     return recorded
+
+
+@shared_task(name="telemetry.compare_releases", time_limit=300, soft_time_limit=280, ignore_result=True)
+def compare_releases():
+    """Release comparison: drives the ``<namespace>_benchmark_*`` metrics."""
+    from . import releases
+
+    summary = releases.compare()
+    recorder.flush()
+    return summary

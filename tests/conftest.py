@@ -5,6 +5,12 @@ import os
 
 import pytest
 
+from telemetry import recorder
+
+# Telemetry events in the test process are applied by explicit flushes (the `samples`
+# fixture, /metrics), never by a background thread racing the test databases.
+recorder.run_in_foreground()
+
 
 def _required_env(name):
     value = os.environ.get(name)

@@ -1,0 +1,72 @@
+"""Release comparison drives the benchmark metrics from stored per-release latency."""
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from django.test import override_settings
+
+from telemetry import releases
+from telemetry.models import ReleaseRouteStats
+
+pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def store(release, route, durations, hour):
+    target = 0.5
+    ReleaseRouteStats.objects.using("telemetry").create(
+        release=release, route=route, hour=hour, count=len(durations), total_seconds=sum(durations),
+        total_squares=sum(d * d for d in durations), satisfied=sum(d <= target for d in durations),
+        tolerating=sum(target < d <= 4 * target for d in durations), max_seconds=max(durations))
+
+
+def latencies(mean, count=200, seed=1):
+    generator = random.Random(seed)
+    return [max(generator.gauss(mean, mean / 10), 0.0001) for _ in range(count)]
+
+
+@override_settings(RELEASE_VERSION="2.1.0")
+def test_a_slower_release_is_a_significant_regression_and_scores_lower(samples):
+    store("2.0.5", "/api/apps", latencies(0.10), START)
+    store("2.0.5", "/api/stable", latencies(0.05, seed=3), START)
+    store("2.1.0", "/api/apps", latencies(0.16, seed=2), START + timedelta(days=1))
+    store("2.1.0", "/api/stable", latencies(0.05, seed=3), START + timedelta(days=1))
+    comparisons = {verdict: samples.snapshot("tooljet_benchmark_comparison_total", {
+        "tooljet_release_current": "2.1.0", "tooljet_release_previous": "2.0.5",
+        "tooljet_comparison_significance": verdict}) for verdict in ("regression", "no_change", "improvement")}
+    regressions = samples.snapshot("tooljet_benchmark_regression_detected_total",
+                                   {"tooljet_release_current": "2.1.0", "tooljet_regression_type": "severe"})
+    summary = releases.compare()
+    assert summary["routes"] == {"/api/apps": "regression", "/api/stable": "no_change"}
+    assert (comparisons["regression"](), comparisons["no_change"](), comparisons["improvement"]()) == (1, 1, 0)
+    assert regressions() == 1  # 60 % slower
+    assert samples.value("tooljet_benchmark_performance_score", {"tooljet_release_version": "2.1.0"}) == 100
+    trend = samples.value("tooljet_benchmark_trend_coefficient",
+                          {"tooljet_release_version": "2.1.0", "http_route": "/api/apps"})
+    assert 0.4 < trend < 0.5  # slope 0.06 over mean 0.13
+
+
+def test_significance_needs_enough_samples_and_a_real_difference():
+    def row(durations):
+        return {"count": len(durations), "total": sum(durations), "squares": sum(d * d for d in durations)}
+
+    assert releases.significance(row(latencies(0.1)), row(latencies(0.1, seed=9))) == "no_change"
+    assert releases.significance(row(latencies(0.1)), row(latencies(0.05, seed=9))) == "improvement"
+    assert releases.significance(row(latencies(0.1, count=5)), row(latencies(0.5, count=5))) == "insufficient_data"
+
+
+def test_score_is_apdex_times_100():
+    stats = {"/a": {"count": 4, "satisfied": 2, "tolerating": 2}}
+    assert releases.performance_score(stats) == 75.0
+
+
+def test_requests_are_aggregated_per_release_and_written_in_one_upsert(client, settings):
+    settings.RELEASE_VERSION = "9.9.9"
+    from telemetry import api
+
+    for _ in range(3):
+        client.get("/health")
+    api.flush(sample=True)
+    row = ReleaseRouteStats.objects.using("telemetry").get(release="9.9.9", route="/health")
+    assert row.count == 3
