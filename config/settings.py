@@ -173,10 +173,10 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "telemetry.beat:TelemetryScheduler"
 CELERY_BEAT_SCHEDULE = {
-    "telemetry-storage-usage": {"task": "telemetry.sample_storage_usage", "schedule": 300.0},
+    "telemetry-storage-usage": {"task": "telemetry.sample_storage_usage", "schedule": 60.0},
     "telemetry-queue-depth": {"task": "telemetry.sample_queue_depth", "schedule": 15.0},
     "telemetry-expired-sessions": {"task": "telemetry.record_expired_sessions", "schedule": 3600.0},
-    "telemetry-compare-releases": {"task": "telemetry.compare_releases", "schedule": 60.0},
+    "telemetry-compare-releases": {"task": "telemetry.compare_releases", "schedule": 30.0},
 }
 
 # ---------------------------------------------------------------------------- platform
