@@ -329,3 +329,16 @@ def template_spec():
             for name, kind, options, on_load in app_specs("template", {"sqlite"})[0]["queries"]
         ],
     }
+
+
+#: The release before this one, and its per-route latency (path, requests, mean seconds),
+#: seeded so that release comparison has a baseline in the demo.
+PREVIOUS_RELEASE = "0.0.9"
+RELEASE_HISTORY = [
+    ("/api/apps/", 800, 0.030),
+    ("/api/apps/sales-dashboard/", 600, 0.025),
+    ("/api/apps/sales-dashboard/view", 900, 0.060),
+    ("/api/data-queries/1/run", 700, 0.040),
+    ("/api/auth/login", 300, 0.200),
+    ("/api/data-sources/", 200, 0.020),
+]

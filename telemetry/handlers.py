@@ -88,6 +88,7 @@ def on_plugin(batch, event):
     batch.observe(metrics.execution_duration, (kind, organization, status), seconds)
     batch.inc(metrics.execution_count, (kind, status))
     batch.inc(metrics.result, (kind, result))
+    batch.observe(families().analytics.external_operation, ("datasource_query", kind), seconds)
     for phase, phase_seconds in phases.items():
         batch.observe(metrics.operation_latency, (kind, phase), phase_seconds)
     if bytes_sent:
