@@ -101,7 +101,12 @@ for _alias, _db in DATABASES.items():
     elif _db["ENGINE"] == "django.db.backends.postgresql":
         _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
         if env.bool("DATABASE_POOL", default=False):
-            _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 10, "timeout": 10}
+            _db["CONN_MAX_AGE"] = 0
+            _db.setdefault("OPTIONS", {})["pool"] = {
+                "min_size": 1,
+                "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+                "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+            }
 DATABASE_ROUTERS = ["telemetry.routers.TelemetryRouter"]
 
 # ---------------------------------------------------------------------------- cache

@@ -32,7 +32,15 @@ def failing(request):
     raise RuntimeError("boom")
 
 
+async def async_view(request):
+    from django.http import JsonResponse
+
+    request.organization_id = 5
+    return JsonResponse({"async": True})
+
+
 urlpatterns = [
+    path("async", async_view),
     path("api/things/<int:thing_id>/view", three_queries),
     path("external", external_call),
     path("fail", failing),
@@ -135,3 +143,15 @@ def test_api_prefixes_are_a_setting(client, samples):
                                                  "status_code": "200", "status_class": "2xx"})
     client.get("/external")
     assert calls() == 1
+
+
+def test_async_requests_are_measured_through_the_async_path(samples):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    labels = {"http_request_method": "GET", "http_route": "/async", "http_response_status_code": "200",
+              "organization_id": "5"}
+    delta = samples.snapshot("http_server_request_duration_seconds_count", labels)
+    response = async_to_sync(AsyncClient().get)("/async")
+    assert response.status_code == 200
+    assert delta() == 1
