@@ -1,6 +1,7 @@
 """Statement analysis as the metric handlers need it: ``telemetry.sql.analyze`` when
 available, else a minimal operation/table extraction. Runs in the flusher thread only."""
 
+import hashlib
 import re
 from functools import lru_cache
 
@@ -8,10 +9,12 @@ from . import guard
 
 _FIRST_WORD = re.compile(r"^\s*(?:/\*.*?\*/\s*)?(\w+)", re.S)
 _TABLE = re.compile(r'\b(?:from|into|update|join)\s+[`"]?([\w.]+)[`"]?', re.I)
+_LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|%s|\$\d+|\?")
 
 
 class LightAnalysis:
-    __slots__ = ("operation", "tables", "complexity_score", "complexity", "pattern", "suggestions", "fingerprint_id")
+    __slots__ = ("operation", "tables", "complexity_score", "complexity", "pattern", "suggestions", "fingerprint",
+                 "fingerprint_id")
 
     def __init__(self, sql):
         match = _FIRST_WORD.match(sql)
@@ -21,7 +24,8 @@ class LightAnalysis:
         self.complexity = "unknown"
         self.pattern = "_".join((self.operation,) + self.tables[:3])
         self.suggestions = ()
-        self.fingerprint_id = None
+        self.fingerprint = " ".join(_LITERAL.sub("?", sql).split())
+        self.fingerprint_id = hashlib.blake2b(self.fingerprint.encode(), digest_size=8).hexdigest()
 
 
 @lru_cache(maxsize=4096)

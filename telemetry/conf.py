@@ -39,6 +39,10 @@ DEFAULTS = {
     "API_PATH_PREFIXES": ["/api/"],
     # Statements slower than this are "slow" (milliseconds).
     "SLOW_QUERY_MS": 200,
+    # Runtime query detectors: repetitions of one fingerprint with different parameters
+    # in one request that make an N+1, and rows a SELECT without LIMIT may return.
+    "N_PLUS_ONE_THRESHOLD": 5,
+    "ADD_LIMIT_ROWS": 1000,
     # Apdex target for the release performance score (seconds).
     "APDEX_TARGET_SECONDS": 0.5,
     # Hot-path events are buffered and applied in batches by a background thread.

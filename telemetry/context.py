@@ -9,6 +9,7 @@ MAX_QUERIES_PER_REQUEST = 1000
 class RequestContext:
     __slots__ = (
         "started", "queries", "query_count", "db_time", "external_time", "route", "active_key",
+        "statements_seen",
     )
 
     def __init__(self, started):
@@ -19,6 +20,7 @@ class RequestContext:
         self.external_time = 0.0
         self.route = None
         self.active_key = None
+        self.statements_seen = set()
 
 
 current_request = ContextVar("telemetry_request", default=None)

@@ -11,7 +11,7 @@ from time import perf_counter
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from . import guard, recorder
+from . import callsite, conf, guard, recorder
 from .context import MAX_QUERIES_PER_REQUEST, current_request
 
 _local = threading.local()
@@ -49,8 +49,20 @@ def execute_wrapper(execute, sql, params, many, context):
         try:
             connection = context["connection"]
             rowcount = context["cursor"].cursor.rowcount if error is None else -1
-            event = ("query", connection.alias, connection.vendor, sql, params, many, started, duration, rowcount, error)
             request = current_request.get()
+            call_site = None
+            if duration >= _slow_seconds():
+                call_site = callsite.find()
+            elif request is not None:
+                # Only a statement text seen before in this request (a possible N+1 or
+                # duplicate) pays for the stack walk that finds its call site.
+                seen = request.statements_seen
+                if sql in seen:
+                    call_site = callsite.find()
+                else:
+                    seen.add(sql)
+            event = ("query", connection.alias, connection.vendor, sql, params, many, started, duration,
+                     rowcount, error, call_site)
             if request is None:
                 recorder.record(event)
             else:
@@ -62,6 +74,10 @@ def execute_wrapper(execute, sql, params, many, context):
                     recorder.record(event)
         except Exception as exc:  # noqa: BLE001
             guard.report("execute_wrapper", exc)
+
+
+def _slow_seconds():
+    return conf.get("SLOW_QUERY_MS") / 1000.0
 
 
 def _install(sender, connection, **kwargs):

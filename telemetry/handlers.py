@@ -1,6 +1,6 @@
 """Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
 
-from . import activity, analysis, conf, labels, recorder, releases
+from . import activity, analysis, conf, labels, querystats, recorder, releases
 from .metrics import families
 
 DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
@@ -45,13 +45,20 @@ def on_request(batch, event):
     releases.observe(route, duration)
     if user_id is not None:
         activity.seen(user_id, organization_id)
-    for query in context.queries:
-        on_query(batch, query, organization)
+    analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
+    querystats.detect(analysed, route, organization)
+
+
+def on_standalone_query(batch, event):
+    """A statement outside any request (Celery task, management command)."""
+    querystats.detect([(event, on_query(batch, event))])
 
 
 def on_query(batch, event, organization=""):
-    _, alias, vendor, sql, params, many, started, duration, rowcount, error = event
+    """Metrics and statistics of one statement; returns its analysis."""
+    _, alias, vendor, sql, params, many, started, duration, rowcount, error, call_site = event
     result = analysis.analyze(sql, params, vendor)
+    querystats.observe(result, alias, duration, rowcount)
     metrics = families()
     system = DB_SYSTEMS.get(vendor, vendor)
     operation = result.operation
@@ -68,6 +75,7 @@ def on_query(batch, event, organization=""):
     batch.inc(analytics.query_pattern, (operation, labels.query_pattern(result.pattern)))
     for code in result.suggestions:
         batch.inc(analytics.optimization_suggestions, (code,))
+    return result
 
 
 def on_db_connect(batch, event):
@@ -111,7 +119,7 @@ def on_metric(batch, event):
 def register_all():
     recorder.register("active", on_active)
     recorder.register("request", on_request)
-    recorder.register("query", on_query)
+    recorder.register("query", on_standalone_query)
     recorder.register("db_connect", on_db_connect)
     recorder.register("metric", on_metric)
     recorder.register("plugin", on_plugin)

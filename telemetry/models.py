@@ -34,3 +34,81 @@ class ReleaseRouteStats(models.Model):
         constraints = [models.UniqueConstraint(fields=["release", "route", "hour"], name="unique_release_route_hour")]
         indexes = [models.Index(fields=["release", "hour"])]
         verbose_name_plural = "release route stats"
+
+
+class QueryStat(models.Model):
+    """Per-fingerprint statistics per database alias and hour, like pg_stat_statements:
+    written by increment-upserts from every process, so totals are exact."""
+
+    #: Upper bounds (ms) of the latency histogram kept per row for p50 / p95 / p99.
+    BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+
+    fingerprint_id = models.CharField(max_length=32)
+    alias = models.CharField(max_length=64)
+    hour = models.DateTimeField()
+    fingerprint = models.TextField()
+    operation = models.CharField(max_length=32, db_default="other")
+    tables = models.CharField(max_length=255, db_default="")
+    complexity = models.CharField(max_length=16, db_default="unknown")
+    complexity_score = models.FloatField(null=True)
+    suggestions = models.CharField(max_length=255, db_default="")
+    calls = models.BigIntegerField(db_default=0)
+    total_ms = models.FloatField(db_default=0.0)
+    total_squares_ms = models.FloatField(db_default=0.0)
+    min_ms = models.FloatField(db_default=0.0)
+    max_ms = models.FloatField(db_default=0.0)
+    rows = models.BigIntegerField(db_default=0)
+    #: One column per bucket keeps the histogram summable by increment-upserts.
+    bucket_0 = models.BigIntegerField(db_default=0)
+    bucket_1 = models.BigIntegerField(db_default=0)
+    bucket_2 = models.BigIntegerField(db_default=0)
+    bucket_3 = models.BigIntegerField(db_default=0)
+    bucket_4 = models.BigIntegerField(db_default=0)
+    bucket_5 = models.BigIntegerField(db_default=0)
+    bucket_6 = models.BigIntegerField(db_default=0)
+    bucket_7 = models.BigIntegerField(db_default=0)
+    bucket_8 = models.BigIntegerField(db_default=0)
+    bucket_9 = models.BigIntegerField(db_default=0)
+    bucket_10 = models.BigIntegerField(db_default=0)
+    bucket_11 = models.BigIntegerField(db_default=0)
+    bucket_12 = models.BigIntegerField(db_default=0)
+    bucket_13 = models.BigIntegerField(db_default=0)
+    bucket_14 = models.BigIntegerField(db_default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["fingerprint_id", "alias", "hour"], name="unique_query_stat_hour"),
+        ]
+        indexes = [models.Index(fields=["hour"]), models.Index(fields=["fingerprint_id"])]
+
+    @classmethod
+    def bucket_fields(cls):
+        return [f"bucket_{index}" for index in range(len(cls.BUCKETS_MS) + 1)]
+
+    @property
+    def mean_ms(self):
+        return self.total_ms / self.calls if self.calls else 0.0
+
+
+class QueryFinding(models.Model):
+    """A runtime detection (n_plus_one, duplicate_query, add_limit_clause, slow) with its
+    evidence: normalized statement, call site, route, organization, trace id. Never the
+    parameter values."""
+
+    code = models.CharField(max_length=32)
+    fingerprint_id = models.CharField(max_length=32)
+    fingerprint = models.TextField()
+    alias = models.CharField(max_length=64)
+    route = models.CharField(max_length=255, blank=True, default="")
+    organization_id = models.CharField(max_length=64, blank=True, default="")
+    call_site = models.CharField(max_length=500, blank=True, default="")
+    duration_ms = models.FloatField(default=0.0)
+    repetitions = models.IntegerField(default=1)
+    rows = models.BigIntegerField(default=-1)
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["code", "-created_at"]), models.Index(fields=["fingerprint_id"])]

@@ -9,7 +9,7 @@ import threading
 from django.conf import settings
 from django.db import connections
 
-from . import activity, guard, releases
+from . import activity, guard, querystats, releases
 from .db import tracked_connections
 from .handlers import DB_SYSTEMS
 from .metrics import families
@@ -75,7 +75,8 @@ def _database_connections(batch):
 
 def sample(batch):
     for name, step in (("resources", _resources), ("db_connections", _database_connections),
-                       ("active_users", activity.write_and_count), ("releases", releases.write_pending)):
+                       ("active_users", activity.write_and_count), ("releases", releases.write_pending),
+                       ("query_stats", querystats.write_pending)):
         with guard.guarded(f"sample:{name}"):
             step(batch)
     for callback in list(_samplers):
