@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("off", "metrics", "django_prometheus")
+CONFIGS = ("off", "metrics", "everything", "django_prometheus")
 WARMUP = 10
 
 CHILD = r"""

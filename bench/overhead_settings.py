@@ -7,6 +7,7 @@ from config.settings import *  # noqa: F401,F403
 from config.settings import INSTALLED_APPS, MIDDLEWARE, TELEMETRY
 
 BENCH_CONFIG = os.environ.get("BENCH_CONFIG", "metrics")
+# "metrics": every metric family; "everything": metrics plus query statistics and detectors.
 ROOT_URLCONF = "bench.urls"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
@@ -15,9 +16,10 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "E
 
 if BENCH_CONFIG == "off":
     TELEMETRY = {**TELEMETRY, "METRICS_ENABLED": False, "TRACES_ENABLED": False, "LOGS_ENABLED": False}
-elif BENCH_CONFIG == "metrics":
+elif BENCH_CONFIG in ("metrics", "everything"):
     MIDDLEWARE = ["telemetry.middleware.TelemetryMiddleware", *MIDDLEWARE]
-    TELEMETRY = {**TELEMETRY, "TRACES_ENABLED": False, "LOGS_ENABLED": False}
+    TELEMETRY = {**TELEMETRY, "TRACES_ENABLED": False, "LOGS_ENABLED": False,
+                 "QUERY_STATS_ENABLED": BENCH_CONFIG == "everything"}
 elif BENCH_CONFIG == "django_prometheus":
     TELEMETRY = {**TELEMETRY, "METRICS_ENABLED": False, "TRACES_ENABLED": False, "LOGS_ENABLED": False}
     INSTALLED_APPS = [*INSTALLED_APPS, "django_prometheus"]

@@ -12,6 +12,8 @@ class TelemetryConfig(AppConfig):
 
         if not conf.get("METRICS_ENABLED"):
             return
+        conf.on_change(recorder._read_settings)
+        conf.on_change(db._read_settings)
         handlers.register_all()
         recorder.register_periodic(sampler.sample)
         db.install()

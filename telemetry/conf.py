@@ -39,6 +39,8 @@ DEFAULTS = {
     "API_PATH_PREFIXES": ["/api/"],
     # Statements slower than this are "slow" (milliseconds).
     "SLOW_QUERY_MS": 200,
+    # Per-fingerprint statistics and runtime detectors (query intelligence).
+    "QUERY_STATS_ENABLED": True,
     # Runtime query detectors: repetitions of one fingerprint with different parameters
     # in one request that make an N+1, and rows a SELECT without LIMIT may return.
     "N_PLUS_ONE_THRESHOLD": 5,
@@ -70,7 +72,20 @@ def get(name, default=None):
     return get_settings().get(name, default)
 
 
+_change_callbacks = []
+
+
+def on_change(callback):
+    """Calls ``callback()`` now and whenever the settings change: for hot paths that keep
+    a setting in a module variable instead of looking it up per call."""
+    if callback not in _change_callbacks:
+        _change_callbacks.append(callback)
+    callback()
+
+
 @receiver(setting_changed)
 def _clear_cache(*, setting, **kwargs):
     if setting in ("TELEMETRY", "DATABASES"):
         get_settings.cache_clear()
+        for callback in _change_callbacks:
+            callback()

@@ -51,7 +51,7 @@ def execute_wrapper(execute, sql, params, many, context):
             rowcount = context["cursor"].cursor.rowcount if error is None else -1
             request = current_request.get()
             call_site = None
-            if duration >= _slow_seconds():
+            if duration >= _hot["slow_seconds"]:
                 call_site = callsite.find()
             elif request is not None:
                 # Only a statement text seen before in this request (a possible N+1 or
@@ -76,8 +76,11 @@ def execute_wrapper(execute, sql, params, many, context):
             guard.report("execute_wrapper", exc)
 
 
-def _slow_seconds():
-    return conf.get("SLOW_QUERY_MS") / 1000.0
+_hot = {"slow_seconds": 0.2}
+
+
+def _read_settings():
+    _hot["slow_seconds"] = conf.get("SLOW_QUERY_MS") / 1000.0
 
 
 def _install(sender, connection, **kwargs):

@@ -1,13 +1,13 @@
 """Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
 
-from . import activity, analysis, conf, labels, querystats, recorder, releases
+from . import activity, analysis, labels, querystats, recorder, releases
 from .metrics import families
 
 DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
 
 
-def _is_api(path):
-    return any(path.startswith(prefix) for prefix in conf.get("API_PATH_PREFIXES"))
+def _is_api(path, settings):
+    return path.startswith(tuple(settings["API_PATH_PREFIXES"]))
 
 
 def on_active(batch, event):
@@ -28,7 +28,7 @@ def on_request(batch, event):
     if context.active_key is not None:
         active_method, active_route, scheme = context.active_key
         batch.add(metrics.http.active_requests, (labels.method(active_method), active_route, scheme), -1)
-    if _is_api(path):
+    if _is_api(path, batch.settings):
         batch.inc(metrics.business.api_calls, (route, method, status, labels.status_class(status)))
         batch.observe(metrics.business.api_call_duration, (route, method), duration)
     external = min(context.external_time, duration)
@@ -42,23 +42,28 @@ def on_request(batch, event):
         batch.observe(analytics.app_builder_viewer, (route, app_operation, count), duration)
     benchmark_type = "app_builder_viewer" if app_operation else "api"
     batch.observe(analytics.benchmark_duration, (releases.current_release(), route, benchmark_type), duration)
-    releases.observe(route, duration)
+    releases.observe(batch, route, duration)
     if user_id is not None:
         activity.seen(user_id, organization_id)
     analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
-    querystats.detect(analysed, route, organization)
+    if analysed and querystats.worth_detecting(analysed, batch.settings):
+        querystats.detect(analysed, route, organization)
 
 
 def on_standalone_query(batch, event):
     """A statement outside any request (Celery task, management command)."""
-    querystats.detect([(event, on_query(batch, event))])
+    analysed = [(event, on_query(batch, event))]
+    if querystats.worth_detecting(analysed, batch.settings):
+        querystats.detect(analysed)
 
 
 def on_query(batch, event, organization=""):
     """Metrics and statistics of one statement; returns its analysis."""
     _, alias, vendor, sql, params, many, started, duration, rowcount, error, call_site = event
     result = analysis.analyze(sql, params, vendor)
-    querystats.observe(result, alias, duration, rowcount)
+    settings = batch.settings
+    if settings["QUERY_STATS_ENABLED"]:
+        querystats.observe(batch, result, alias, duration, rowcount)
     metrics = families()
     system = DB_SYSTEMS.get(vendor, vendor)
     operation = result.operation
@@ -70,7 +75,7 @@ def on_query(batch, event, organization=""):
     analytics = metrics.analytics
     if result.complexity_score is not None:
         batch.set(analytics.query_complexity, (operation, system), result.complexity_score)
-    if duration * 1000 >= conf.get("SLOW_QUERY_MS"):
+    if duration * 1000 >= settings["SLOW_QUERY_MS"]:
         batch.inc(analytics.query_slow, (operation, result.complexity or "unknown"))
     batch.inc(analytics.query_pattern, (operation, labels.query_pattern(result.pattern)))
     for code in result.suggestions:

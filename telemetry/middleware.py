@@ -71,10 +71,12 @@ class TelemetryMiddleware:
     def process_view(self, request, view_func, view_args, view_kwargs):
         context = current_request.get()
         if context is not None:
-            with guard.guarded("middleware"):
+            try:
                 context.route = routes.of_request(request)
                 context.active_key = (request.method, context.route, request.scheme)
                 recorder.record(("active", context.active_key))
+            except Exception as exc:  # noqa: BLE001
+                guard.report("middleware", exc)
         return None
 
     def _finish(self, request, response, context):

@@ -33,17 +33,13 @@ _last_finding = {}
 _lock = threading.Lock()
 
 
-def _now_hour():
-    return timezone.now().replace(minute=0, second=0, microsecond=0)
-
-
-def observe(analysis, alias, duration, rowcount):
+def observe(batch, analysis, alias, duration, rowcount):
     from .models import QueryStat
 
     milliseconds = duration * 1000.0
-    key = (analysis.fingerprint_id, alias, _now_hour())
+    key = (analysis.fingerprint_id, alias, batch.hour)
     entry = _pending_stats.get(key)
-    now = timezone.now()
+    now = batch.now
     if entry is None:
         entry = _pending_stats[key] = {
             "analysis": analysis, "calls": 0, "total_ms": 0.0, "total_squares_ms": 0.0, "min_ms": milliseconds,
@@ -74,6 +70,13 @@ def _finding(code, analysis, alias, route, organization, call_site, duration, re
         "call_site": (call_site or "")[:500], "duration_ms": duration * 1000.0, "repetitions": repetitions,
         "rows": rows, "created_at": timezone.now(),
     })
+
+
+def worth_detecting(analysed, settings):
+    """Cheap pre-check: the execute wrapper finds call sites only for repeated or slow
+    statements, so without one (and without a large result) there is nothing to detect."""
+    limit_rows = settings["ADD_LIMIT_ROWS"]
+    return any(event[10] or event[8] > limit_rows for event, _ in analysed)
 
 
 def _has_limit(fingerprint):

@@ -23,6 +23,9 @@ _periodic = []
 _events = deque()
 _drain_lock = threading.Lock()
 _state = {"pid": None, "thread": None, "wake": None, "dropped": 0, "dropped_reported": 0}
+#: Hot-path copies of settings and state, so ``record`` does no look-ups: the buffer
+#: bound, and whether this process (reset after fork) has its flusher.
+_hot = {"max_events": 100_000, "started": False}
 _dropped_counter = []
 
 
@@ -41,11 +44,11 @@ def register_periodic(callback):
 
 def record(event):
     """Appends an event tuple ``(kind, ...)``; never blocks, never raises."""
-    if len(_events) >= conf.get("BUFFER_MAX_EVENTS"):
+    if len(_events) >= _hot["max_events"]:
         _state["dropped"] += 1
         return
     _events.append(event)
-    if _state["pid"] != os.getpid():
+    if not _hot["started"]:
         _start_thread()
 
 
@@ -122,6 +125,7 @@ def _start_thread():
         wake = threading.Event()
         thread = threading.Thread(target=_run, args=(wake,), name="telemetry-flush", daemon=True)
         _state.update(pid=os.getpid(), thread=thread, wake=wake)
+        _hot["started"] = True
         thread.start()
 
 
@@ -129,12 +133,18 @@ def run_in_foreground():
     """No flusher thread in this process: events wait for an explicit :func:`flush`.
     For test processes, where a background writer would race the test database."""
     _state["pid"] = os.getpid()
+    _hot["started"] = True
 
 
 def _after_fork_in_child():
     global _drain_lock
     _drain_lock = threading.Lock()
     _state.update(pid=None, thread=None, wake=None)
+    _hot["started"] = False
+
+
+def _read_settings():
+    _hot["max_events"] = conf.get("BUFFER_MAX_EVENTS")
 
 
 def _flush_at_exit():
@@ -167,7 +177,7 @@ class Family:
 class Batch:
     """Aggregates one drain's worth of updates, then applies them once per series."""
 
-    __slots__ = ("counters", "histograms", "gauges", "gauge_deltas", "exemplars")
+    __slots__ = ("counters", "histograms", "gauges", "gauge_deltas", "exemplars", "settings", "_now", "_hour")
 
     def __init__(self):
         self.counters = {}
@@ -175,6 +185,24 @@ class Batch:
         self.gauges = {}
         self.gauge_deltas = {}
         self.exemplars = {}
+        #: The settings and clock of this drain, read once rather than per event.
+        self.settings = conf.get_settings()
+        self._now = None
+        self._hour = None
+
+    @property
+    def now(self):
+        if self._now is None:
+            from django.utils import timezone
+
+            self._now = timezone.now()
+        return self._now
+
+    @property
+    def hour(self):
+        if self._hour is None:
+            self._hour = self.now.replace(minute=0, second=0, microsecond=0)
+        return self._hour
 
     def inc(self, family, label_values, amount=1.0):
         key = (family, label_values)

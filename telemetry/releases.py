@@ -12,9 +12,8 @@ import threading
 
 from django.conf import settings
 from django.db.models import Min, Sum
-from django.utils import timezone
 
-from . import api, conf
+from . import api
 
 _pending = {}
 _lock = threading.Lock()
@@ -27,11 +26,10 @@ def current_release():
     return getattr(settings, "RELEASE_VERSION", "") or "unknown"
 
 
-def observe(route, seconds):
+def observe(batch, route, seconds):
     """Called by the request handler (flusher thread)."""
-    target = conf.get("APDEX_TARGET_SECONDS")
-    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-    key = (current_release(), route, hour)
+    target = batch.settings["APDEX_TARGET_SECONDS"]
+    key = (current_release(), route, batch.hour)
     entry = _pending.get(key)
     if entry is None:
         entry = _pending[key] = [0, 0.0, 0.0, 0, 0, 0.0]
