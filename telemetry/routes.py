@@ -12,7 +12,7 @@ def normalize(route):
     """``api/^apps/(?P<slug>[^/.]+)/view$`` -> ``/api/apps/<slug>/view``; cached."""
     cached = _normalized.get(route)
     if cached is None:
-        text = _GROUP.sub(r"<\1>", route).replace("^", "").replace("$", "").replace("\\.", ".")
+        text = _GROUP.sub(r"<\1>", route).replace("^", "").replace("$", "").replace("/?", "/").replace("\\.", ".")
         text = re.sub(r"<(?:\w+):(\w+)>", r"<\1>", text)
         text = "/" + text.lstrip("/")
         cached = _normalized[route] = labels.route(text) if len(_normalized) < 10_000 else labels.OTHER

@@ -1,0 +1,329 @@
+"""The builder and viewer API. Every queryset is scoped to the caller's organizations
+(another organization's objects are a 404); roles are checked per action (403)."""
+
+from django.contrib.auth import authenticate, login, logout
+from django.db.models import ProtectedError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+import plugins
+from telemetry import api as telemetry
+
+from . import services
+from .models import App, AppTemplate, DataQuery, DataSource, Membership, Organization
+from .permissions import EDIT, MANAGE, READ, memberships_of, organization_ids, require_role
+from .serializers import (
+    AppSerializer,
+    AppTemplateSerializer,
+    AppVersionSerializer,
+    DataQuerySerializer,
+    DataSourceSerializer,
+    FromTemplateSerializer,
+    LoginSerializer,
+    MembershipSerializer,
+    OrganizationSerializer,
+    ReleaseSerializer,
+    RunSerializer,
+)
+
+
+def tag_request(request, organization_id=None, app_operation=None):
+    """Tells telemetry which organization and app operation this request is about."""
+    django_request = getattr(request, "_request", request)
+    if organization_id is not None:
+        django_request.organization_id = organization_id
+    if app_operation is not None:
+        django_request.app_operation = app_operation
+
+
+class ScopedViewSet(viewsets.GenericViewSet):
+    """Objects of the caller's organizations only; ``organization_path`` is the lookup
+    from the model to its organization id. Actions need ``READ`` unless listed in
+    ``edit_actions`` (``EDIT``) or ``manage_actions`` (``MANAGE``)."""
+
+    organization_path = "organization_id"
+    edit_actions = ("create", "update", "partial_update", "destroy")
+    manage_actions = ()
+    operations = {}
+
+    def get_queryset(self):
+        return self.queryset.filter(**{f"{self.organization_path}__in": organization_ids(self.request.user)})
+
+    def required_role(self):
+        if self.action in self.manage_actions:
+            return MANAGE
+        if self.action in self.edit_actions:
+            return EDIT
+        return READ
+
+    def object_organization(self, obj):
+        value = obj
+        for part in self.organization_path.split("__"):
+            value = getattr(value, part)
+        return value
+
+    def get_object(self):
+        obj = super().get_object()
+        organization_id = self.object_organization(obj)
+        tag_request(self.request, organization_id, self.operations.get(self.action))
+        require_role(self.request.user, organization_id, self.required_role())
+        return obj
+
+    def check_create(self, organization):
+        """For creations: the organization must be the caller's (400 otherwise, as with
+        any unknown id) and the caller needs the role."""
+        if organization.pk not in memberships_of(self.request.user):
+            raise serializers.ValidationError({"organization": ["Unknown organization."]})
+        tag_request(self.request, organization.pk, self.operations.get("create"))
+        require_role(self.request.user, organization.pk, self.required_role())
+
+
+class OrganizationViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = OrganizationSerializer
+    queryset = Organization.objects.all()
+
+    def get_queryset(self):
+        return self.queryset.filter(pk__in=organization_ids(self.request.user))
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "roles": memberships_of(self.request.user)}
+
+
+class MemberViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                    mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Members of one organization: listed by its members, managed by its admins."""
+
+    serializer_class = MembershipSerializer
+
+    def organization(self):
+        organization = get_object_or_404(Organization, pk=self.kwargs["organization_pk"],
+                                         pk__in=organization_ids(self.request.user))
+        tag_request(self.request, organization.pk)
+        require_role(self.request.user, organization.pk, READ if self.action in ("list", "retrieve") else MANAGE)
+        return organization
+
+    def get_queryset(self):
+        return Membership.objects.filter(organization=self.organization()).select_related("user").order_by("id")
+
+    def perform_create(self, serializer):
+        organization = self.organization()
+        if Membership.objects.filter(organization=organization, user=serializer.validated_data["user"]).exists():
+            raise serializers.ValidationError({"username": ["Already a member."]})
+        serializer.save(organization=organization)
+
+    def perform_update(self, serializer):
+        if "username" in self.request.data and serializer.validated_data.get("user") != serializer.instance.user:
+            raise serializers.ValidationError({"username": ["A membership cannot change user."]})
+        serializer.save()
+
+
+class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                 mixins.UpdateModelMixin, mixins.DestroyModelMixin):
+    serializer_class = AppSerializer
+    queryset = App.objects.select_related("released_version").order_by("name")
+    lookup_field = "slug"
+    edit_actions = ("create", "update", "partial_update", "destroy", "versions_create", "release", "from_template")
+    operations = {"retrieve": "app_open", "create": "app_create", "update": "app_update",
+                  "partial_update": "app_update", "destroy": "app_delete", "view": "app_view",
+                  "versions": "version_list", "versions_create": "version_create", "release": "app_release",
+                  "from_template": "app_create"}
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        organization = self.request.query_params.get("organization")
+        if self.action == "list" and organization:
+            queryset = queryset.filter(organization_id=organization) if organization.isdigit() else queryset.none()
+        return queryset
+
+    def perform_create(self, serializer):
+        self.check_create(serializer.validated_data["organization"])
+        app = serializer.save(created_by=self.request.user)
+        telemetry.track_feature("app_builder", "create_app", app.organization_id)
+
+    def perform_update(self, serializer):
+        app = serializer.save()
+        action_name = "edit_definition" if "definition" in serializer.validated_data else "update_app"
+        telemetry.track_feature("app_builder", action_name, app.organization_id)
+
+    def perform_destroy(self, instance):
+        telemetry.track_feature("app_builder", "delete_app", instance.organization_id)
+        instance.delete()
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def view(self, request, slug=None):
+        """Viewer load: the released definition and the results of its on-load queries."""
+        app = self.get_object()
+        if app.released_version is None:
+            return Response({"detail": "This app has no released version yet."}, status=status.HTTP_404_NOT_FOUND)
+        environment = request.query_params.get("environment", "production")
+        if environment not in ("development", "staging", "production"):
+            return Response({"environment": ["Unknown environment."]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(services.load_for_viewer(app, environment=environment))
+
+    @extend_schema(request=AppVersionSerializer, responses={200: AppVersionSerializer(many=True)})
+    @action(detail=True, methods=["get", "post"])
+    def versions(self, request, slug=None):
+        if request.method == "POST":
+            self.action = "versions_create"
+        app = self.get_object()
+        if request.method == "GET":
+            return Response(AppVersionSerializer(app.versions.all(), many=True).data)
+        serializer = AppVersionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        name = serializer.validated_data["name"]
+        if app.versions.filter(name=name).exists():
+            return Response({"name": ["A version with this name exists."]}, status=status.HTTP_400_BAD_REQUEST)
+        version = services.create_version(app, name)
+        telemetry.track_feature("app_builder", "create_version", app.organization_id)
+        return Response(AppVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReleaseSerializer, responses={200: AppVersionSerializer})
+    @action(detail=True, methods=["post"])
+    def release(self, request, slug=None):
+        app = self.get_object()
+        serializer = ReleaseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reference = serializer.validated_data["version"]
+        versions = app.versions.all()
+        version = versions.filter(name=reference).first()
+        if version is None and reference.isdigit():
+            version = versions.filter(pk=int(reference)).first()
+        if version is None:
+            return Response({"version": ["No such version of this app."]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(AppVersionSerializer(services.release(version)).data)
+
+    @extend_schema(request=FromTemplateSerializer, responses={201: AppSerializer})
+    @action(detail=False, methods=["post"], url_path="from-template")
+    def from_template(self, request):
+        serializer = FromTemplateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        organization = Organization.objects.filter(pk=data["organization"]).first()
+        if organization is None:
+            raise serializers.ValidationError({"organization": ["Unknown organization."]})
+        self.check_create(organization)
+        reference = data["template"]
+        template = AppTemplate.objects.filter(slug=reference).first() or (
+            AppTemplate.objects.filter(pk=int(reference)).first() if reference.isdigit() else None)
+        if template is None:
+            raise serializers.ValidationError({"template": ["Unknown template."]})
+        slug = data.get("slug")
+        if slug and App.objects.filter(slug=slug).exists():
+            raise serializers.ValidationError({"slug": ["An app with this slug exists."]})
+        from .serializers import unique_slug
+
+        try:
+            app = services.create_from_template(template, organization, data["name"], slug or unique_slug(data["name"]),
+                                                request.user)
+        except LookupError as missing:
+            raise serializers.ValidationError(
+                {"template": [f"The organization has no data source of kind {missing.args[0]!r}."]}) from None
+        return Response(AppSerializer(app).data, status=status.HTTP_201_CREATED)
+
+
+class DataSourceViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                        mixins.UpdateModelMixin, mixins.DestroyModelMixin):
+    serializer_class = DataSourceSerializer
+    queryset = DataSource.objects.order_by("name")
+    manage_actions = ("create", "update", "partial_update", "destroy", "test")
+    operations = {"test": "datasource_test"}
+
+    def perform_create(self, serializer):
+        self.check_create(serializer.validated_data["organization"])
+        source = serializer.save()
+        telemetry.track_feature("data_sources", "create_data_source", source.organization_id)
+
+    def perform_update(self, serializer):
+        source = serializer.save()
+        plugins.invalidate(source.pk)
+        telemetry.track_feature("data_sources", "update_data_source", source.organization_id)
+
+    def perform_destroy(self, instance):
+        try:
+            instance.delete()
+        except ProtectedError:
+            raise serializers.ValidationError({"detail": "Queries still use this data source."}) from None
+        plugins.invalidate(instance.pk)
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        source = self.get_object()
+        telemetry.track_feature("data_sources", "test_connection", source.organization_id)
+        try:
+            return Response(plugins.test_connection(kind=source.kind, options=source.connection_options()))
+        except plugins.PluginError as error:
+            return Response({"ok": False, "error": {"code": error.code, "message": error.message}},
+                            status=error.http_status)
+
+
+class DataQueryViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                       mixins.UpdateModelMixin, mixins.DestroyModelMixin):
+    serializer_class = DataQuerySerializer
+    queryset = DataQuery.objects.select_related("app", "data_source").order_by("app_id", "name")
+    organization_path = "app__organization_id"
+    operations = {"run": "query_run", "create": "query_create", "update": "query_update",
+                  "partial_update": "query_update", "destroy": "query_delete"}
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        app = self.request.query_params.get("app")
+        return queryset.filter(app__slug=app) if self.action == "list" and app else queryset
+
+    def perform_create(self, serializer):
+        app = serializer.validated_data["app"]
+        if app.organization_id not in memberships_of(self.request.user):
+            raise serializers.ValidationError({"app": ["Unknown app."]})
+        self.check_create(app.organization)
+        serializer.save()
+        telemetry.track_feature("app_builder", "create_query", app.organization_id)
+
+    def perform_update(self, serializer):
+        query = serializer.save()
+        telemetry.track_feature("app_builder", "edit_query", query.app.organization_id)
+
+    @extend_schema(request=RunSerializer, responses={200: dict})
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        query = self.get_object()
+        serializer = RunSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = services.run_query(query, serializer.validated_data["parameters"])
+        return Response(outcome.as_response_body(), status=200 if outcome.ok else outcome.error.http_status)
+
+
+class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = AppTemplateSerializer
+    queryset = AppTemplate.objects.all()
+
+
+@extend_schema(request=LoginSerializer, responses={200: dict})
+@api_view(["POST"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def login_view(request):
+    """Session login for browsers and a token for API clients; 401 on bad credentials."""
+    serializer = LoginSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    user = authenticate(request._request, **serializer.validated_data)
+    if user is None:
+        return Response({"detail": "Invalid username or password."}, status=status.HTTP_401_UNAUTHORIZED)
+    login(request._request, user)
+    token, _ = Token.objects.get_or_create(user=user)
+    return Response({"token": token.key, "user": {"id": user.pk, "username": user.username}})
+
+
+@extend_schema(request=None, responses={204: None})
+@api_view(["POST"])
+def logout_view(request):
+    """Ends the session (the API token stays valid)."""
+    logout(request._request)
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+

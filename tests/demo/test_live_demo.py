@@ -1,0 +1,145 @@
+"""The demo as `make demo` runs it, on embedded defaults (SQLite, file broker) in a
+temporary VAR_DIR: migrate, seed, gunicorn with platform/gunicorn.conf.py, then
+demo_traffic against that live server."""
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_ENV_REMOVED = ("DATABASE_URL", "TELEMETRY_DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
+                      "REDIS_URL", "DJANGO_SETTINGS_MODULE", "PROMETHEUS_MULTIPROC_DIR")
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _manage(env, *arguments, timeout=60):
+    completed = subprocess.run([sys.executable, "manage.py", *arguments], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=timeout)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+@pytest.fixture(scope="module")
+def live_demo(tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("demo_var")
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key not in SERVER_ENV_REMOVED}
+    env.update(VAR_DIR=str(var_dir), PORT=str(port), WEB_CONCURRENCY="2", PYTHONUNBUFFERED="1")
+    _manage(env, "migrate", "--noinput", "-v", "0")
+    _manage(env, "migrate", "--noinput", "-v", "0", "--database", "telemetry")
+    seed_output = _manage(env, "seed_demo")
+    log_path = var_dir / "gunicorn.log"
+    with open(log_path, "w") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "config.wsgi"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, log_path.read_text()
+            try:
+                requests.get(base_url + "/admin/login/", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
+        yield {"url": base_url, "env": env, "seed_output": seed_output, "var_dir": var_dir, "log": log_path}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=5)
+
+
+def _printed_login(seed_output, label):
+    match = re.search(rf"^{label}:.*?(?:login: )?(\S+) / (\S+)\s*$", seed_output, re.MULTILINE)
+    assert match, seed_output
+    return match.group(1), match.group(2)
+
+
+def test_seed_prints_the_url_and_admin_login_of_this_port(live_demo):
+    assert f"{live_demo['url']}/admin/" in live_demo["seed_output"]
+    assert _printed_login(live_demo["seed_output"], "Admin") == ("admin", "admin-demo-password")
+
+
+def test_admin_login_page_and_its_stylesheet_are_served(live_demo):
+    page = requests.get(live_demo["url"] + "/admin/login/", timeout=10)
+    assert page.status_code == 200 and 'name="username"' in page.text
+    stylesheet_paths = re.findall(r'href="(/static/admin/css/[^"]+\.css)"', page.text)
+    assert stylesheet_paths, page.text
+    stylesheet = requests.get(live_demo["url"] + stylesheet_paths[0], timeout=10)
+    assert stylesheet.status_code == 200 and "text/css" in stylesheet.headers["Content-Type"]
+
+
+def test_admin_accepts_the_printed_login(live_demo):
+    username, password = _printed_login(live_demo["seed_output"], "Admin")
+    browser = requests.Session()
+    login_page = browser.get(live_demo["url"] + "/admin/login/", timeout=10)
+    csrf_token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text).group(1)
+    response = browser.post(live_demo["url"] + "/admin/login/?next=/admin/", timeout=10, data={
+        "username": username, "password": password, "csrfmiddlewaretoken": csrf_token, "next": "/admin/"},
+        headers={"Referer": live_demo["url"] + "/admin/login/"})
+    assert response.status_code == 200 and response.url.endswith("/admin/"), response.text[:500]
+    assert "Log out" in response.text or "logout" in response.text
+
+
+def test_schema_and_api_with_the_printed_builder_login(live_demo):
+    assert requests.get(live_demo["url"] + "/api/schema/", timeout=30).status_code == 200
+    username, password = _printed_login(live_demo["seed_output"], "Builder")
+    login = requests.post(live_demo["url"] + "/api/auth/login", json={"username": username, "password": password},
+                          timeout=10)
+    assert login.status_code == 200, login.text
+    listing = requests.get(live_demo["url"] + "/api/apps/", timeout=10,
+                           headers={"Authorization": f"Token {login.json()['token']}"})
+    assert listing.status_code == 200, listing.text
+    payload = listing.json()
+    apps = payload["results"] if isinstance(payload, dict) else payload
+    assert {app["slug"] for app in apps} >= {"acme-customers", "acme-sales", "acme-ops"}
+
+
+def test_demo_traffic_exercises_the_live_server(live_demo):
+    database = sqlite3.connect(live_demo["var_dir"] / "platform.sqlite3")
+    try:
+        versions_before = database.execute("SELECT COUNT(*) FROM apps_builder_appversion").fetchone()[0]
+        started = time.monotonic()
+        completed = subprocess.run(
+            [sys.executable, "manage.py", "demo_traffic", "--url", live_demo["url"], "--seconds", "8",
+             "--concurrency", "2", "--pause", "0.02", "--summary-seconds", "4", "--seed", "7"],
+            cwd=ROOT, env=live_demo["env"], capture_output=True, text=True, timeout=60,
+        )
+        elapsed = time.monotonic() - started
+        versions_after = database.execute("SELECT COUNT(*) FROM apps_builder_appversion").fetchone()[0]
+        rest_base_urls = [row[0] for row in database.execute(
+            "SELECT json_extract(options, '$.base_url') FROM apps_builder_datasource WHERE kind = 'restapi'")]
+    finally:
+        database.close()
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert elapsed < 45
+    summaries = [line for line in completed.stdout.splitlines() if line.startswith("demo_traffic: ")]
+    assert any(re.search(r"\brequests=\d+", line) for line in summaries), completed.stdout
+    final = next(line for line in completed.stdout.splitlines() if line.startswith("demo_traffic finished: "))
+    counts = dict(re.findall(r"(\w+)=(\d+)", final))
+    assert int(counts["2xx"]) > 20 and int(counts["4xx"]) > 0, final
+    statuses = next(line for line in completed.stdout.splitlines() if line.startswith("demo_traffic statuses: "))
+    assert "500=" not in statuses, statuses + "\n" + live_demo["log"].read_text()[-3000:]
+    assert int(counts["rest_endpoint_hits"]) > 0, final
+    assert int(counts.get("releases", 0)) > 0 and versions_after > versions_before, final
+    assert all(url.startswith("http://127.0.0.1:") and not url.endswith(":9/") for url in rest_base_urls)
