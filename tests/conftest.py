@@ -78,3 +78,9 @@ def api_client_for():
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    """Password hashing dominates fixtures that create users; its strength is not under test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

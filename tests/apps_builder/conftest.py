@@ -1,0 +1,42 @@
+import sqlite3
+
+import pytest
+
+from apps_builder.models import App, AppTemplate, AppVersion, DataQuery, DataSource
+
+
+@pytest.fixture
+def sample_sqlite(tmp_path):
+    path = tmp_path / "sample.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, city TEXT)")
+        connection.executemany("INSERT INTO customers (name, city) VALUES (?, ?)",
+                               [(f"customer {i}", "Paris" if i % 2 else "Oslo") for i in range(20)])
+    return str(path)
+
+
+@pytest.fixture
+def world(org, other_org, make_member, sample_sqlite):
+    """Two organizations, each with an app (released), a SQLite data source with a
+    secret, and queries; members of each role in ``org``."""
+    objects = {}
+    for key, organization in (("own", org), ("other", other_org)):
+        source = DataSource.objects.create(organization=organization, kind="sqlite", name="Sample",
+                                           options={"path": sample_sqlite}, secrets={"password": "s3cr3t-value"})
+        app = App.objects.create(organization=organization, name=f"{key} app", slug=f"{key}-app",
+                                 definition={"pages": [{"name": "home", "components": [{"type": "table"}]}]})
+        version = AppVersion.objects.create(app=app, name="v1", definition=app.definition)
+        version.release()
+        listing = DataQuery.objects.create(app=app, data_source=source, name="customers", run_on_page_load=True,
+                                           options={"query": "SELECT id, name FROM customers WHERE city = :city "
+                                                             "ORDER BY id LIMIT 5"})
+        broken = DataQuery.objects.create(app=app, data_source=source, name="broken", run_on_page_load=True,
+                                          options={"query": "SELECT * FROM no_such_table"})
+        spare = DataSource.objects.create(organization=organization, kind="restapi", name="Spare",
+                                          options={"base_url": "http://127.0.0.1:9"})
+        objects[key] = {"org": organization, "source": source, "app": app, "version": version,
+                        "query": listing, "broken": broken, "spare": spare}
+    objects["users"] = {role: make_member(org, role) for role in ("viewer", "builder", "admin")}
+    AppTemplate.objects.create(name="CRM", slug="crm", definition={"pages": [{"name": "crm"}]},
+                               queries=[{"name": "all", "kind": "sqlite", "options": {"query": "SELECT 1"}}])
+    return objects
