@@ -107,6 +107,15 @@ for _alias, _db in DATABASES.items():
                 "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
                 "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
             }
+# TEST_DB_SUFFIX lets several test runs share one PostgreSQL server without colliding.
+_test_suffix = env("TEST_DB_SUFFIX", default="")
+if _test_suffix:
+    for _alias, _db in DATABASES.items():
+        _test = _db.setdefault("TEST", {})
+        if _db["ENGINE"] == "django.db.backends.sqlite3":
+            _test["NAME"] = str(VAR_DIR / f"test_{_alias}_{_test_suffix}.sqlite3")
+        else:
+            _test["NAME"] = f"test_{_db['NAME']}_{_test_suffix}"
 DATABASE_ROUTERS = ["telemetry.routers.TelemetryRouter"]
 
 # ---------------------------------------------------------------------------- cache

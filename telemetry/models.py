@@ -112,3 +112,82 @@ class QueryFinding(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["code", "-created_at"]), models.Index(fields=["fingerprint_id"])]
+
+
+class Trace(models.Model):
+    """One kept trace, summarised when its local root span ends: what the trace list
+    reads, so the list never scans spans (indexes serve each filter with ``-start``)."""
+
+    trace_id = models.CharField(max_length=32, unique=True)
+    root_name = models.CharField(max_length=255)
+    service = models.CharField(max_length=128, blank=True, default="")
+    route = models.CharField(max_length=255, blank=True, default="")
+    method = models.CharField(max_length=16, blank=True, default="")
+    status_code = models.IntegerField(null=True, blank=True)
+    #: ``ok`` or ``error`` (any span failed, or a 5xx response).
+    status = models.CharField(max_length=8, default="ok")
+    organization_id = models.CharField(max_length=64, blank=True, default="")
+    start = models.DateTimeField()
+    duration_ms = models.FloatField()
+    span_count = models.IntegerField(default=0)
+    is_slow = models.BooleanField(default=False)
+    #: Why it was kept: ``error``, ``slow`` or ``sampled``.
+    kept_because = models.CharField(max_length=16, default="sampled")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-start"], name="telemetry_trace_start"),
+            models.Index(fields=["route", "-start"], name="telemetry_trace_route"),
+            models.Index(fields=["organization_id", "-start"], name="telemetry_trace_org"),
+            models.Index(fields=["status", "-start"], name="telemetry_trace_status"),
+            models.Index(fields=["duration_ms"], name="telemetry_trace_duration"),
+        ]
+
+    def __str__(self):
+        return f"{self.root_name} {self.trace_id}"
+
+
+class Span(models.Model):
+    """A finished span of a kept trace. Times are epoch nanoseconds so the waterfall
+    keeps the precision OpenTelemetry gives; attributes are already sanitised (normalized
+    SQL, no secrets) when they reach this table."""
+
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    parent_span_id = models.CharField(max_length=16, blank=True, default="")
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, default="internal")
+    service = models.CharField(max_length=128, blank=True, default="")
+    start_ns = models.BigIntegerField()
+    end_ns = models.BigIntegerField()
+    duration_ms = models.FloatField()
+    #: ``unset``, ``ok`` or ``error``.
+    status = models.CharField(max_length=8, default="unset")
+    status_message = models.CharField(max_length=255, blank=True, default="")
+    attributes = models.JSONField(default=dict)
+    events = models.JSONField(default=list)
+
+    class Meta:
+        indexes = [models.Index(fields=["trace_id", "start_ns"], name="telemetry_span_trace")]
+        constraints = [models.UniqueConstraint(fields=["trace_id", "span_id"], name="unique_span_in_trace")]
+
+
+class LogEntry(models.Model):
+    """A warning or error log record kept with its trace (level is a setting)."""
+
+    time = models.DateTimeField()
+    level = models.CharField(max_length=16)
+    level_number = models.SmallIntegerField()
+    logger = models.CharField(max_length=255)
+    message = models.TextField()
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    span_id = models.CharField(max_length=16, blank=True, default="")
+    attributes = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-time"], name="telemetry_log_time"),
+            models.Index(fields=["trace_id"], name="telemetry_log_trace"),
+            models.Index(fields=["level_number", "-time"], name="telemetry_log_level"),
+        ]
+        verbose_name_plural = "log entries"

@@ -1,0 +1,1 @@
+"""Admin for query intelligence: fingerprint statistics, findings, reports."""

@@ -1,0 +1,1 @@
+"""Admin for traces and logs: the trace list and the waterfall page."""
