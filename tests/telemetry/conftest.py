@@ -19,3 +19,13 @@ class Samples:
 @pytest.fixture
 def samples():
     return Samples()
+
+
+@pytest.fixture(autouse=True)
+def fresh_finding_rate_limits():
+    """Findings are kept once a minute per (code, fingerprint) and process: each test
+    starts without the limits an earlier test left behind."""
+    from telemetry import querystats
+
+    querystats._last_finding.clear()
+    yield
