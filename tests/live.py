@@ -57,8 +57,9 @@ def gunicorn(env, workers=2, threads=1, log_path=None):
     def up():
         assert process.poll() is None, "gunicorn exited"
         try:
-            return requests.get(base_url + "/health", timeout=2).status_code in (200, 503)
-        except requests.ConnectionError:
+            return requests.get(base_url + "/health", timeout=5).status_code in (200, 503)
+        except (requests.ConnectionError, requests.Timeout):
+            # A worker's first request imports the URLconf: slow on a busy machine.
             return False
 
     try:
