@@ -27,16 +27,21 @@ test: install services
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 migrate: install
-	$(PY) manage.py migrate --noinput -v 0
+	@# The telemetry alias first: the platform's migrate already records its statements there.
 	$(PY) manage.py migrate --noinput -v 0 --database telemetry
+	$(PY) manage.py migrate --noinput -v 0
 
 seed: migrate
 	$(PY) manage.py seed_demo
 
 # Web, worker and beat share one prometheus-client multiprocess directory, emptied at start.
+# The demo's planted seq scan takes ~100 ms on a million PostgreSQL rows: a lower slow
+# threshold makes it a slow statement with a plan and index advice (override to change).
+TELEMETRY_SLOW_QUERY_MS ?= 50
+demo: export TELEMETRY_SLOW_QUERY_MS := $(TELEMETRY_SLOW_QUERY_MS)
 demo: seed
 	@echo "Platform: http://127.0.0.1:$(PORT)/   admin: http://127.0.0.1:$(PORT)/admin/   (Ctrl-C stops everything)"
-	export PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/prometheus-multiproc}; \
+	export PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$${VAR_DIR:-$(CURDIR)/var}/prometheus-multiproc}; \
 	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && \
 	PORT=$(PORT) $(VENV)/bin/honcho start -f platform/Procfile -d .
 

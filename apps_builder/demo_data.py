@@ -213,6 +213,8 @@ QUERY_PARAMETERS = {
     "search_products": lambda rng: {"pattern": f"%{rng.randint(1, 9)}%"},
     "create_ticket": lambda rng: {"subject": f"Ticket {rng.randint(1, 10_000)}"},
     "versions_of_app": lambda rng: {"slug": f"{rng.choice(ORGANIZATIONS)['slug']}-customers"},
+    "products_by_category": lambda rng: {"category": rng.choice(_CATEGORIES)},
+    "order_by_id": lambda rng: {"order_id": rng.randint(1, SAMPLE_ORDERS)},
 }
 
 #: Queries that fail on purpose (a missing table, an endpoint answering 500).
@@ -296,6 +298,48 @@ def app_specs(organization_slug, source_kinds):
             ],
         },
     ]
+    apps += [
+        {
+            "slug": f"{organization_slug}-inventory",
+            "name": "Inventory",
+            "definition": {"pages": [
+                _page("Products", _component("table", "productsTable", data="{{queries.list_products.data}}")),
+            ]},
+            "queries": [
+                ("list_products", "sqlite", sql(
+                    "SELECT id, name, category, price FROM products ORDER BY name LIMIT 25"), True),
+                ("products_by_category", "sqlite", sql(
+                    "SELECT id, name, price FROM products WHERE category = :category "
+                    "ORDER BY price DESC LIMIT 50"), False),
+            ],
+        },
+        {
+            "slug": f"{organization_slug}-orders",
+            "name": "Order desk",
+            "definition": {"pages": [
+                _page("Orders", _component("table", "ordersTable", data="{{queries.recent_orders.data}}")),
+            ]},
+            "queries": [
+                ("recent_orders", "sqlite", sql(
+                    "SELECT id, customer_id, total, status FROM orders ORDER BY ordered_at DESC LIMIT 25"), True),
+                ("order_by_id", "sqlite", sql(
+                    "SELECT id, customer_id, product_id, quantity, total, status FROM orders "
+                    "WHERE id = :order_id"), False),
+            ],
+        },
+        {
+            "slug": f"{organization_slug}-markets",
+            "name": "Customers by country",
+            "definition": {"pages": [
+                _page("Countries", _component("chart", "countryChart", data="{{queries.customers_per_country.data}}")),
+            ]},
+            "queries": [
+                ("customers_per_country", "sqlite", sql(
+                    "SELECT country, COUNT(*) AS customers FROM customers GROUP BY country "
+                    "ORDER BY customers DESC"), True),
+            ],
+        },
+    ]
     if "postgresql" in source_kinds:
         apps.append({
             "slug": f"{organization_slug}-platform-stats",
@@ -329,6 +373,37 @@ def template_spec():
             for name, kind, options, on_load in app_specs("template", {"sqlite"})[0]["queries"]
         ],
     }
+
+
+# ---------------------------------------------------------------------------- audit events
+
+#: Subjects of the seeded audit events: ``<kind>:<number>``, AUDIT_SUBJECTS_PER_KIND of each
+#: kind, so one subject is about 1 row in 2,000 (the filter an index would make cheap).
+AUDIT_SUBJECT_KINDS = ("app", "query", "data-source", "member", "invoice")
+AUDIT_SUBJECTS_PER_KIND = 400
+AUDIT_ACTIONS = ("app.update", "app.release", "query.run", "member.login", "data-source.update", "invoice.export")
+#: Seeded rows: a million on PostgreSQL (a sequential scan the planner cannot hide), fewer
+#: on SQLite where ``executemany`` is the cost; ``DEMO_AUDIT_EVENTS`` overrides both.
+AUDIT_EVENTS_BY_VENDOR = {"postgresql": 1_000_000}
+AUDIT_EVENTS_DEFAULT = 200_000
+AUDIT_HISTORY_DAYS = 90
+
+
+def audit_event_target(vendor):
+    configured = os.environ.get("DEMO_AUDIT_EVENTS")
+    if configured:
+        return int(configured)
+    return AUDIT_EVENTS_BY_VENDOR.get(vendor, AUDIT_EVENTS_DEFAULT)
+
+
+def audit_subject(number):
+    """The subject of seeded row ``number``; demo_traffic asks for the same ones."""
+    kind = AUDIT_SUBJECT_KINDS[(number // AUDIT_SUBJECTS_PER_KIND) % len(AUDIT_SUBJECT_KINDS)]
+    return f"{kind}:{number % AUDIT_SUBJECTS_PER_KIND}"
+
+
+def random_audit_subject(rng):
+    return audit_subject(rng.randrange(AUDIT_SUBJECTS_PER_KIND * len(AUDIT_SUBJECT_KINDS)))
 
 
 #: The release before this one, and its per-route latency (path, requests, mean seconds),

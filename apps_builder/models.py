@@ -162,3 +162,28 @@ class AppTemplate(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class AuditEvent(models.Model):
+    """Who did what to which subject in an organization: the activity feed.
+
+    Deliberately, no index serves the feed's filter (organization and ``subject``): on the
+    demo's large seeded table it is a sequential scan, the missing index that the query
+    advice finds and proves (``CREATE INDEX ... (organization_id, subject)``). The
+    organization's foreign key has no index of its own for the same reason: PostgreSQL
+    would otherwise scan it and filter on ``subject``, which hides the scan."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_events",
+                                     db_index=False)
+    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    action = models.CharField(max_length=64)
+    subject = models.CharField(max_length=128)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.action} {self.subject}"

@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.utils.text import slugify
 from rest_framework import serializers
 
-from .models import App, AppTemplate, AppVersion, DataQuery, DataSource, Membership, Organization, Role
+from .models import App, AppTemplate, AppVersion, AuditEvent, DataQuery, DataSource, Membership, Organization, Role
 
 DATA_SOURCE_KINDS = ("postgresql", "mysql", "restapi", "redis", "sqlite")
 
@@ -14,7 +14,7 @@ class OrganizationSerializer(serializers.ModelSerializer):
         model = Organization
         fields = ["id", "name", "slug", "role", "created_at"]
 
-    def get_role(self, organization):
+    def get_role(self, organization) -> str | None:
         return self.context.get("roles", {}).get(organization.id)
 
 
@@ -84,7 +84,7 @@ class DataSourceSerializer(serializers.ModelSerializer):
         fields = ["id", "organization", "kind", "name", "options", "secrets", "secret_keys", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
-    def get_secret_keys(self, data_source):
+    def get_secret_keys(self, data_source) -> list[str]:
         return sorted(data_source.secrets)
 
     def validate_options(self, options):
@@ -154,3 +154,23 @@ class FromTemplateSerializer(serializers.Serializer):
 class LoginSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(write_only=True)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    app = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "action", "subject", "app", "actor", "created_at"]
+
+
+class ActivityQuerySerializer(serializers.Serializer):
+    subject = serializers.CharField(max_length=128)
+
+
+class AppOverviewSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    query_count = serializers.IntegerField()
+    latest_version = serializers.CharField(allow_null=True)

@@ -8,6 +8,7 @@ from opentelemetry import trace
 
 import plugins
 from telemetry import api as telemetry
+from telemetry import tracing as telemetry_tracing
 
 from .models import App, AppTemplate, AppVersion, DataQuery, DataSource
 
@@ -31,15 +32,16 @@ def run_query(query, parameters=None):
     outcome (with the plugin's error), never an exception."""
     data_source = query.data_source
     started = perf_counter()
-    try:
-        result = plugins.run_query(
-            data_source_id=data_source.pk, kind=data_source.kind, options=data_source.connection_options(),
-            query=query.options, parameters=parameters or {}, organization_id=data_source.organization_id,
-        )
-        outcome = RunOutcome(True, data=dataclasses.asdict(result))
-    except plugins.PluginError as error:
-        outcome = RunOutcome(False, error=error)
-        telemetry.record_app_error(query.app_id, error.code, "query")
+    with telemetry_tracing.span("app_query.run", **{"app.id": str(query.app_id), "datasource.kind": data_source.kind}):
+        try:
+            result = plugins.run_query(
+                data_source_id=data_source.pk, kind=data_source.kind, options=data_source.connection_options(),
+                query=query.options, parameters=parameters or {}, organization_id=data_source.organization_id,
+            )
+            outcome = RunOutcome(True, data=dataclasses.asdict(result))
+        except plugins.PluginError as error:
+            outcome = RunOutcome(False, error=error)
+            telemetry.record_app_error(query.app_id, error.code, "query")
     telemetry.record_app_query(query.app_id, query.name, "success" if outcome.ok else "error",
                                data_source.kind, perf_counter() - started)
     return outcome
@@ -67,7 +69,8 @@ def create_version(app, name):
 
 
 def release(version):
-    version.release()
+    with telemetry_tracing.span("app_lifecycle.release", **{"app.id": str(version.app_id)}):
+        version.release()
     telemetry.track_feature("app_builder", "release_version", version.app.organization_id)
     return version
 

@@ -4,7 +4,7 @@
 from django.contrib.auth import authenticate, login, logout
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
@@ -15,12 +15,15 @@ import plugins
 from telemetry import api as telemetry
 
 from . import services
-from .models import App, AppTemplate, DataQuery, DataSource, Membership, Organization
+from .models import App, AppTemplate, AppVersion, AuditEvent, DataQuery, DataSource, Membership, Organization
 from .permissions import EDIT, MANAGE, READ, memberships_of, organization_ids, require_role
 from .serializers import (
+    ActivityQuerySerializer,
+    AppOverviewSerializer,
     AppSerializer,
     AppTemplateSerializer,
     AppVersionSerializer,
+    AuditEventSerializer,
     DataQuerySerializer,
     DataSourceSerializer,
     FromTemplateSerializer,
@@ -39,6 +42,12 @@ def tag_request(request, organization_id=None, app_operation=None):
         django_request.organization_id = organization_id
     if app_operation is not None:
         django_request.app_operation = app_operation
+
+
+def audit(request, app, action_name):
+    """One activity-feed entry about an app, by the caller."""
+    AuditEvent.objects.create(organization_id=app.organization_id, app=app, actor=request.user,
+                              action=action_name, subject=f"app:{app.slug}")
 
 
 class ScopedViewSet(viewsets.GenericViewSet):
@@ -93,6 +102,55 @@ class OrganizationViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "roles": memberships_of(self.request.user)}
 
+    ACTIVITY_LIMIT = 50
+
+    def get_object(self):
+        organization = super().get_object()
+        tag_request(self.request, organization.pk)
+        return organization
+
+    @extend_schema(
+        parameters=[OpenApiParameter("subject", str, required=True,
+                                     description="What the events are about, e.g. `app:acme-sales`.")],
+        responses={200: AuditEventSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def activity(self, request, pk=None):
+        """The organization's latest audit events about one subject, newest first (at most 50).
+
+        ``subject`` has no index (see ``AuditEvent``): on the demo's large table this is the
+        planted missing index that the slow-query plans and index advice find."""
+        organization = self.get_object()
+        query = ActivityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        events = (AuditEvent.objects.filter(organization=organization, subject=query.validated_data["subject"])
+                  .select_related("app", "actor").order_by("-created_at")[:self.ACTIVITY_LIMIT])
+        return Response(AuditEventSerializer(events, many=True).data)
+
+    @extend_schema(responses={200: AppOverviewSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="apps-overview", pagination_class=None)
+    def apps_overview(self, request, pk=None):
+        """The organization's apps with their number of queries and latest version.
+
+        Written the naive way ON PURPOSE: two statements per app (the planted N+1 that the
+        demo's ``n_plus_one`` detector reports). The fix is one statement::
+
+            App.objects.filter(organization=organization).annotate(
+                query_count=Count("queries", distinct=True),
+                latest_version=Subquery(AppVersion.objects.filter(app=OuterRef("pk"))
+                                        .order_by("-created_at").values("name")[:1]),
+            )
+        """
+        organization = self.get_object()
+        overview = []
+        for app in App.objects.filter(organization=organization).order_by("name"):
+            # Intentionally naive (N+1): one COUNT and one version lookup per app.
+            latest = AppVersion.objects.filter(app=app).order_by("-created_at").first()
+            overview.append({"slug": app.slug, "name": app.name,
+                             "query_count": DataQuery.objects.filter(app=app).count(),
+                             "latest_version": latest.name if latest else None})
+        return Response(AppOverviewSerializer(overview, many=True).data)
+
 
 class MemberViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
                     mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -143,11 +201,13 @@ class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
     def perform_create(self, serializer):
         self.check_create(serializer.validated_data["organization"])
         app = serializer.save(created_by=self.request.user)
+        audit(self.request, app, "app.create")
         telemetry.track_feature("app_builder", "create_app", app.organization_id)
 
     def perform_update(self, serializer):
         app = serializer.save()
         action_name = "edit_definition" if "definition" in serializer.validated_data else "update_app"
+        audit(self.request, app, "app.update")
         telemetry.track_feature("app_builder", action_name, app.organization_id)
 
     def perform_destroy(self, instance):
@@ -196,7 +256,9 @@ class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
             version = versions.filter(pk=int(reference)).first()
         if version is None:
             return Response({"version": ["No such version of this app."]}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(AppVersionSerializer(services.release(version)).data)
+        services.release(version)
+        audit(request, app, "app.release")
+        return Response(AppVersionSerializer(version).data)
 
     @extend_schema(request=FromTemplateSerializer, responses={201: AppSerializer})
     @action(detail=False, methods=["post"], url_path="from-template")

@@ -19,13 +19,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("off", "metrics", "everything", "django_prometheus")
+CONFIGS = ("off", "metrics", "everything", "tracing", "django_prometheus", "plain_otel")
 WARMUP = 10
 
 CHILD = r"""
 import os, sys, time
 sys.path.insert(0, {root!r})
 import django
+from bench import overhead_settings
+overhead_settings.before_setup()
 django.setup()
 from django.test import Client
 client = Client()
@@ -34,8 +36,9 @@ def run(count):
         response = client.get(f"/api/items/{{index}}/view")
         assert response.status_code == 200, response.status_code
     try:
-        from telemetry import recorder
+        from telemetry import recorder, tracing
         recorder.flush()
+        tracing.flush()
     except ImportError:
         pass
 run({warmup})
@@ -85,8 +88,12 @@ def main():
     parser.add_argument("--n2", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     args = parser.parse_args()
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
+    configs = tuple(args.configs.split(","))
+    for database in ("default", "telemetry"):
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0", "--database", database], cwd=ROOT,
+                       env=child_env("off"), check=True)
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
         handle.write(CHILD.format(root=str(ROOT), warmup=WARMUP))
         script = handle.name
@@ -94,26 +101,29 @@ def main():
     print(f"Realistic view: 3 ORM queries on {os.environ.get('DATABASE_URL', 'SQLite').split('@')[-1]}")
     if not args.no_callgrind:
         per_request = {}
-        for config in CONFIGS:
+        for config in configs:
             first = instructions(config, args.n1, script)
             second = instructions(config, args.n2, script)
             per_request[config] = (second - first) / (args.n2 - args.n1)
-        bare = per_request["off"]
+            print(f"  {config}: {per_request[config] / 1e6:.3f} M instructions/request", flush=True)
+        bare = per_request.get("off", 0.0)
         print(f"\nInstructions per request (callgrind, N={args.n1} and {args.n2}):")
         print(f"{'configuration':<22}{'instr/request':>15}{'overhead':>12}{'vs django-prometheus':>24}")
-        peer = per_request["django_prometheus"] - bare
-        for config in CONFIGS:
+        peer = per_request.get("django_prometheus", bare) - bare
+        for config in configs:
             overhead = per_request[config] - bare
             ratio = f"{overhead / peer:.2f}x" if config != "off" and peer > 0 else "-"
             print(f"{config:<22}{per_request[config] / 1e6:>13.3f} M{overhead / 1e3:>+10.0f} k{ratio:>24}")
 
-    samples = {config: [] for config in CONFIGS}
+    samples = {config: [] for config in configs}
     for _ in range(args.rounds):
-        for config in CONFIGS:
+        for config in configs:
             samples[config].extend(wall_clock(config, 200, 1, script))
+    if args.rounds < 1:
+        return
     bare = statistics.median(samples["off"])
     print(f"\nWall clock, interleaved, {args.rounds} rounds of 200 requests (median, min-max):")
-    for config in CONFIGS:
+    for config in configs:
         values = samples[config]
         median = statistics.median(values)
         print(f"{config:<22}{median * 1e6:>9.0f} us  ({min(values) * 1e6:.0f}-{max(values) * 1e6:.0f})"

@@ -1,5 +1,6 @@
 """Settings for bench/overhead.py: the project's settings with one configuration of
-instrumentation, chosen by ``BENCH_CONFIG`` (off, metrics, django_prometheus)."""
+instrumentation, chosen by ``BENCH_CONFIG`` (off, metrics, everything, tracing,
+django_prometheus, plain_otel)."""
 
 import os
 
@@ -14,12 +15,30 @@ ALLOWED_HOSTS = ["*"]
 MIDDLEWARE = [entry for entry in MIDDLEWARE if not entry.startswith("telemetry.")]
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "ERROR"}}
 
+# Periodic sampling (resources, gauges, rollup writes) costs per second, not per request:
+# under callgrind a run lasts minutes, so it would swamp the per-request difference.
+TELEMETRY = {**TELEMETRY, "SAMPLE_INTERVAL_SECONDS": 3600.0}
+if os.environ.get("BENCH_BATCHED"):
+    # Drains (metrics, spans) only at the end of a run: in production a one-second drain
+    # covers many requests, under callgrind one or two, so its fixed cost per drain would
+    # be charged to each request. BENCH_BATCHED=1 measures the per-request part alone.
+    TELEMETRY = {**TELEMETRY, "FLUSH_INTERVAL_SECONDS": 3600.0}
+
 if BENCH_CONFIG == "off":
     TELEMETRY = {**TELEMETRY, "METRICS_ENABLED": False, "TRACES_ENABLED": False, "LOGS_ENABLED": False}
 elif BENCH_CONFIG in ("metrics", "everything"):
     MIDDLEWARE = ["telemetry.middleware.TelemetryMiddleware", *MIDDLEWARE]
     TELEMETRY = {**TELEMETRY, "TRACES_ENABLED": False, "LOGS_ENABLED": False,
                  "QUERY_STATS_ENABLED": BENCH_CONFIG == "everything"}
+elif BENCH_CONFIG == "tracing":
+    # Everything on: metrics, query statistics, spans at the default sampling.
+    MIDDLEWARE = ["telemetry.middleware.TelemetryMiddleware", *MIDDLEWARE]
+    TELEMETRY = {**TELEMETRY, "TRACES_ENABLED": True, "LOGS_ENABLED": False, "QUERY_STATS_ENABLED": True}
+elif BENCH_CONFIG == "plain_otel":
+    # opentelemetry-instrumentation-django with an SDK provider and a batch processor
+    # (psycopg instrumentation does not apply: Django is on psycopg 3 here).
+    TELEMETRY = {**TELEMETRY, "METRICS_ENABLED": False, "TRACES_ENABLED": False, "LOGS_ENABLED": False}
+
 elif BENCH_CONFIG == "django_prometheus":
     TELEMETRY = {**TELEMETRY, "METRICS_ENABLED": False, "TRACES_ENABLED": False, "LOGS_ENABLED": False}
     INSTALLED_APPS = [*INSTALLED_APPS, "django_prometheus"]
@@ -32,3 +51,22 @@ elif BENCH_CONFIG == "django_prometheus":
 
     # django-prometheus counts queries by swapping the database ENGINE.
     DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+
+
+def before_setup():
+    """Runs in the benchmark child before ``django.setup()``."""
+    if BENCH_CONFIG != "plain_otel":
+        return
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class DiscardingExporter(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DiscardingExporter()))
+    trace.set_tracer_provider(provider)
+    DjangoInstrumentor().instrument()

@@ -191,6 +191,9 @@ CELERY_BEAT_SCHEDULE = {
     "telemetry-queue-depth": {"task": "telemetry.sample_queue_depth", "schedule": 15.0},
     "telemetry-expired-sessions": {"task": "telemetry.record_expired_sessions", "schedule": 3600.0},
     "telemetry-compare-releases": {"task": "telemetry.compare_releases", "schedule": 30.0},
+    "telemetry-purge-traces": {"task": "telemetry.purge_traces", "schedule": 3600.0},
+    "telemetry-slow-query-report": {"task": "telemetry.build_slow_query_report", "schedule": 120.0},
+    "telemetry-optimization-report": {"task": "telemetry.build_optimization_report", "schedule": 180.0},
 }
 
 # ---------------------------------------------------------------------------- platform
@@ -208,14 +211,25 @@ TELEMETRY = {
     "STORAGE_USAGE_PROVIDER": "apps_builder.telemetry_hooks.storage_usage",
     "METRICS_TOKEN": env("TELEMETRY_METRICS_TOKEN", default=""),
     "METRICS_ALLOWED_IPS": env.list("TELEMETRY_METRICS_ALLOWED_IPS", default=[]),
+    "TRACE_SAMPLE_RATE": env.float("TELEMETRY_TRACE_SAMPLE_RATE", default=0.1),
+    # `make demo` lowers it so the planted seq scan (~100 ms on a million rows) is "slow".
+    "SLOW_QUERY_MS": env.float("TELEMETRY_SLOW_QUERY_MS", default=200.0),
 }
 
 # ---------------------------------------------------------------------------- logging
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # JSON lines with trace_id/span_id (LOG_FORMAT=plain for a terminal); warnings and
+    # errors are also kept with their trace in the telemetry store.
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "telemetry.tracing.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": env("LOG_FORMAT", default="json")},
+        "telemetry_store": {"class": "telemetry.tracing.logs.TraceStoreHandler"},
+    },
+    "root": {"handlers": ["console", "telemetry_store"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}, "django.request": {"level": "ERROR"}},
 }

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 from telemetry import api as telemetry_api
+from telemetry import tracing as telemetry_tracing
 
 from .errors import ConnectionFailed, PluginError, QueryFailed, QueryTimeout
 from .result import QueryResult, serialized_size, to_json_value
@@ -77,10 +78,13 @@ class RunRecord:
     def phase(self, name):
         self.current_phase = name
         started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.phases[name] = time.perf_counter() - started
+        # One span per phase (a no-op when tracing is off): the driver's own spans
+        # (psycopg2, requests) become children of the execute phase.
+        with telemetry_tracing.span(f"plugin.{name}", **{"plugin.kind": self.kind}):
+            try:
+                yield
+            finally:
+                self.phases[name] = time.perf_counter() - started
 
     def failed(self, error):
         self.status = "error"

@@ -15,7 +15,13 @@ _lock = threading.Lock()
 
 
 def seen(user_id, organization_id):
-    _pending[user_id] = ("" if organization_id is None else str(organization_id), timezone.now())
+    """A request of ``user_id``; one that names no organization keeps the known one."""
+    if organization_id is None or organization_id == "":
+        previous = _pending.get(user_id)
+        organization = previous[0] if previous else ""
+    else:
+        organization = str(organization_id)
+    _pending[user_id] = (organization, timezone.now())
 
 
 def write_and_count(batch):
@@ -29,13 +35,15 @@ def write_and_count(batch):
         _pending.clear()
     alias = telemetry_alias()
     with suppressed():
-        if pending:
+        # Requests that name no organization (a listing, say) refresh ``last_seen`` only:
+        # the stored organization stays, so the user keeps counting for it.
+        for with_organization, update_fields in ((True, ["organization_id", "last_seen"]), (False, ["last_seen"])):
             rows = [UserActivity(user_id=user_id, organization_id=org, last_seen=last_seen)
-                    for user_id, (org, last_seen) in pending.items()]
-            UserActivity.objects.using(alias).bulk_create(
-                rows, update_conflicts=True, unique_fields=["user_id"],
-                update_fields=["organization_id", "last_seen"],
-            )
+                    for user_id, (org, last_seen) in pending.items() if bool(org) == with_organization]
+            if rows:
+                UserActivity.objects.using(alias).bulk_create(
+                    rows, update_conflicts=True, unique_fields=["user_id"], update_fields=update_fields,
+                )
         since = timezone.now() - timedelta(seconds=conf.get("ACTIVE_USER_WINDOW_SECONDS"))
         per_organization = dict(
             UserActivity.objects.using(alias).filter(last_seen__gte=since)

@@ -100,5 +100,9 @@ def register_sampler(callback):
 
 
 def flush(sample=False):
-    """Applies buffered events now (tests, and ``/metrics`` before it renders)."""
+    """Applies buffered events now (tests, and ``/metrics`` before it renders), then
+    writes the spans and log records they produced to the trace store."""
     recorder.flush(sample=sample)
+    from . import tracing
+
+    tracing.flush()

@@ -8,8 +8,11 @@ class TelemetryConfig(AppConfig):
 
     def ready(self):
         """Installs the hooks once per process; a second call does nothing."""
-        from . import checks, conf, db, handlers, jobs, recorder, sampler, signals  # noqa: F401
+        from . import checks, conf, db, handlers, jobs, recorder, sampler, signals, tracing  # noqa: F401
+        from .tracing import logs
 
+        tracing.setup()
+        conf.on_change(logs.read_settings)
         if not conf.get("METRICS_ENABLED"):
             return
         conf.on_change(recorder._read_settings)

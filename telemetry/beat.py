@@ -32,7 +32,8 @@ class TelemetryScheduler(PersistentScheduler):
     def apply_entry(self, entry, producer=None):
         with guard.guarded("beat"):
             missed = missed_runs(entry, self.app.now())
+            # Also when zero: every entry has a series (0 scrapes, absent does not alert).
+            _emit("inc", ("jobs", "beat_missed"), (entry.name,), missed)
             if missed:
-                _emit("inc", ("jobs", "beat_missed"), (entry.name,), missed)
                 recorder.flush()
         return super().apply_entry(entry, producer=producer)

@@ -16,6 +16,23 @@ DEFAULTS = {
     "METRICS_ENABLED": True,
     "TRACES_ENABLED": True,
     "LOGS_ENABLED": True,
+    # Traces: service name when OTEL_SERVICE_NAME is not set; tail sampling when a
+    # trace's local root ends (every error, every root slower than TRACE_SLOW_MS, and
+    # TRACE_SAMPLE_RATE of the rest, deterministic on the trace id); queue bounds.
+    "SERVICE_NAME": "tooljet",
+    "TRACE_SAMPLE_RATE": 0.1,
+    "TRACE_SLOW_MS": 1000,
+    "TRACE_QUEUE_MAX": 50_000,
+    # Requests under these paths make no trace: scrapes, health checks, telemetry's own pages.
+    "TRACE_EXCLUDED_PATHS": ["/metrics", "/health", "/telemetry/", "/admin/telemetry/"],
+    # Keep third-party spans' raw SQL (db.statement) instead of its normalized form.
+    "TRACE_CAPTURE_SQL": False,
+    # Retention of stored traces and logs (Celery beat, in batches).
+    "TRACE_RETENTION_DAYS": 7,
+    "TRACE_RETENTION_MAX_SPANS": 1_000_000,
+    # Log records at this level and above are kept with their trace (LogEntry).
+    "LOG_STORE_LEVEL": "WARNING",
+    "LOG_QUEUE_MAX": 10_000,
     # Prefix of the ``tooljet_*`` families (the seed's names use ``tooljet``).
     "NAMESPACE": "tooljet",
     # Database alias that holds what telemetry stores; "default" when the project has none.
@@ -45,6 +62,26 @@ DEFAULTS = {
     # in one request that make an N+1, and rows a SELECT without LIMIT may return.
     "N_PLUS_ONE_THRESHOLD": 5,
     "ADD_LIMIT_ROWS": 1000,
+    # Static suggestion thresholds of telemetry.sql.analyze(): IN-list items beyond which
+    # `large_in_list`, OFFSET rows beyond which `offset_pagination`, JOINs in one SELECT
+    # from which `consider_join_optimization`.
+    "LARGE_IN_LIST_ITEMS": 100,
+    "OFFSET_PAGINATION_ROWS": 1000,
+    "MAX_JOINS": 4,
+    # Plans of slow PostgreSQL statements: EXPLAIN (FORMAT JSON, never ANALYZE) off the
+    # request path, at most once per fingerprint per interval and this many per minute.
+    "EXPLAIN_ENABLED": True,
+    "EXPLAIN_PER_MINUTE": 10,
+    "EXPLAIN_INTERVAL_SECONDS": 600,
+    # Index advice: sequential scans with a filter on tables of at least this many rows
+    # become ``missing_index`` candidates, kept when a HypoPG hypothetical index cuts the
+    # planner's cost by at least this share; ``unused_index`` needs the same table size.
+    "HYPOPG_ENABLED": True,
+    "HYPOPG_MIN_GAIN": 0.5,
+    "MISSING_INDEX_MIN_ROWS": 10_000,
+    # Fingerprints per ranking in the slow-query report; period of both reports (hours).
+    "REPORT_TOP_N": 20,
+    "REPORT_PERIOD_HOURS": 24,
     # Apdex target for the release performance score (seconds).
     "APDEX_TARGET_SECONDS": 0.5,
     # Hot-path events are buffered and applied in batches by a background thread.

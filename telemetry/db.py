@@ -13,6 +13,8 @@ from django.db.backends.signals import connection_created
 
 from . import callsite, conf, guard, recorder
 from .context import MAX_QUERIES_PER_REQUEST, current_request
+from .tracing import current_context_var, span_key
+from .tracing import state as tracing_state
 
 _local = threading.local()
 #: Django connection wrappers seen connecting, for the connection-count gauges.
@@ -61,8 +63,15 @@ def execute_wrapper(execute, sql, params, many, context):
                     call_site = callsite.find()
                 else:
                     seen.add(sql)
+            # The parent of the DB span the flusher builds: the request's span, or a business
+            # span around the query (index 11, after what other consumers read).
+            span_context = None
+            if tracing_state["on"]:
+                span = current_context_var.get().get(span_key)
+                if span is not None:
+                    span_context = span.get_span_context()
             event = ("query", connection.alias, connection.vendor, sql, params, many, started, duration,
-                     rowcount, error, call_site)
+                     rowcount, error, call_site, span_context)
             if request is None:
                 recorder.record(event)
             else:
@@ -95,6 +104,7 @@ def _instrument_connect(backend_class):
     if getattr(backend_class, "_telemetry_connect_timed", False):
         return
     original = backend_class.get_new_connection
+    unwrap = backend_class.vendor == "postgresql" and _django_uses_psycopg2()
 
     def timed(self, conn_params):
         started = perf_counter()
@@ -105,10 +115,18 @@ def _instrument_connect(backend_class):
                 recorder.record(("db_connect", self.vendor, perf_counter() - started, True))
             raise
         recorder.record(("db_connect", self.vendor, perf_counter() - started, False))
-        return new_connection
+        # psycopg2 instrumentation wraps every psycopg2.connect(); Django's connections
+        # get their one DB span from execute_wrapper, so they take the bare connection.
+        return getattr(new_connection, "__wrapped__", new_connection) if unwrap else new_connection
 
     backend_class.get_new_connection = timed
     backend_class._telemetry_connect_timed = True
+
+
+def _django_uses_psycopg2():
+    from .tracing.instrument import django_uses_psycopg2
+
+    return django_uses_psycopg2()
 
 
 def install():

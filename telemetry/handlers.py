@@ -2,8 +2,12 @@
 
 from . import activity, analysis, labels, querystats, recorder, releases
 from .metrics import families
+from .tracing import spans
 
 DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
+#: Datasource kinds that are databases, as ``db_system`` label values.
+PLUGIN_DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite",
+                     "redis": "redis"}
 
 
 def _is_api(path, settings):
@@ -17,12 +21,14 @@ def on_active(batch, event):
 
 def on_request(batch, event):
     (_, method, route, status, organization_id, duration, request_size, response_size,
-     path, context, app_operation, user_id) = event
+     path, context, app_operation, user_id) = event[:12]
+    trace = event[12] if len(event) > 12 else None
     metrics = families()
     method = labels.method(method)
     status = str(status)
     organization = labels.organization(organization_id)
-    batch.observe(metrics.http.request_duration, (method, route, status, organization), duration)
+    exemplar = {"trace_id": f"{trace[0].trace_id:032x}"} if trace is not None else None
+    batch.observe(metrics.http.request_duration, (method, route, status, organization), duration, exemplar)
     batch.observe(metrics.http.request_body_size, (method, route), request_size)
     batch.observe(metrics.http.response_body_size, (method, route, status), response_size)
     if context.active_key is not None:
@@ -48,6 +54,8 @@ def on_request(batch, event):
     analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
     if analysed and querystats.worth_detecting(analysed, batch.settings):
         querystats.detect(analysed, route, organization)
+    if trace is not None:
+        spans.submit_request(event, analysed, batch.settings)
 
 
 def on_standalone_query(batch, event):
@@ -55,11 +63,13 @@ def on_standalone_query(batch, event):
     analysed = [(event, on_query(batch, event))]
     if querystats.worth_detecting(analysed, batch.settings):
         querystats.detect(analysed)
+    if len(event) > 11 and event[11] is not None:
+        spans.submit_query(event, analysed[0][1], batch.settings)
 
 
 def on_query(batch, event, organization=""):
     """Metrics and statistics of one statement; returns its analysis."""
-    _, alias, vendor, sql, params, many, started, duration, rowcount, error, call_site = event
+    _, alias, vendor, sql, params, many, started, duration, rowcount, error, call_site = event[:11]
     result = analysis.analyze(sql, params, vendor)
     settings = batch.settings
     if settings["QUERY_STATS_ENABLED"]:
@@ -111,6 +121,15 @@ def on_plugin(batch, event):
         batch.observe(metrics.connection_create_duration, (kind, organization), connect_seconds)
     if use_seconds is not None:
         batch.observe(metrics.connection_use_duration, (kind,), use_seconds)
+    system = PLUGIN_DB_SYSTEMS.get(kind)
+    if system is not None:
+        # The plugins' connection cache is a pool too: getting a connection (cached or
+        # new) is its wait time; a run that timed out before executing timed out there.
+        db_metrics = families().db
+        if "connect" in phases:
+            batch.observe(db_metrics.connection_wait_time, (system,), phases["connect"])
+        if result == "timeout" and "execute" not in phases:
+            batch.inc(db_metrics.connection_timeouts, (system,))
 
 
 def on_metric(batch, event):

@@ -191,3 +191,73 @@ class LogEntry(models.Model):
             models.Index(fields=["level_number", "-time"], name="telemetry_log_level"),
         ]
         verbose_name_plural = "log entries"
+
+
+class QueryPlan(models.Model):
+    """The latest plan of a slow PostgreSQL statement per fingerprint and alias:
+    EXPLAIN (FORMAT JSON) with literals scrubbed, never ANALYZE, never the parameters.
+    ``candidates`` holds the index advice proven at capture time, when the real
+    parameters were still in memory (see ``telemetry.advice``)."""
+
+    fingerprint_id = models.CharField(max_length=32)
+    alias = models.CharField(max_length=64)
+    fingerprint = models.TextField()
+    plan = models.JSONField(default=list)
+    total_cost = models.FloatField(default=0.0)
+    #: Sequential scans with a filter: ``[{table, rows, cost, filter}]``.
+    seq_scans = models.JSONField(default=list)
+    #: ``[{table, columns, create_statement, cost_before, cost_after, gain, proven}]``.
+    candidates = models.JSONField(default=list)
+    duration_ms = models.FloatField(default=0.0)
+    captured_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["fingerprint_id", "alias"], name="unique_query_plan")]
+        indexes = [models.Index(fields=["-captured_at"], name="telemetry_plan_captured")]
+
+
+class QueryReport(models.Model):
+    """A built report (``slow_queries`` or ``optimization``) for one period; rebuilding
+    the same period replaces it, so the admin reads stored results only."""
+
+    KINDS = (("slow_queries", "slow queries"), ("optimization", "optimization"))
+
+    kind = models.CharField(max_length=32, choices=KINDS)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    built_at = models.DateTimeField()
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "period_start", "period_end"], name="unique_query_report"),
+        ]
+        indexes = [models.Index(fields=["kind", "-period_end"], name="telemetry_report_kind")]
+
+    def __str__(self):
+        return f"{self.get_kind_display().capitalize()} {self.period_start:%Y-%m-%d %H:%M} – {self.period_end:%Y-%m-%d %H:%M}"
+
+
+class QuerySuggestion(models.Model):
+    """One ranked suggestion of an optimization report with its evidence: example
+    normalized statement, call site, plan, hypothetical-index gain, example trace."""
+
+    report = models.ForeignKey(QueryReport, on_delete=models.CASCADE, related_name="suggestions")
+    rank = models.IntegerField()
+    code = models.CharField(max_length=32)
+    #: ``static`` (statement rules), ``runtime`` (detectors), ``plan`` or ``statistics``.
+    source = models.CharField(max_length=16)
+    fingerprint_id = models.CharField(max_length=32, blank=True, default="")
+    fingerprint = models.TextField(blank=True, default="")
+    alias = models.CharField(max_length=64, blank=True, default="")
+    table = models.CharField(max_length=255, blank=True, default="")
+    columns = models.CharField(max_length=255, blank=True, default="")
+    create_statement = models.TextField(blank=True, default="")
+    proven = models.BooleanField(null=True)
+    estimated_gain = models.FloatField(null=True)
+    share_of_db_time = models.FloatField(default=0.0)
+    evidence = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["report", "rank"], name="telemetry_suggestion_rank")]
+        ordering = ["rank"]

@@ -22,9 +22,12 @@ import time
 
 from django.utils import timezone
 
-from . import conf
+from . import conf, explain
 
 MAX_PENDING_FINDINGS = 1000
+#: Findings that are advice (``slow`` is a symptom): they also count in
+#: ``<namespace>_db_query_optimization_suggestions_total``.
+RUNTIME_SUGGESTIONS = frozenset({"n_plus_one", "duplicate_query", "add_limit_clause"})
 FINDING_INTERVAL_SECONDS = 60.0
 
 _pending_stats = {}
@@ -56,7 +59,13 @@ def observe(batch, analysis, alias, duration, rowcount):
     entry["last_seen"] = now
 
 
-def _finding(code, analysis, alias, route, organization, call_site, duration, repetitions=1, rows=-1):
+def _finding(code, analysis, alias, route, organization, call_site, duration, repetitions=1, rows=-1,
+             trace_id=""):
+    if code in RUNTIME_SUGGESTIONS:
+        # Every detection counts in the metric; only the stored evidence is rate-limited.
+        from .metrics import families
+
+        families().analytics.optimization_suggestions.child((code,)).inc()
     key = (code, analysis.fingerprint_id)
     now = time.monotonic()
     if now - _last_finding.get(key, -FINDING_INTERVAL_SECONDS) < FINDING_INTERVAL_SECONDS:
@@ -68,8 +77,14 @@ def _finding(code, analysis, alias, route, organization, call_site, duration, re
         "code": code, "fingerprint_id": analysis.fingerprint_id, "fingerprint": analysis.fingerprint,
         "alias": alias, "route": route or "", "organization_id": organization or "",
         "call_site": (call_site or "")[:500], "duration_ms": duration * 1000.0, "repetitions": repetitions,
-        "rows": rows, "created_at": timezone.now(),
+        "rows": rows, "created_at": timezone.now(), "trace_id": trace_id,
     })
+
+
+def _trace_id(event):
+    """The trace of a query event: the span context the execute wrapper noted (index 11)."""
+    span_context = event[11] if len(event) > 11 else None
+    return f"{span_context.trace_id:032x}" if span_context is not None and span_context.is_valid else ""
 
 
 def worth_detecting(analysed, settings):
@@ -90,12 +105,16 @@ def detect(analysed, route="", organization=""):
     limit_rows = conf.get("ADD_LIMIT_ROWS")
     groups = {}
     for event, analysis in analysed:
-        _, alias, _, _, params, many, _, duration, rowcount, _, call_site = event
+        _, alias, _, _, params, many, _, duration, rowcount, _, call_site = event[:11]
         if duration >= slow_seconds:
-            _finding("slow", analysis, alias, route, organization, call_site, duration, rows=rowcount)
+            _finding("slow", analysis, alias, route, organization, call_site, duration, rows=rowcount,
+                     trace_id=_trace_id(event))
+            # Queued for an EXPLAIN run later by this thread (rate-limited, PostgreSQL only).
+            explain.offer(alias, event[2], event[3], params, many, analysis)
         if (analysis.operation == "select" and rowcount > limit_rows and not many
                 and not _has_limit(analysis.fingerprint)):
-            _finding("add_limit_clause", analysis, alias, route, organization, call_site, duration, rows=rowcount)
+            _finding("add_limit_clause", analysis, alias, route, organization, call_site, duration, rows=rowcount,
+                     trace_id=_trace_id(event))
         groups.setdefault((alias, analysis.fingerprint_id), []).append((event, analysis))
     threshold = conf.get("N_PLUS_ONE_THRESHOLD")
     for (alias, _), runs in groups.items():
@@ -109,9 +128,11 @@ def detect(analysed, route="", organization=""):
         total = sum(event[7] for event, _ in runs)
         repeated = max(len(events) for events in by_params.values())
         if repeated >= 2:
-            _finding("duplicate_query", analysis, alias, route, organization, call_site, total, repeated)
+            _finding("duplicate_query", analysis, alias, route, organization, call_site, total, repeated,
+                     trace_id=_trace_id(runs[0][0]))
         if len(by_params) >= threshold:
-            _finding("n_plus_one", analysis, alias, route, organization, call_site, total, len(runs))
+            _finding("n_plus_one", analysis, alias, route, organization, call_site, total, len(runs),
+                     trace_id=_trace_id(runs[0][0]))
 
 
 def _params_key(params):

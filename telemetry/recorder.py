@@ -43,13 +43,17 @@ def register_periodic(callback):
 
 
 def record(event):
-    """Appends an event tuple ``(kind, ...)``; never blocks, never raises."""
-    if len(_events) >= _hot["max_events"]:
+    """Appends an event tuple ``(kind, ...)``; never blocks, never raises. Returns whether
+    the event was kept. A request's end is kept up to twice the bound, so that every
+    request whose start was kept is also finished (at most one end per kept start)."""
+    length = len(_events)
+    if length >= _hot["max_events"] and (event[0] != "request" or length >= 2 * _hot["max_events"]):
         _state["dropped"] += 1
-        return
+        return False
     _events.append(event)
     if not _hot["started"]:
         _start_thread()
+    return True
 
 
 def dropped_events():

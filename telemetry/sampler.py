@@ -29,11 +29,15 @@ def component():
     role = os.environ.get("TELEMETRY_COMPONENT")
     if role:
         return role
-    argv = " ".join(sys.argv)
-    if "gunicorn" in argv:
+    # The program, not the whole command line: ``pytest tests/test_celery.py`` is no worker.
+    program = sys.argv[0] if sys.argv else ""
+    if os.path.basename(program) == "__main__.py":  # python -m gunicorn / celery
+        program = os.path.dirname(program)
+    program = os.path.basename(program)
+    if program.startswith("gunicorn"):
         return "web"
-    if "celery" in argv:
-        return "beat" if " beat" in argv else "worker"
+    if program.startswith("celery"):
+        return "beat" if "beat" in sys.argv[1:] else "worker"
     return "django"
 
 
@@ -59,6 +63,8 @@ def _database_connections(batch):
     for alias in settings.DATABASES:
         wrapper = connections[alias]
         system = DB_SYSTEMS.get(wrapper.vendor, wrapper.vendor)
+        # A zero increment creates the series, so "no timeouts" scrapes as 0, not absent.
+        batch.inc(metrics.connection_timeouts, (system,), 0)
         pool = getattr(wrapper, "pool", None) if wrapper.vendor == "postgresql" else None
         if pool:
             stats = pool.get_stats()

@@ -12,10 +12,13 @@ SESSION_LOGIN_KEY = "_telemetry_login_at"
 
 
 def _user_organization(user):
+    """The user's organization, or ``None``; a failing resolver still lets the event count."""
     path = conf.get("USER_ORGANIZATION_RESOLVER")
     if not path or user is None:
         return None
-    return import_string(path)(user)
+    with guard.guarded("user_organization"):
+        return import_string(path)(user)
+    return None
 
 
 def _method(request):

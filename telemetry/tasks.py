@@ -80,3 +80,7 @@ def compare_releases():
     summary = releases.compare()
     recorder.flush()
     return summary
+
+
+from .query_tasks import *  # noqa: F401,F403,E402
+from .tracing.tasks import *  # noqa: F401,F403,E402

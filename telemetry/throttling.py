@@ -14,6 +14,10 @@ class ReportingThrottleMixin:
         started = perf_counter()
         allowed = super().allow_request(request, view)
         seconds = perf_counter() - started
+        if getattr(self, "key", None) is None:
+            # DRF sets ``key`` only when the throttle judges the request; without it (no
+            # rate, or an anonymous throttle and a signed-in user) nothing was decided.
+            return allowed
         endpoint = routes.of_request(request)
         scope = getattr(self, "scope", None) or type(self).__name__
         authenticated = "true" if getattr(request.user, "is_authenticated", False) else "false"

@@ -1,10 +1,14 @@
 from django.urls import path
 
-from . import views
+from . import api_views, views
 
 app_name = "telemetry"
 
 urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("health", views.health, name="health"),
+    path("telemetry/api/traces", api_views.TraceListView.as_view(), name="api-traces"),
+    path("telemetry/api/traces/<str:trace_id>", api_views.TraceDetailView.as_view(), name="api-trace"),
+    path("telemetry/api/logs", api_views.LogListView.as_view(), name="api-logs"),
+    path("telemetry/api/metrics", api_views.MetricsView.as_view(), name="api-metrics"),
 ]

@@ -1,1 +1,251 @@
-"""Admin for query intelligence: fingerprint statistics, findings, reports."""
+"""Admin for query intelligence: the fingerprint table, a fingerprint's page (hours,
+latest plan, findings, suggestions), findings, plans and the stored reports.
+
+The fingerprint table aggregates the hourly ``QueryStat`` rows of a period with one
+GROUP BY over the indexed hour range (``telemetry.reports.aggregate``); p95 comes from
+the summed histogram buckets. Reports are read as the Celery tasks stored them. Every
+page is read-only: telemetry rows are written by telemetry only.
+"""
+
+import json
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
+
+from .. import reports
+from ..models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
+
+PERIODS = ((1, "last hour"), (24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
+SORT_KEYS = (("total_ms", "Total ms"), ("calls", "Calls"), ("mean_ms", "Mean ms"), ("p95_ms", "p95 ms"),
+             ("rows", "Rows"))
+MAX_ROWS = 300
+
+
+def trace_url(trace_id):
+    """The trace list searched by trace id (the trace admin's search)."""
+    if not trace_id:
+        return ""
+    return reverse("admin:index") + "telemetry/trace/?" + urlencode({"q": trace_id})
+
+
+def render_plan(plan):
+    """Pretty JSON of a plan, sequential-scan nodes highlighted."""
+    if not plan:
+        return ""
+    lines = []
+    for line in json.dumps(plan, indent=2).splitlines():
+        if '"Node Type": "Seq Scan"' in line or '"Node Type": "Parallel Seq Scan"' in line:
+            lines.append(format_html('<mark class="seq-scan">{}</mark>', line))
+        else:
+            lines.append(escape(line))
+    return mark_safe('<pre class="query-plan">' + "\n".join(lines) + "</pre>")  # noqa: S308 - escaped above
+
+
+class ReadOnly:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def _latest_optimization_codes():
+    """fingerprint id -> codes of the latest optimization report (runtime, plan)."""
+    report = QueryReport.objects.filter(kind="optimization").order_by("-period_end", "-built_at").first()
+    codes = {}
+    if report is not None:
+        for fingerprint_id, code in report.suggestions.exclude(fingerprint_id="").values_list("fingerprint_id",
+                                                                                             "code"):
+            codes.setdefault(fingerprint_id, set()).add(code)
+    return codes
+
+
+@admin.register(QueryStat)
+class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
+    """The changelist is the per-fingerprint table of a period, not the hourly rows."""
+
+    def get_urls(self):
+        return [
+            path("fingerprint/<str:fingerprint_id>/", self.admin_site.admin_view(self.fingerprint_view),
+                 name="telemetry_querystat_fingerprint"),
+            *super().get_urls(),
+        ]
+
+    def _context(self, request, title):
+        return {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title}
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            hours = int(request.GET.get("hours", 24))
+        except ValueError:
+            hours = 24
+        start, end = reports.period(hours)
+        filters = {name: request.GET.get(name, "") for name in ("table", "operation", "complexity", "suggestion")}
+        rows = reports.aggregate(start, end, table=filters["table"] or None,
+                                 operation=filters["operation"] or None, complexity=filters["complexity"] or None)
+        runtime_codes = _latest_optimization_codes()
+        for row in rows:
+            row["codes"] = sorted(set(row["suggestions"]) | runtime_codes.get(row["fingerprint_id"], set()))
+        choices = {
+            "table": sorted({table for row in rows for table in row["tables"]}),
+            "operation": sorted({row["operation"] for row in rows if row["operation"]}),
+            "complexity": sorted({row["complexity"] for row in rows if row["complexity"]}),
+            "suggestion": sorted({code for row in rows for code in row["codes"]}),
+        }
+        if filters["suggestion"]:
+            rows = [row for row in rows if filters["suggestion"] in row["codes"]]
+        order = request.GET.get("o", "total_ms")
+        descending = not order.startswith("-")
+        key = order.lstrip("-")
+        if key not in dict(SORT_KEYS):
+            key, descending = "total_ms", True
+        rows.sort(key=lambda row: row[key], reverse=descending)
+        total_ms = sum(row["total_ms"] for row in rows)
+        for row in rows:
+            row["share"] = row["total_ms"] / total_ms if total_ms else 0.0
+            row["url"] = reverse("admin:telemetry_querystat_fingerprint", args=[row["fingerprint_id"]])
+        base = {name: value for name, value in {**filters, "hours": hours}.items() if value}
+        headers = [{
+            "key": name, "label": label, "sorted": name == key, "descending": descending,
+            "url": "?" + urlencode({**base, "o": name if not (name == key and descending) else f"-{name}"}),
+        } for name, label in SORT_KEYS]
+        filter_links = [{
+            "name": name, "current": filters[name],
+            "all_url": "?" + urlencode({k: v for k, v in {**base, "o": order}.items() if k != name}),
+            "choices": [{"value": value, "selected": value == filters[name],
+                         "url": "?" + urlencode({**base, "o": order, name: value})} for value in values[:50]],
+        } for name, values in choices.items()]
+        periods = [{"hours": value, "label": label, "selected": value == hours,
+                    "url": "?" + urlencode({**base, "o": order, "hours": value})} for value, label in PERIODS]
+        context = {
+            **self._context(request, "Query fingerprints"), "rows": rows[:MAX_ROWS], "count": len(rows),
+            "headers": headers, "filters": filter_links, "periods": periods, "start": start, "end": end,
+            "total_ms": total_ms, "reports": QueryReport.objects.order_by("-built_at")[:6],
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/telemetry/queries/fingerprints.html", context)
+
+    def fingerprint_view(self, request, fingerprint_id):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        hours = QueryStat.objects.filter(fingerprint_id=fingerprint_id).order_by("-hour")[:48]
+        if not hours:
+            raise Http404("no statistics for this fingerprint")
+        bucket_fields = QueryStat.bucket_fields()
+        for stat in hours:
+            stat.p95_ms = reports.percentile([getattr(stat, name) for name in bucket_fields], stat.calls, 0.95,
+                                             stat.max_ms)
+        plans = list(QueryPlan.objects.filter(fingerprint_id=fingerprint_id).order_by("-captured_at"))
+        for plan in plans:
+            plan.rendered = render_plan(plan.plan)
+        findings = list(QueryFinding.objects.filter(fingerprint_id=fingerprint_id).order_by("-created_at")[:20])
+        for finding in findings:
+            finding.trace_url = trace_url(finding.trace_id)
+        suggestions = QuerySuggestion.objects.filter(
+            fingerprint_id=fingerprint_id, report__kind="optimization").select_related("report").order_by(
+            "-report__period_end", "rank")[:20]
+        context = {
+            **self._context(request, "Fingerprint " + fingerprint_id), "fingerprint_id": fingerprint_id,
+            "latest": hours[0], "hours": hours, "plans": plans, "findings": findings, "suggestions": suggestions,
+        }
+        return TemplateResponse(request, "admin/telemetry/queries/fingerprint.html", context)
+
+
+@admin.register(QueryFinding)
+class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("created_at", "code", "short_fingerprint", "route", "call_site", "duration_ms", "repetitions",
+                    "trace")
+    list_filter = ("code", "alias")
+    search_fields = ("fingerprint", "call_site", "route", "trace_id")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    @admin.display(description="statement")
+    def short_fingerprint(self, finding):
+        url = reverse("admin:telemetry_querystat_fingerprint", args=[finding.fingerprint_id])
+        return format_html('<a href="{}">{}</a>', url, finding.fingerprint[:120])
+
+    @admin.display(description="trace")
+    def trace(self, finding):
+        url = trace_url(finding.trace_id)
+        return format_html('<a href="{}">{}</a>', url, finding.trace_id[:12]) if url else "—"
+
+
+@admin.register(QueryPlan)
+class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("captured_at", "alias", "short_fingerprint", "total_cost", "seq_scan_tables", "advice")
+    list_filter = ("alias",)
+    search_fields = ("fingerprint",)
+    readonly_fields = ("fingerprint", "alias", "captured_at", "total_cost", "duration_ms", "candidates",
+                       "rendered_plan")
+    fields = readonly_fields
+
+    @admin.display(description="statement")
+    def short_fingerprint(self, plan):
+        return plan.fingerprint[:120]
+
+    @admin.display(description="seq scans with filter")
+    def seq_scan_tables(self, plan):
+        return ", ".join(scan["table"] for scan in plan.seq_scans) or "—"
+
+    @admin.display(description="index advice")
+    def advice(self, plan):
+        return "; ".join(f"{c['create_statement']} (gain {c['gain']:.0%})" if c.get("gain") is not None
+                         else c["create_statement"] for c in plan.candidates) or "—"
+
+    @admin.display(description="plan")
+    def rendered_plan(self, plan):
+        return render_plan(plan.plan)
+
+
+@admin.register(QueryReport)
+class QueryReportAdmin(ReadOnly, admin.ModelAdmin):
+    """A report's change page shows what the task stored: rankings or suggestions with
+    their evidence."""
+
+    list_display = ("__str__", "kind", "built_at", "summary")
+    list_filter = ("kind",)
+    ordering = ("-period_end", "kind")
+
+    @admin.display(description="summary")
+    def summary(self, report):
+        if report.kind == "optimization":
+            data = report.data
+            return f"{data.get('suggestions', 0)} suggestions over {data.get('fingerprints', 0)} fingerprints"
+        totals = report.data.get("totals", {})
+        return f"{totals.get('fingerprints', 0)} fingerprints, {totals.get('calls', 0)} calls"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        report = self.get_object(request, object_id)
+        if report is None:
+            raise Http404("no such report")
+        if not self.has_view_or_change_permission(request, report):
+            raise PermissionDenied
+        suggestions = list(report.suggestions.all())
+        plans = QueryPlan.objects.in_bulk([s.evidence["plan_id"] for s in suggestions if s.evidence.get("plan_id")])
+        for suggestion in suggestions:
+            suggestion.trace_url = trace_url(suggestion.evidence.get("trace_id", ""))
+            plan = plans.get(suggestion.evidence.get("plan_id"))
+            suggestion.rendered_plan = render_plan(plan.plan) if plan else ""
+            suggestion.fingerprint_url = (reverse("admin:telemetry_querystat_fingerprint",
+                                                  args=[suggestion.fingerprint_id])
+                                          if suggestion.fingerprint_id else "")
+        for row in [*report.data.get("by_total_time", ()), *report.data.get("by_p95", ())]:
+            row["url"] = reverse("admin:telemetry_querystat_fingerprint", args=[row["fingerprint_id"]])
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": str(report),
+            "report": report, "data": report.data, "suggestions": suggestions, "original": report,
+            "age": timezone.now() - report.built_at if report.built_at else timedelta(0),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/telemetry/queries/report.html", context)

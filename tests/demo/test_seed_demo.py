@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from apps_builder import demo_data
-from apps_builder.models import App, AppVersion, DataQuery, DataSource, Membership, Organization
+from apps_builder.models import App, AppVersion, AuditEvent, DataQuery, DataSource, Membership, Organization
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 
@@ -19,9 +19,9 @@ def _row_counts():
             if model._meta.app_label in {"apps_builder", "auth", "authtoken"}}
 
 
-def _seed():
+def _seed(audit_events=3000):
     output = io.StringIO()
-    call_command("seed_demo", stdout=output)
+    call_command("seed_demo", stdout=output, audit_events=audit_events)
     return output.getvalue()
 
 
@@ -59,7 +59,7 @@ def test_every_organization_has_each_role_environments_and_released_apps():
         assert set(organization.environments.values_list("name", flat=True)) == {
             "development", "staging", "production"}
         organization_apps = App.objects.filter(organization=organization)
-        assert organization_apps.count() >= 3
+        assert organization_apps.count() >= 6  # the apps overview's N+1 needs N_PLUS_ONE_THRESHOLD apps
         assert all(app.released_version_id for app in organization_apps)
         queries = DataQuery.objects.filter(app__organization=organization)
         assert queries.filter(run_on_page_load=True).exists()
@@ -95,3 +95,15 @@ def test_platform_postgresql_is_a_data_source_when_the_platform_runs_on_it(setti
         assert "password" not in source.options and "password" in source.secrets
     else:
         assert not postgres_sources.exists()
+
+
+def test_audit_events_are_seeded_once_over_every_organization_and_many_subjects():
+    assert "3000 audit events added" in _seed(audit_events=3000)
+    assert "0 audit events added" in _seed(audit_events=3000)
+    assert AuditEvent.objects.count() == 3000
+    per_organization = {organization.slug: organization.audit_events.count()
+                        for organization in Organization.objects.all()}
+    assert per_organization == {"acme": 1000, "globex": 1000, "initech": 1000}
+    subjects = set(AuditEvent.objects.values_list("subject", flat=True))
+    assert demo_data.audit_subject(1) in subjects and len(subjects) >= 1000
+    assert not AuditEvent.objects.filter(actor__isnull=False).exists()

@@ -1,8 +1,9 @@
 """Send real HTTP traffic to a running platform, bounded in time and in count.
 
 What a day of use looks like: logins (and wrong passwords), viewers loading apps and
-running queries with parameters (some slow, some failing, an N+1 burst), builders editing
-definitions, cutting and releasing versions, cloning a template, requests for unknown
+running queries with parameters (some slow, some failing, an N+1 burst), the activity
+feed and the apps overview (the planted missing index and N+1 of the platform's own
+database), builders editing definitions, cutting and releasing versions, cloning a template, requests for unknown
 paths, another organization's objects and invalid input. The REST API data sources are
 pointed at an HTTP endpoint this command serves itself, so REST plugin runs are real.
 
@@ -18,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 from django.core.management.base import BaseCommand, CommandError
@@ -306,6 +307,23 @@ class Traffic:
             self.request("POST", f"/api/data-queries/{queries_by_name['customer_orders']}/run", token,
                          json_body={"parameters": {"customer_id": customer_id}})
 
+    def activity_feed(self, rng, organization):
+        """The audit trail of one subject: one of the organization's apps, or a seeded one."""
+        if organization.id is None:
+            return
+        if organization.app_slugs and rng.random() < 0.3:
+            subject = f"app:{rng.choice(organization.app_slugs)}"
+        else:
+            subject = demo_data.random_audit_subject(rng)
+        role = rng.choice(["viewer", "admin"])
+        self.request("GET", f"/api/organizations/{organization.id}/activity?{urlencode({'subject': subject})}",
+                     organization.tokens[role])
+
+    def apps_overview(self, rng, organization):
+        if organization.id is not None:
+            self.request("GET", f"/api/organizations/{organization.id}/apps-overview",
+                         organization.tokens[rng.choice(["viewer", "admin"])])
+
     def builder_edit(self, rng, organization):
         if not organization.app_slugs:
             return
@@ -347,6 +365,10 @@ class Traffic:
     def failed_login(self, rng, organization):
         username = rng.choice([demo_data.username_for(organization.slug, "viewer"), "nobody"])
         self.request("POST", "/api/auth/login", json_body={"username": username, "password": "wrong-password"})
+
+    def health_check(self, rng, organization):
+        """What a load balancer does: /health checks the database, broker and cache."""
+        self.request("GET", "/health")
 
     def logout_and_back(self, rng, organization):
         """Log out (which may revoke the token), then log in again and keep the new token."""
@@ -415,9 +437,9 @@ class Traffic:
 
     ACTION_WEIGHTS = {
         "viewer_load": 22, "run_query": 24, "n_plus_one": 3, "builder_edit": 8, "builder_release": 4,
-        "login": 5, "failed_login": 4, "logout_and_back": 1, "not_found": 5, "other_organization": 3,
+        "login": 5, "failed_login": 4, "logout_and_back": 3, "health_check": 2, "not_found": 5, "other_organization": 3,
         "forbidden_edit": 2, "invalid_input": 2, "anonymous": 2, "listing": 8, "test_data_source": 2,
-        "template_clone": 1,
+        "template_clone": 1, "activity_feed": 5, "apps_overview": 3,
     }
 
     # ------------------------------------------------------------------ running

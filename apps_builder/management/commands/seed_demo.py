@@ -1,15 +1,19 @@
 """Seed the demo: organizations, members of each role, environments, data sources, apps
-with queries and a released version, a template, the admin user and API tokens.
+with queries and a released version, a template, the admin user and API tokens, and a
+large audit-event table (the demo's planted missing index, see ``AuditEvent``).
 
 Idempotent: every row is found by its natural key, so a second run creates nothing.
 """
 
 import os
+import random
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from apps_builder import demo_data
@@ -17,6 +21,7 @@ from apps_builder.models import (
     App,
     AppTemplate,
     AppVersion,
+    AuditEvent,
     DataQuery,
     DataSource,
     Environment,
@@ -27,6 +32,11 @@ from apps_builder.models import (
 
 class Command(BaseCommand):
     help = "Create the demo organizations, members, data sources, apps and admin login (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--audit-events", type=int, default=None,
+                            help="audit events to seed (default: 1,000,000 on PostgreSQL, 200,000 otherwise, "
+                                 "or DEMO_AUDIT_EVENTS)")
 
     def handle(self, *args, **options):
         sample_path, sample_created = demo_data.ensure_sample_database()
@@ -41,7 +51,71 @@ class Command(BaseCommand):
             )
             Token.objects.get_or_create(user=admin)
         self._seed_release_history()
+        audit_target = options["audit_events"]
+        if audit_target is None:
+            audit_target = demo_data.audit_event_target(connection.vendor)
+        self.audit_events_created = self._seed_audit_events(audit_target)
         self._print_logins(sample_path, sample_created)
+
+    def _seed_audit_events(self, target):
+        """``target`` audit events spread over the demo organizations, subjects and the
+        last AUDIT_HISTORY_DAYS in random order (so no index on ``created_at`` or the
+        organization can stand in for the missing one on ``subject``). Skipped when seeded
+        rows (no actor: the API always has one) are there. Returns the rows created."""
+        if target <= 0 or AuditEvent.objects.filter(actor__isnull=True).exists():
+            return 0
+        organization_ids = list(Organization.objects.filter(
+            slug__in=[spec["slug"] for spec in demo_data.ORGANIZATIONS]).order_by("id").values_list("id", flat=True))
+        table = connection.ops.quote_name(AuditEvent._meta.db_table)
+        kinds, per_kind = list(demo_data.AUDIT_SUBJECT_KINDS), demo_data.AUDIT_SUBJECTS_PER_KIND
+        actions = list(demo_data.AUDIT_ACTIONS)
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # One statement, generated in the server. Foreign keys and secondary indexes
+                # are dropped around it and rebuilt in the same transaction, as PostgreSQL's
+                # "Populating a Database" advises: a few seconds instead of a minute.
+                cursor.execute(
+                    "SELECT 'ALTER TABLE ' || conrelid::regclass::text || ' DROP CONSTRAINT ' || quote_ident(conname), "
+                    "'ALTER TABLE ' || conrelid::regclass::text || ' ADD CONSTRAINT ' || quote_ident(conname) "
+                    "|| ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+                    "AND contype = 'f' UNION ALL SELECT 'DROP INDEX ' || indexrelid::regclass::text, "
+                    "pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass "
+                    "AND NOT indisprimary AND NOT indisunique",
+                    [AuditEvent._meta.db_table] * 2,
+                )
+                rebuilt = cursor.fetchall()
+                # Checks still deferred (in a caller's transaction) would forbid the ALTERs.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                for drop, _ in rebuilt:
+                    cursor.execute(drop)
+                cursor.execute(
+                    f"INSERT INTO {table} (organization_id, action, subject, created_at) "
+                    "SELECT (%s::bigint[])[1 + g %% %s], (%s::text[])[1 + g %% %s], "
+                    "(%s::text[])[1 + (g / %s) %% %s] || ':' || (g %% %s), "
+                    "now() - random() * make_interval(days => %s) FROM generate_series(1, %s) g",
+                    [organization_ids, len(organization_ids), actions, len(actions), kinds, per_kind, len(kinds),
+                     per_kind, demo_data.AUDIT_HISTORY_DAYS, target],
+                )
+                for _, create in reversed(rebuilt):
+                    cursor.execute(create)
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+                cursor.execute(f"ANALYZE {table}")
+            else:
+                rng = random.Random(20240602)
+                newest = timezone.now().replace(tzinfo=None)
+                history_seconds = demo_data.AUDIT_HISTORY_DAYS * 86400
+                rows = (
+                    (organization_ids[number % len(organization_ids)], actions[number % len(actions)],
+                     demo_data.audit_subject(number),
+                     (newest - timedelta(seconds=rng.random() * history_seconds)).isoformat(" "))
+                    for number in range(1, target + 1)
+                )
+                cursor.executemany(
+                    f"INSERT INTO {table} (organization_id, action, subject, created_at) VALUES (%s, %s, %s, %s)",
+                    rows,
+                )
+                cursor.execute(f"ANALYZE {table}")
+        return target
 
     def _seed_release_history(self):
         """Per-route latency of an earlier release, as if the platform had run it, so the
@@ -139,7 +213,8 @@ class Command(BaseCommand):
         first_organization = demo_data.ORGANIZATIONS[0]["slug"]
         counts = (
             f"{Organization.objects.count()} organizations, {App.objects.count()} apps, "
-            f"{DataQuery.objects.count()} queries, {DataSource.objects.count()} data sources"
+            f"{DataQuery.objects.count()} queries, {DataSource.objects.count()} data sources, "
+            f"{self.audit_events_created} audit events added"
         )
         lines = [
             f"Demo data ready: {counts}.",

@@ -1,0 +1,79 @@
+"""Traces: OpenTelemetry spans kept in the embedded store (and exported over OTLP).
+
+Cheap by construction: the request thread makes no SDK span for the request or its
+queries. The middleware puts a bare span context in the OpenTelemetry context (so
+Celery publish, requests, psycopg2 and business spans become its children) and the
+execute wrapper notes the current span context on each query event; the server span and
+the DB spans are built from those events in the flusher thread (:mod:`.spans`). Every
+finished span then goes through one bounded queue to the store writer (:mod:`.processor`),
+which decides per trace when its local root ends (errors, slow, a share of the rest).
+"""
+
+from contextlib import nullcontext
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as trace_api
+from opentelemetry.trace.propagation import _SPAN_KEY as span_key  # noqa: F401 - for telemetry.db
+
+
+class _PublicContext:
+    """Fallback for a runtime context that is not the contextvars one."""
+
+    def get(self):
+        return otel_context.get_current()
+
+
+#: The execute wrapper reads the current span straight from OpenTelemetry's context
+#: variable (one lookup instead of four calls per query); the public API otherwise.
+current_context_var = getattr(otel_context._RUNTIME_CONTEXT, "_current_context", None) or _PublicContext()
+
+#: Hot-path switch read by the middleware and the execute wrapper: True once the
+#: provider is installed in this process and ``TRACES_ENABLED`` is on.
+state = {"on": False, "excluded_paths": ()}
+
+_tracer = []
+_clients_instrumented = [False]
+
+
+def enabled():
+    return state["on"]
+
+
+def tracer():
+    if not _tracer:
+        _tracer.append(trace_api.get_tracer("telemetry"))
+    return _tracer[0]
+
+
+def span(name, **attributes):
+    """A business or plugin span (a context manager); a no-op context when tracing is off,
+    so callers pay nothing then. The first one instruments the plugins' clients."""
+    if not state["on"]:
+        return nullcontext()
+    if not _clients_instrumented[0]:
+        from . import instrument
+
+        instrument.install_clients()
+        _clients_instrumented[0] = True
+    return tracer().start_as_current_span(name, attributes=attributes or None)
+
+
+def setup():
+    """Installs the provider and instrumentations once per process (``AppConfig.ready``)."""
+    from . import provider
+
+    provider.setup()
+
+
+def flush():
+    """Decides and writes every finished span and log record now (tests, process exit)."""
+    from . import processor
+
+    processor.flush()
+
+
+def run_in_foreground():
+    """No writer thread in this process: spans wait for :func:`flush` (test processes)."""
+    from . import processor
+
+    processor.run_in_foreground()

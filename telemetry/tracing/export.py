@@ -1,0 +1,28 @@
+"""OTLP export (http/protobuf) of the kept traces, when ``OTEL_EXPORTER_OTLP_ENDPOINT``
+(or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set. The exporter reads every standard
+``OTEL_EXPORTER_OTLP_*`` variable itself; nothing here overrides them. The SDK's batch
+processor gives it its own bounded queue and thread (restarted after a fork), so a slow
+or unreachable collector never holds the store writer; failed exports are counted.
+"""
+
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+from . import processor, provider
+
+
+def build_processor():
+    if not provider.otlp_endpoint_configured():
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    class CountingExporter(OTLPSpanExporter):
+        def export(self, spans):
+            try:
+                result = super().export(spans)
+            except Exception:  # noqa: BLE001 - counted like any failed export
+                result = SpanExportResult.FAILURE
+            if result is not SpanExportResult.SUCCESS:
+                processor.count_dropped("export_failed", len(spans))
+            return result
+
+    return BatchSpanProcessor(CountingExporter())

@@ -1,0 +1,408 @@
+"""The embedded trace store: tail sampling and batched writes off the request thread.
+
+``submit`` (a span processor's ``on_end``, or the flusher building spans from events)
+appends to a bounded deque. A daemon writer thread per process drains it every
+``FLUSH_INTERVAL_SECONDS``: spans wait, per trace, until their local root span arrives;
+the root decides the trace (every error, every slow root, ``TRACE_SAMPLE_RATE`` of the
+rest, deterministic on the trace id so processes of one trace agree); spans that arrive
+later follow the remembered decision. Kept spans go to the OTLP exporter (when
+configured) and, in one transaction per batch, to ``Trace``/``Span`` rows on the
+telemetry alias. A failed batch is retried a few times, then dropped and counted.
+Everything is bounded; nothing raises into the caller.
+"""
+
+import atexit
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from datetime import datetime, timezone
+
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+
+from .. import conf, guard
+
+MAX_PENDING_TRACES = 5000
+MAX_SPANS_PER_PENDING_TRACE = 1000
+PENDING_TTL_SECONDS = 120.0
+MAX_DECISIONS = 50_000
+MAX_ATTEMPTS = 3
+MAX_FAILED_BATCHES = 20
+_RATIO_MASK = (1 << 64) - 1
+
+_spans = deque()
+_logs = deque()
+_hot = {"max_spans": 50_000, "max_logs": 10_000, "started": False}
+_state = {"pid": None, "wake": None, "foreground": False}
+_dropped = {}
+_reported = {}
+_lock = threading.Lock()
+_pending = OrderedDict()  # trace id -> [first seen (monotonic), spans]
+_decisions = OrderedDict()  # trace id -> kept_because or "" (dropped)
+_failed = deque()  # [attempts, batch]
+_export = {"processor": None, "checked": False}
+_counters = {}
+
+
+class StoreSpanProcessor(SpanProcessor):
+    """Spans ended through the SDK (business, plugin, Celery, psycopg2, requests, redis)."""
+
+    def on_start(self, span, parent_context=None):
+        pass
+
+    def on_end(self, span):
+        submit(span)
+
+    def shutdown(self):
+        flush()
+
+    def force_flush(self, timeout_millis=30000):
+        flush()
+        return True
+
+
+def submit(span):
+    """Never blocks, never raises; a full queue drops and counts."""
+    if len(_spans) >= _hot["max_spans"]:
+        _dropped["queue_full"] = _dropped.get("queue_full", 0) + 1
+        return
+    _spans.append(span)
+    if not _hot["started"]:
+        _start_thread()
+
+
+def submit_log(row):
+    if len(_logs) >= _hot["max_logs"]:
+        _dropped["log_queue_full"] = _dropped.get("log_queue_full", 0) + 1
+        return
+    _logs.append(row)
+    if not _hot["started"]:
+        _start_thread()
+
+
+def read_settings():
+    _hot["max_spans"] = conf.get("TRACE_QUEUE_MAX")
+    _hot["max_logs"] = conf.get("LOG_QUEUE_MAX")
+
+
+def _drain(queue):
+    items = []
+    popleft = queue.popleft
+    while True:
+        try:
+            items.append(popleft())
+        except IndexError:
+            return items
+
+
+def flush():
+    """Decides and writes what is queued, then retries failed batches. Safe from any thread."""
+    with _lock:
+        with guard.guarded("trace_store"):
+            _flush_locked()
+
+
+def _flush_locked():
+    from . import spans as span_builder
+
+    settings = conf.get_settings()
+    spans = _drain(_spans)
+    logs = _drain(_logs)
+    kept, summaries = _decide(spans, settings)
+    capture_sql = settings["TRACE_CAPTURE_SQL"]
+    kept = [span_builder.sanitize(span, capture_sql) for span in kept]
+    if kept:
+        _export_spans(kept)
+    if kept or summaries or logs:
+        _failed.append([0, (kept, summaries, logs)])
+    while len(_failed) > MAX_FAILED_BATCHES:
+        _count_lost(_failed.popleft()[1])
+    for _ in range(len(_failed)):
+        entry = _failed.popleft()
+        try:
+            _write(*entry[1])
+        except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
+            guard.report("trace_store_write", exc)
+            _close_connection()
+            entry[0] += 1
+            if entry[0] >= MAX_ATTEMPTS:
+                _count_lost(entry[1])
+            else:
+                _failed.append(entry)
+    _report_dropped()
+
+
+def _count_lost(batch):
+    kept, _, logs = batch
+    _dropped["store_failed"] = _dropped.get("store_failed", 0) + len(kept)
+    _dropped["log_store_failed"] = _dropped.get("log_store_failed", 0) + len(logs)
+
+
+def _is_local_root(span):
+    parent = span.parent
+    return parent is None or parent.is_remote
+
+
+def _decide(spans, settings):
+    """Returns (kept spans, {trace id: Trace row fields}) for this drain."""
+    kept = []
+    summaries = {}
+    now = time.monotonic()
+    for span in spans:
+        trace_id = span.context.trace_id
+        decision = _decisions.get(trace_id)
+        if decision is not None:
+            if decision:
+                kept.append(span)
+            continue
+        if _is_local_root(span):
+            entry = _pending.pop(trace_id, None)
+            group = entry[1] if entry else []
+            group.append(span)
+            if span.parent is None and span.kind in (SpanKind.CLIENT, SpanKind.PRODUCER):
+                # A client call outside any trace (a broker poll, the exporter's own
+                # request): not a trace anyone asked for.
+                reason = ""
+            else:
+                reason = _reason(span, group, settings)
+            _decisions[trace_id] = reason
+            if len(_decisions) > MAX_DECISIONS:
+                _decisions.popitem(last=False)
+            if reason:
+                kept.extend(group)
+                summaries[trace_id] = _summary(span, group, reason, settings)
+            continue
+        entry = _pending.get(trace_id)
+        if entry is None:
+            if len(_pending) >= MAX_PENDING_TRACES:
+                _dropped["pending_full"] = _dropped.get("pending_full", 0) + 1
+                continue
+            entry = _pending[trace_id] = [now, []]
+        if len(entry[1]) < MAX_SPANS_PER_PENDING_TRACE:
+            entry[1].append(span)
+        else:
+            _dropped["pending_full"] = _dropped.get("pending_full", 0) + 1
+    while _pending:
+        trace_id, (first_seen, waiting) = next(iter(_pending.items()))
+        if now - first_seen < PENDING_TTL_SECONDS:
+            break
+        del _pending[trace_id]
+        _dropped["expired"] = _dropped.get("expired", 0) + len(waiting)
+    return kept, summaries
+
+
+def _status_code(span):
+    value = span.attributes.get("http.response.status_code", span.attributes.get("http.status_code"))
+    return value if isinstance(value, int) else None
+
+
+def _reason(root, group, settings):
+    status_code = _status_code(root)
+    if (status_code is not None and status_code >= 500) or any(
+            span.status.status_code is StatusCode.ERROR for span in group):
+        return "error"
+    if (root.end_time - root.start_time) / 1e6 >= settings["TRACE_SLOW_MS"]:
+        return "slow"
+    if (root.context.trace_id & _RATIO_MASK) < settings["TRACE_SAMPLE_RATE"] * (1 << 64):
+        return "sampled"
+    return ""
+
+
+def _summary(root, group, reason, settings):
+    attributes = root.attributes
+    error = reason == "error"
+    duration_ms = (root.end_time - root.start_time) / 1e6
+    return {
+        "trace_id": f"{root.context.trace_id:032x}", "root_name": root.name[:255],
+        "service": str(root.resource.attributes.get("service.name", ""))[:128],
+        "route": str(attributes.get("http.route", ""))[:255],
+        "method": str(attributes.get("http.request.method", attributes.get("http.method", "")))[:16],
+        "status_code": _status_code(root), "status": "error" if error else "ok",
+        "organization_id": str(attributes.get("organization.id", ""))[:64],
+        "start": datetime.fromtimestamp(root.start_time / 1e9, tz=timezone.utc), "duration_ms": duration_ms,
+        "span_count": 0, "is_slow": duration_ms >= settings["TRACE_SLOW_MS"], "kept_because": reason,
+    }
+
+
+def span_row(span):
+    context = span.context
+    parent = span.parent
+    status = span.status
+    return {
+        "trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}",
+        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else "", "name": span.name[:255],
+        "kind": span.kind.name.lower()[:16], "service": str(span.resource.attributes.get("service.name", ""))[:128],
+        "start_ns": span.start_time, "end_ns": span.end_time,
+        "duration_ms": (span.end_time - span.start_time) / 1e6, "status": status.status_code.name.lower(),
+        "status_message": (status.description or "")[:255],
+        "attributes": {key: list(value) if isinstance(value, tuple) else value
+                       for key, value in span.attributes.items()},
+        "events": [{"name": event.name, "time_ns": event.timestamp,
+                    "attributes": {key: list(value) if isinstance(value, tuple) else value
+                                   for key, value in (event.attributes or {}).items()}}
+                   for event in span.events],
+    }
+
+
+def _write(kept, summaries, logs):
+    from django.db import transaction
+    from django.db.models import F
+
+    from ..db import suppressed
+    from ..models import LogEntry, Span, Trace
+    from ..routers import telemetry_alias
+
+    alias = telemetry_alias()
+    per_trace = {}
+    errors = set()
+    rows = []
+    for span in kept:
+        row = span_row(span)
+        rows.append(Span(**row))
+        per_trace[row["trace_id"]] = per_trace.get(row["trace_id"], 0) + 1
+        if row["status"] == "error":
+            errors.add(row["trace_id"])
+    with suppressed(), transaction.atomic(using=alias):
+        if summaries:
+            Trace.objects.using(alias).bulk_create(
+                [Trace(**summary) for summary in summaries.values()], ignore_conflicts=True)
+        if rows:
+            Span.objects.using(alias).bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        # Span counts are increments: a trace's DB spans and its worker's spans arrive
+        # after its summary row was written, possibly from another process.
+        by_count = {}
+        for trace_id, count in per_trace.items():
+            by_count.setdefault(count, []).append(trace_id)
+        for count, trace_ids in by_count.items():
+            Trace.objects.using(alias).filter(trace_id__in=trace_ids).update(span_count=F("span_count") + count)
+        if errors:
+            Trace.objects.using(alias).filter(trace_id__in=errors).update(status="error")
+        if logs:
+            LogEntry.objects.using(alias).bulk_create([LogEntry(**row) for row in logs], batch_size=500)
+    _counter("telemetry_trace_spans_stored", "Spans written to the embedded trace store.").inc(len(rows))
+
+
+def _close_connection():
+    if _state["foreground"]:
+        return  # the test's own connection, inside its transaction
+    with guard.guarded("trace_store_close"):
+        from django.db import connections
+
+        from ..routers import telemetry_alias
+
+        connections[telemetry_alias()].close()
+
+
+def _export_spans(kept):
+    """OTLP gets the kept traces (sampling is decided here, before export)."""
+    if not _export["checked"]:
+        _export["checked"] = True
+        from . import export
+
+        _export["processor"] = export.build_processor()
+    processor = _export["processor"]
+    if processor is not None:
+        for span in kept:
+            processor.on_end(span)
+
+
+def reset_export():
+    """Reads the ``OTEL_EXPORTER_OTLP_*`` environment again on the next export (tests)."""
+    with _lock:
+        processor = _export["processor"]
+        _export.update(processor=None, checked=False)
+    if processor is not None:
+        with guard.guarded("otlp_shutdown"):
+            processor.shutdown()
+
+
+def export_processor():
+    return _export["processor"]
+
+
+def count_dropped(reason, amount=1):
+    _dropped[reason] = _dropped.get(reason, 0) + amount
+
+
+def _counter(name, documentation, labels=()):
+    counter = _counters.get(name)
+    if counter is None:
+        from prometheus_client import Counter
+
+        counter = _counters[name] = Counter(name, documentation, list(labels))
+    return counter
+
+
+def _report_dropped():
+    for reason, count in list(_dropped.items()):
+        delta = count - _reported.get(reason, 0)
+        if delta > 0:
+            _counter("telemetry_trace_dropped", "Spans and log records not stored, by reason.",
+                     ("reason",)).labels(reason).inc(delta)
+            _reported[reason] = count
+
+
+def dropped(reason):
+    """Spans (or log records) dropped for ``reason`` in this process so far."""
+    return _dropped.get(reason, 0)
+
+
+def _run(wake):
+    from ..db import suppress_in_this_thread
+
+    suppress_in_this_thread()
+    while True:
+        wake.wait(conf.get("FLUSH_INTERVAL_SECONDS"))
+        wake.clear()
+        flush()
+
+
+def _start_thread():
+    with _lock:
+        if _state["pid"] == os.getpid():
+            return
+        from .. import recorder
+
+        _state["pid"] = os.getpid()
+        _hot["started"] = True
+        # Test processes apply telemetry by explicit flushes: the writer follows the recorder.
+        if recorder._state["thread"] is None and recorder._state["pid"] == os.getpid():
+            _state["foreground"] = True
+            return
+        wake = threading.Event()
+        _state["wake"] = wake
+        threading.Thread(target=_run, args=(wake,), name="telemetry-trace-store", daemon=True).start()
+
+
+def run_in_foreground():
+    _state.update(pid=os.getpid(), foreground=True)
+    _hot["started"] = True
+
+
+def _after_fork_in_child():
+    global _lock
+    _lock = threading.Lock()
+    _state.update(pid=None, wake=None, foreground=False)
+    _hot["started"] = False
+    _spans.clear()
+    _logs.clear()
+    _pending.clear()
+    _failed.clear()
+
+
+def _flush_at_exit():
+    if _state["pid"] == os.getpid():
+        from .. import recorder
+
+        with guard.guarded("flush_at_exit"):
+            recorder.flush()  # the last requests' DB and server spans first
+        flush()
+        processor = _export["processor"]
+        if processor is not None:
+            with guard.guarded("otlp_flush_at_exit"):
+                processor.force_flush(5000)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_at_exit)

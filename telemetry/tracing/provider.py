@@ -1,0 +1,64 @@
+"""The process's tracer provider: service name and version, the store processor, OTLP.
+
+Fork-safe without ceremony: the provider holds no thread; the store writer and the
+OTLP batch processor start their threads lazily and again after a fork, so gunicorn
+``--preload`` and Celery prefork children need nothing special.
+"""
+
+import os
+
+from django.conf import settings
+
+from .. import conf, guard
+
+_installed = {"provider": None, "resource": None}
+
+
+def resource():
+    """Service name and version from the ``OTEL_*`` environment when set (never
+    overridden), else from ``TELEMETRY["SERVICE_NAME"]`` and ``RELEASE_VERSION``."""
+    if _installed["resource"] is None:
+        from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+
+        ours = {"service.name": conf.get("SERVICE_NAME") or "django",
+                "service.version": getattr(settings, "RELEASE_VERSION", "") or "unknown"}
+        _installed["resource"] = Resource.create(ours).merge(OTELResourceDetector().detect())
+    return _installed["resource"]
+
+
+def service_name():
+    return str(resource().attributes.get("service.name", ""))
+
+
+def _update_switch():
+    from . import state
+
+    state["on"] = bool(conf.get("TRACES_ENABLED")) and _installed["provider"] is not None
+    state["excluded_paths"] = tuple(conf.get("TRACE_EXCLUDED_PATHS") or ())
+
+
+def setup():
+    """Idempotent. With ``TRACES_ENABLED`` off nothing is installed at all."""
+    if _installed["provider"] is not None or not conf.get("TRACES_ENABLED"):
+        conf.on_change(_update_switch)
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from . import instrument, processor
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider(resource=resource())
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(processor.StoreSpanProcessor())
+    _installed["provider"] = provider
+    conf.on_change(_update_switch)
+    processor.read_settings()
+    conf.on_change(processor.read_settings)
+    with guard.guarded("trace_instrument"):
+        instrument.install()
+
+
+def otlp_endpoint_configured():
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))

@@ -1,0 +1,149 @@
+"""Spans built off the request thread, and the sanitising every span passes before it
+is stored or exported.
+
+The server span and the DB spans are made here, in the flusher thread, from the events
+the middleware and the execute wrapper recorded: ``ReadableSpan`` objects the SDK's
+exporters accept, at a fraction of what live SDK spans cost on the request thread.
+"""
+
+import random
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from .. import analysis
+from . import processor, provider
+
+#: perf_counter() seconds + this = epoch nanoseconds; one offset per process (the
+#: monotonic clock is shared by forked children, so it stays valid after a fork).
+EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+HTTP_SCOPE = InstrumentationScope("telemetry.http")
+DB_SCOPE = InstrumentationScope("telemetry.db")
+OUR_SCOPES = frozenset({HTTP_SCOPE.name, DB_SCOPE.name})
+DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
+_OK = Status(StatusCode.UNSET)
+
+
+def new_server_context(parent):
+    """The request's span context: a new span in the caller's trace, or a new trace."""
+    trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
+    return SpanContext(trace_id, random.getrandbits(64) or 1, False, SAMPLED)
+
+
+def epoch_ns(perf_seconds):
+    return int(perf_seconds * 1e9) + EPOCH_OFFSET_NS
+
+
+def server_span(event, settings):
+    """The request event (see ``TelemetryMiddleware._finish``) as its server span."""
+    (_, method, route, status, organization_id, duration, _, _, _, context, app_operation, user_id,
+     (span_context, parent)) = event[:13]
+    start = epoch_ns(context.started)
+    attributes = {"http.request.method": method, "http.route": route, "http.response.status_code": status,
+                  "tooljet.db_query_count": context.query_count}
+    if organization_id is not None:
+        attributes["organization.id"] = str(organization_id)
+    if user_id is not None:
+        attributes["user.id"] = str(user_id)
+    if app_operation:
+        attributes["tooljet.app.operation"] = app_operation
+    return ReadableSpan(
+        name=f"{method} {route}", context=span_context, parent=parent, resource=provider.resource(),
+        attributes=attributes, kind=SpanKind.SERVER, instrumentation_scope=HTTP_SCOPE,
+        status=Status(StatusCode.ERROR) if status >= 500 else _OK, start_time=start,
+        end_time=start + int(duration * 1e9),
+    )
+
+
+def db_span(event, result, settings):
+    """One statement as its ``<db.system>.query`` span, or None outside any sampled span."""
+    parent = event[11] if len(event) > 11 else None
+    if parent is None or not parent.is_valid or not parent.trace_flags.sampled:
+        return None
+    _, alias, vendor, _, _, _, started, duration, rowcount, error, _ = event[:11]
+    system = DB_SYSTEMS.get(vendor, vendor)
+    attributes = {
+        "db.system": system, "db.operation.name": result.operation, "db.statement": result.fingerprint,
+        "db.query.tables": list(result.tables), "db.query.is_slow": duration * 1000.0 >= settings["SLOW_QUERY_MS"],
+        "db.namespace": alias,
+    }
+    if result.tables:
+        attributes["db.collection.name"] = result.tables[0]
+    if result.complexity_score is not None:
+        attributes["db.query.complexity_score"] = result.complexity_score
+    if rowcount >= 0:
+        attributes["db.rows_affected"] = rowcount
+    start = epoch_ns(started)
+    return ReadableSpan(
+        name=f"{system}.query", context=SpanContext(parent.trace_id, random.getrandbits(64) or 1, False, SAMPLED),
+        parent=parent, resource=provider.resource(), attributes=attributes, kind=SpanKind.CLIENT,
+        instrumentation_scope=DB_SCOPE, status=Status(StatusCode.ERROR, error) if error else _OK,
+        start_time=start, end_time=start + int(duration * 1e9),
+    )
+
+
+def submit_request(event, analysed, settings):
+    """The request's DB spans, then its server span: the root reaches the store writer
+    after its children, so its sampling decision sees them all."""
+    for query, result in analysed:
+        submit_query(query, result, settings)
+    processor.submit(server_span(event, settings))
+
+
+def submit_query(event, result, settings):
+    span = db_span(event, result, settings)
+    if span is not None:
+        processor.submit(span)
+
+
+def _strip_url(url):
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def sanitize(span, capture_sql):
+    """What third-party instrumentation recorded, made safe to keep: normalized SQL,
+    URLs without credentials or query strings, exception types without their messages
+    (a driver's message may quote a row's values). Mutates the span's private fields:
+    it is the writer's own copy (``Span.end`` hands processors a fresh ``ReadableSpan``)."""
+    scope = span.instrumentation_scope
+    if scope is not None and scope.name in OUR_SCOPES:
+        return span
+    attributes = span.attributes
+    changed = None
+    statement = attributes.get("db.statement")
+    if statement is not None and not capture_sql and attributes.get("db.system") != "redis":
+        changed = dict(attributes)
+        vendor = str(attributes.get("db.system") or "postgresql")
+        changed["db.statement"] = analysis.analyze(str(statement), None, vendor).fingerprint
+    for key in ("http.url", "url.full"):
+        value = attributes.get(key)
+        if value and ("?" in value or "@" in value or "#" in value):
+            changed = changed if changed is not None else dict(attributes)
+            changed[key] = _strip_url(value)
+    if changed is not None:
+        span._attributes = changed
+    if span.events:
+        span._events = tuple(_safe_event(event) for event in span.events)
+    status = span.status
+    if status.description:
+        span._status = Status(status.status_code, status.description.split(":", 1)[0][:120])
+    return span
+
+
+def _safe_event(event):
+    if event.name != "exception":
+        return event
+    attributes = event.attributes or {}
+    kept = {key: attributes[key] for key in ("exception.type", "exception.escaped") if key in attributes}
+    return Event("exception", kept, event.timestamp)

@@ -1,0 +1,102 @@
+"""The query-intelligence admin pages in a real headless Chromium against a live server."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from selenium.webdriver.common.by import By
+
+from telemetry import reports
+from telemetry.models import QueryFinding, QueryPlan, QueryStat
+
+pytestmark = pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.fixture
+def browser(browser):
+    browser.set_window_size(1400, 1800)
+    return browser
+
+
+@pytest.fixture
+def stored():
+    """Three fingerprints this hour, a finding with a trace, a proven plan, and the
+    optimization report the task builds from them."""
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    specs = [("orders", 'SELECT * FROM "shop_order" WHERE "customer_id" = ?', 20, 4000.0, {9: 20}),
+             ("users", 'SELECT "id" FROM "auth_user" WHERE "id" = ?', 900, 450.0, {0: 900}),
+             ("items", 'SELECT "id" FROM "shop_item" WHERE "order_id" = ?', 300, 900.0, {2: 300})]
+    QueryStat.objects.bulk_create([
+        QueryStat(fingerprint_id=key, alias="default", hour=hour, fingerprint=text, operation="select",
+                  tables=text.split('"')[3], complexity="low", calls=calls, total_ms=total, min_ms=0.5,
+                  max_ms=total / calls * 2, rows=calls, first_seen=hour, last_seen=hour,
+                  **{f"bucket_{index}": count for index, count in buckets.items()})
+        for key, text, calls, total, buckets in specs
+    ])
+    QueryFinding.objects.create(code="n_plus_one", fingerprint_id="items", fingerprint=specs[2][1], alias="default",
+                                call_site="apps_builder/views.py:88 in load", repetitions=30, trace_id=TRACE_ID,
+                                created_at=timezone.now() - timedelta(minutes=1))
+    QueryPlan.objects.create(
+        fingerprint_id="orders", alias="default", fingerprint=specs[0][1], total_cost=1693.0,
+        captured_at=timezone.now(),
+        plan=[{"Plan": {"Node Type": "Seq Scan", "Relation Name": "shop_order", "Total Cost": 1693.0,
+                        "Filter": "(customer_id = ?)"}}],
+        seq_scans=[{"schema": "public", "table": "shop_order", "filter": "(customer_id = ?)", "cost": 1693.0}],
+        candidates=[{"schema": "public", "table": "shop_order", "columns": ["customer_id"], "table_rows": 50000,
+                     "create_statement": 'CREATE INDEX CONCURRENTLY "shop_order_customer_id_idx" ON '
+                                         '"public"."shop_order" ("customer_id");',
+                     "cost_before": 1693.0, "cost_after": 8.3, "gain": 0.9951, "proven": True}],
+    )
+    return reports.build_optimization_report(hours=24), reports.build_slow_query_report(hours=24)
+
+
+def login(browser, live_server, django_user_model):
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "pw-admin")
+    browser.get(live_server.url + "/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("pw-admin")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+
+
+def order(browser):
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.fingerprint-row")
+    return [row.get_attribute("data-fingerprint") for row in rows]
+
+
+def test_fingerprint_table_report_and_evidence(browser, live_server, django_user_model, stored):
+    optimization, slow = stored
+    login(browser, live_server, django_user_model)
+    browser.get(live_server.url + "/admin/telemetry/querystat/")
+    assert "shop_order" in browser.find_element(By.ID, "fingerprints").text
+    assert order(browser) == ["orders", "items", "users"]  # by total time
+    browser.find_element(By.ID, "sort-calls").click()
+    assert order(browser) == ["users", "items", "orders"]
+    browser.find_element(By.ID, "sort-calls").click()
+    assert order(browser) == ["orders", "items", "users"]  # ascending on the second click
+    browser.find_element(By.LINK_TEXT, "n_plus_one").click()  # suggestion filter
+    assert order(browser) == ["items"]
+    browser.get(live_server.url + "/admin/telemetry/querystat/?table=auth_user")
+    assert order(browser) == ["users"]
+
+    browser.get(live_server.url + "/admin/telemetry/querystat/")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Optimization").click()
+    missing = browser.find_element(By.CSS_SELECTOR, '.suggestion[data-code="missing_index"]')
+    assert 'CREATE INDEX CONCURRENTLY "shop_order_customer_id_idx"' in missing.text
+    assert "proven by HypoPG" in missing.text
+    assert "100 % lower cost" in missing.find_element(By.CSS_SELECTOR, ".gain").text
+    assert "Seq Scan" in missing.find_element(By.CSS_SELECTOR, "mark.seq-scan").text
+    n_plus_one = browser.find_element(By.CSS_SELECTOR, '.suggestion[data-code="n_plus_one"]')
+    assert "apps_builder/views.py:88 in load" in n_plus_one.text
+    link = n_plus_one.find_element(By.CSS_SELECTOR, "a.trace-link")
+    assert link.get_attribute("href") == f"{live_server.url}/admin/telemetry/trace/?q={TRACE_ID}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "query_admin.png"))
+
+    browser.get(f"{live_server.url}/admin/telemetry/queryreport/{slow.pk}/change/")
+    assert "Top by p95" in browser.page_source and "shop_order" in browser.page_source
+    browser.get(live_server.url + "/admin/telemetry/querystat/fingerprint/orders/")
+    assert "shop_order_customer_id_idx" in browser.page_source
+    assert browser.find_elements(By.CSS_SELECTOR, "mark.seq-scan")

@@ -1,0 +1,201 @@
+"""The trace list and waterfall in a real headless Chromium against a live server, and
+the critical path of a hand-built span tree."""
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone as django_timezone
+from selenium.webdriver.common.by import By
+
+from telemetry.models import LogEntry, Span, Trace
+from telemetry.waterfall import critical_path, layout
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+MS = 1_000_000
+SLOW_TRACE = "5a0e1f2d3c4b5a69788796a5b4c3d2e1"
+FAST_TRACE = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+STATEMENT = 'SELECT "apps_builder_app"."id" FROM "apps_builder_app" WHERE "apps_builder_app"."slug" = %s'
+#: (span id, parent, name, start ms, end ms, status, attributes) of the slow trace.
+SLOW_SPANS = (
+    ("a000000000000001", "", "GET /api/apps/<slug>/view", 0, 1200, "error",
+     {"http.route": "/api/apps/<slug>/view", "http.response.status_code": 500, "organization.id": "7"}),
+    ("a000000000000002", "a000000000000001", "postgresql.query", 2, 10, "unset",
+     {"db.system": "postgresql", "db.operation.name": "SELECT", "db.statement": STATEMENT}),
+    ("a000000000000003", "a000000000000001", "cache.get", 30, 40, "unset", {}),
+    ("a000000000000004", "a000000000000001", "plugin.run postgresql", 12, 900, "error", {"plugin.kind": "postgresql"}),
+    ("a000000000000005", "a000000000000004", "plugin.connect", 12, 20, "unset", {}),
+    ("a000000000000006", "a000000000000004", "plugin.execute", 20, 880, "unset", {}),
+    ("a000000000000007", "a000000000000001", "postgresql.query", 901, 1150, "unset",
+     {"db.system": "postgresql", "db.operation.name": "SELECT",
+      "db.statement": 'SELECT "x" FROM "apps_builder_dataquery"', "db.query.is_slow": True}),
+)
+CRITICAL = {"a000000000000001", "a000000000000002", "a000000000000004", "a000000000000005", "a000000000000006",
+            "a000000000000007"}
+
+
+def store_trace(trace_id, organization_id, spans, route="/api/apps/<slug>/view", logs=(), minutes_ago=2):
+    """Stores a trace summary, its spans ``(id, parent, name, start ms, end ms, status, attributes)``
+    and its logs ``(span id, level, number, message)`` as the tracing pipeline would."""
+    base_ns = int((django_timezone.now().timestamp() - minutes_ago * 60) * 1e9)
+    root = spans[0]
+    failed = any(span[5] == "error" for span in spans)
+    Trace.objects.create(
+        trace_id=trace_id, root_name=root[2], service="tooljet-web", route=route, method="GET",
+        status_code=500 if failed else 200, status="error" if failed else "ok", organization_id=organization_id,
+        start=datetime.fromtimestamp(base_ns / 1e9, tz=timezone.utc), duration_ms=float(root[4] - root[3]),
+        span_count=len(spans), is_slow=root[4] - root[3] >= 1000, kept_because="error" if failed else "sampled")
+    Span.objects.bulk_create([
+        Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, kind="internal",
+             start_ns=base_ns + start * MS, end_ns=base_ns + end * MS, duration_ms=float(end - start), status=status,
+             status_message="ConnectionError" if status == "error" else "", attributes=attributes,
+             events=[{"name": "exception", "time_ns": base_ns + end * MS,
+                      "attributes": {"exception.type": "ConnectionError"}}] if status == "error" else [])
+        for span_id, parent, name, start, end, status, attributes in spans
+    ])
+    LogEntry.objects.bulk_create([
+        LogEntry(time=django_timezone.now(), level=level, level_number=number, logger="plugins", message=message,
+                 trace_id=trace_id, span_id=span_id)
+        for span_id, level, number, message in logs
+    ])
+
+
+def store_known_traces():
+    store_trace(SLOW_TRACE, "7", SLOW_SPANS, logs=[
+        ("a000000000000004", "ERROR", 40, "query run failed: connection refused by datasource"),
+        ("a000000000000007", "WARNING", 30, "slow query on apps_builder_dataquery: 249 ms"),
+    ])
+    store_trace(FAST_TRACE, "8", (
+        ("b000000000000001", "", "GET /api/apps/", 0, 20, "unset", {"organization.id": "8"}),
+        ("b000000000000002", "b000000000000001", "postgresql.query", 2, 6, "unset", {"db.system": "postgresql"}),
+    ), route="/api/apps/")
+
+
+def spans_of(*specs):
+    return [{"span_id": span_id, "parent_span_id": parent, "start_ns": start, "end_ns": end}
+            for span_id, parent, start, end in specs]
+
+
+def test_critical_path_follows_the_latest_ending_children_back_from_each_end():
+    spans = spans_of(
+        ("root", "", 0, 100),
+        ("a", "root", 0, 30),        # sequential before b: waited for
+        ("b", "root", 35, 90),       # ends last within root
+        ("c", "root", 40, 60),       # runs beside b: not waited for
+        ("b1", "b", 35, 50),
+        ("b2", "b", 45, 88),         # ends last within b
+        ("late", "root", 50, 150),   # ends after its parent (fire-and-forget)
+        ("late1", "late", 60, 140),
+    )
+    assert critical_path(spans) == {"root", "b", "b2", "a"}
+
+
+def test_critical_path_of_a_chain_and_of_nothing():
+    assert critical_path([]) == set()
+    chain = spans_of(("r", "", 0, 10), ("x", "r", 1, 9), ("y", "x", 2, 8), ("z", "y", 3, 7))
+    assert critical_path(chain) == {"r", "x", "y", "z"}
+    # An orphan whose parent was not stored is laid out as a root, never on the root's path.
+    assert critical_path(chain + spans_of(("o", "missing", 2, 5))) == {"r", "x", "y", "z"}
+
+
+def test_layout_nests_spans_and_places_bars_by_offset_and_width():
+    spans = [{**span, "name": span["span_id"], "duration_ms": (span["end_ns"] - span["start_ns"]) / MS,
+              "status": "unset", "attributes": {}} for span in spans_of(
+        ("root", "", 0, 100 * MS), ("child", "root", 25 * MS, 75 * MS), ("leaf", "child", 50 * MS, 75 * MS))]
+    rows, unmatched = layout(spans, [{"span_id": "leaf", "message": "m"}, {"span_id": "", "message": "x"}])
+    assert [(row["span_id"], row["depth"]) for row in rows] == [("root", 0), ("child", 1), ("leaf", 2)]
+    assert [(row["offset_percent"], row["width_percent"]) for row in rows] == [(0, 100), (25, 50), (50, 25)]
+    assert [log["message"] for log in rows[2]["logs"]] == ["m"] and [log["message"] for log in unmatched] == ["x"]
+
+
+@pytest.mark.django_db(databases=["default", "telemetry"])
+def test_generated_traces_are_consistent_and_open_in_admin(admin_client):
+    from django.core.management import call_command
+    from django.db.models import Sum
+
+    call_command("generate_spans", spans=400, seed=1, batch=150, stdout=open("/dev/null", "w"))
+    traces = Trace.objects.exclude(service="")
+    assert Span.objects.count() >= 400
+    assert traces.aggregate(total=Sum("span_count"))["total"] == Span.objects.count()
+    trace = traces.order_by("-span_count").first()
+    root = Span.objects.get(trace_id=trace.trace_id, parent_span_id="")
+    assert root.name == trace.root_name and abs(root.duration_ms - trace.duration_ms) < 0.001
+    assert admin_client.get("/admin/telemetry/trace/", {"organization": trace.organization_id}).status_code == 200
+    page = admin_client.get(f"/admin/telemetry/trace/{trace.trace_id}/change/").content.decode()
+    assert page.count('class="wf-row wf-span') == trace.span_count and "wf-critical" in page
+
+
+def login(browser, live_server, django_user_model):
+    django_user_model.objects.create_superuser("trace-admin", "trace-admin@example.com", "pw-trace-admin")
+    browser.get(live_server.url + "/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("trace-admin")
+    browser.find_element(By.NAME, "password").send_keys("pw-trace-admin")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+
+
+def listed_root_names(browser):
+    return [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody th.field-root_name")]
+
+
+def click_filter(browser, title, text):
+    browser.find_element(By.CSS_SELECTOR, f'#changelist-filter details[data-filter-title="{title}"] summary')
+    link = browser.find_element(By.XPATH, f'//details[@data-filter-title="{title}"]//a[normalize-space()="{text}"]')
+    browser.get(link.get_attribute("href"))
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "telemetry"])
+def test_filter_to_a_slow_request_of_one_organization_and_read_its_waterfall(browser, live_server,
+                                                                               django_user_model):
+    store_known_traces()
+    cache.clear()  # filter choices are cached for a minute
+    ARTIFACTS.mkdir(exist_ok=True)
+    login(browser, live_server, django_user_model)
+
+    browser.get(live_server.url + "/admin/telemetry/trace/")
+    names = listed_root_names(browser)
+    assert "GET /api/apps/<slug>/view" in names and "GET /api/apps/" in names
+
+    click_filter(browser, "organization", "7")
+    click_filter(browser, "minimum duration", "≥ 1 s")
+    assert "organization=7" in browser.current_url and "min_ms=1000" in browser.current_url
+    assert listed_root_names(browser) == ["GET /api/apps/<slug>/view"]
+    browser.save_screenshot(str(ARTIFACTS / "trace_list.png"))
+
+    browser.find_element(By.CSS_SELECTOR, "#result_list tbody th.field-root_name a").click()
+    waterfall = browser.find_element(By.ID, "waterfall")
+    assert SLOW_TRACE in browser.find_element(By.CSS_SELECTOR, ".breadcrumbs").text
+    rows = waterfall.find_elements(By.CSS_SELECTOR, ".wf-span")
+    assert [row.get_attribute("data-span-id") for row in rows] == [
+        "a000000000000001", "a000000000000002", "a000000000000004", "a000000000000005", "a000000000000006",
+        "a000000000000003", "a000000000000007"]
+    assert [row.get_attribute("data-depth") for row in rows] == ["0", "1", "1", "2", "2", "1", "1"]
+    text = waterfall.text
+    for expected in ("plugin.run postgresql", "plugin.execute", "cache.get", STATEMENT,
+                     "query run failed: connection refused by datasource", "slow query on apps_builder_dataquery"):
+        assert expected in text
+
+    def marked(css_class):
+        return {row.get_attribute("data-span-id") for row in waterfall.find_elements(By.CSS_SELECTOR, f".{css_class}")}
+
+    assert marked("wf-critical") == CRITICAL
+    assert marked("wf-error") == {"a000000000000001", "a000000000000004"}
+    assert marked("wf-slow") == {"a000000000000001", "a000000000000007"}
+    # The failed plugin run, opened: its attributes and exception event.
+    browser.find_element(By.CSS_SELECTOR, "#span-a000000000000004 summary").click()
+    details = browser.find_element(By.CSS_SELECTOR, "#span-a000000000000004 .wf-details").text
+    assert "plugin.kind" in details and "exception.type=ConnectionError" in details
+    style = browser.find_element(By.CSS_SELECTOR, "#span-a000000000000007 .wf-bar").get_attribute("style")
+    assert [float(number) for number in re.findall(r"[\d.]+(?=%)", style)] == [75.083, 20.75]  # 901 ms, 249 ms of 1200
+    browser.save_screenshot(str(ARTIFACTS / "trace_waterfall.png"))
+
+    browser.get(live_server.url + f"/admin/telemetry/trace/?q={FAST_TRACE}")
+    assert listed_root_names(browser) == ["GET /api/apps/"]
+    browser.get(live_server.url + "/admin/telemetry/logentry/?level=error")
+    assert "query run failed" in browser.find_element(By.ID, "result_list").text
+    assert "slow query on" not in browser.find_element(By.ID, "result_list").text
+    browser.get(live_server.url + f"/admin/telemetry/logentry/?q={SLOW_TRACE}")
+    assert "slow query on" in browser.find_element(By.ID, "result_list").text
+    browser.find_element(By.LINK_TEXT, SLOW_TRACE).click()
+    assert browser.find_element(By.ID, "waterfall")

@@ -1,0 +1,238 @@
+"""A real request on PostgreSQL becomes one stored trace: the server span, one DB span per
+Django query (children of the server span or of the business span around them), the
+plugins' driver and HTTP spans under their phase spans; sampling keeps errors and slow
+traces; no SQL literal is stored."""
+
+import json
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from telemetry.models import QueryFinding, Span, Trace
+from tests.apps_builder.conftest import sample_sqlite, world  # noqa: F401 - fixtures
+
+from .trace_fixtures import TRACE_DATABASES, flush, stored_spans, trace_settings  # noqa: F401
+
+pytestmark = pytest.mark.django_db(databases=TRACE_DATABASES, transaction=False)
+
+
+def _only_trace():
+    traces = list(Trace.objects.all())
+    assert len(traces) == 1, [(t.root_name, t.kept_because) for t in traces]
+    return traces[0]
+
+
+def test_request_trace_on_postgresql_has_one_db_span_per_django_query(world, api_client_for, trace_settings):
+    assert connection.vendor == "postgresql"
+    user = world["users"]["viewer"]
+    client = api_client_for(user)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/api/apps/{world['own']['app'].slug}/")
+    assert response.status_code == 200
+    flush()
+
+    trace = _only_trace()
+    spans = stored_spans(trace.trace_id)
+    server = [span for span in spans if span.kind == "server"]
+    assert len(server) == 1
+    server = server[0]
+    assert server.name == f"GET {trace.route}" and trace.route.startswith("/api/apps/")
+    assert server.attributes["http.route"] == trace.route
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes["organization.id"] == str(world["own"]["org"].pk)
+    assert server.attributes["user.id"] == str(user.pk)
+    assert server.attributes["tooljet.app.operation"]
+    db_spans = [span for span in spans if span.name == "postgresql.query"]
+    # Exactly one DB span per Django query, never two (psycopg2 instrumentation is on).
+    assert len(db_spans) == len(queries.captured_queries) == server.attributes["tooljet.db_query_count"]
+    assert all(span.parent_span_id == server.span_id for span in db_spans)
+    first = db_spans[0].attributes
+    assert first["db.system"] == "postgresql" and first["db.operation.name"] == "select"
+    assert first["db.collection.name"] and first["db.query.tables"]
+    assert first["db.query.is_slow"] is False and "db.rows_affected" in first
+    assert trace.span_count == len(spans)
+    assert trace.kept_because == "sampled" and trace.status == "ok"
+
+
+def test_no_sql_literal_value_in_stored_spans(world, api_client_for, trace_settings, postgres_plugin_url):
+    client = api_client_for(world["users"]["admin"])
+    secret_value = "Literal-Value-7781"
+    with CaptureQueriesContext(connection) as queries:
+        client.get(f"/api/apps/{world['own']['app'].slug}/view", {"environment": "production"})
+        client.patch(f"/api/apps/{world['own']['app'].slug}/", {"name": secret_value}, format="json")
+    assert any(secret_value in query["sql"] for query in queries.captured_queries)
+    flush()
+    dumped = json.dumps([[span.name, span.attributes, span.events, span.status_message]
+                         for span in Span.objects.all()])
+    assert "postgresql.query" in dumped
+    assert secret_value not in dumped
+
+
+def test_business_span_parents_its_queries(world, api_client_for, trace_settings):
+    client = api_client_for(world["users"]["builder"])
+    response = client.post("/api/apps/from-template", {"organization": world["own"]["org"].pk, "template": "crm",
+                                                       "name": "Cloned"}, format="json")
+    assert response.status_code == 201, response.content
+    flush()
+    trace = _only_trace()
+    spans = {span.name: span for span in stored_spans(trace.trace_id)}
+    create, insert, clone = spans["app_lifecycle.create"], spans["database.insert"], spans["template.clone"]
+    server = next(span for span in spans.values() if span.kind == "server")
+    assert create.parent_span_id == server.span_id
+    assert insert.parent_span_id == create.span_id and clone.parent_span_id == create.span_id
+    by_parent = {}
+    for span in stored_spans(trace.trace_id):
+        if span.name == "postgresql.query":
+            by_parent.setdefault(span.parent_span_id, []).append(span.attributes["db.operation.name"])
+    assert "insert" in by_parent[insert.span_id] and "insert" in by_parent[clone.span_id]
+
+
+def test_incoming_traceparent_is_continued(world, api_client_for, trace_settings):
+    client = api_client_for(world["users"]["viewer"])
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    client.get(f"/api/apps/{world['own']['app'].slug}/", HTTP_TRACEPARENT=f"00-{trace_id}-{parent_id}-01")
+    flush()
+    trace = _only_trace()
+    assert trace.trace_id == trace_id
+    server = next(span for span in stored_spans(trace_id) if span.kind == "server")
+    assert server.parent_span_id == parent_id
+
+
+def test_sampling_keeps_errors_and_slow_traces_and_drops_the_rest(world, api_client_for, trace_settings):
+    trace_settings(TRACE_SAMPLE_RATE=0.0)
+    client = api_client_for(world["users"]["viewer"])
+    for _ in range(3):
+        assert client.get(f"/api/apps/{world['own']['app'].slug}/").status_code == 200
+    flush()
+    assert Trace.objects.count() == 0 and Span.objects.count() == 0
+
+    from apps_builder import views
+
+    original = views.AppViewSet.list
+
+    def failing(self, request, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    views.AppViewSet.list = failing
+    try:
+        client.raise_request_exception = False
+        assert client.get("/api/apps/").status_code == 500
+    finally:
+        views.AppViewSet.list = original
+    flush()
+    trace = _only_trace()
+    assert trace.kept_because == "error" and trace.status == "error" and trace.status_code == 500
+
+    trace_settings(TRACE_SAMPLE_RATE=0.0, TRACE_SLOW_MS=0)
+    assert client.get(f"/api/apps/{world['own']['app'].slug}/").status_code == 200
+    flush()
+    assert set(Trace.objects.values_list("kept_because", flat=True)) == {"error", "slow"}
+    assert Trace.objects.get(kept_because="slow").is_slow
+
+
+def test_sampling_is_deterministic_on_the_trace_id(world, api_client_for, trace_settings):
+    trace_settings(TRACE_SAMPLE_RATE=0.5)
+    client = api_client_for(world["users"]["viewer"])
+    kept_ids = []
+    for index in range(16):
+        low = (index * 2 ** 60) & (2 ** 64 - 1)
+        trace_id = f"{0xabc:016x}{low:016x}"
+        client.get(f"/api/apps/{world['own']['app'].slug}/", HTTP_TRACEPARENT=f"00-{trace_id}-00f067aa0ba902b7-01")
+        kept_ids.append(trace_id)
+    flush()
+    stored = set(Trace.objects.values_list("trace_id", flat=True))
+    assert stored == {trace_id for trace_id in kept_ids if int(trace_id[16:], 16) < 2 ** 63}
+
+
+def test_plugin_driver_and_http_spans_are_children_of_phase_spans(
+        world, api_client_for, trace_settings, postgres_plugin_url):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from apps_builder.models import DataQuery, DataSource
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        org, app = world["own"]["org"], world["own"]["app"]
+        pg = DataSource.objects.create(organization=org, kind="postgresql", name="PG",
+                                       options={}, secrets={"url": postgres_plugin_url})
+        rest = DataSource.objects.create(organization=org, kind="restapi", name="REST",
+                                         options={"base_url": f"http://127.0.0.1:{server.server_address[1]}"})
+        pg_query = DataQuery.objects.create(app=app, data_source=pg, name="pg",
+                                            options={"query": "SELECT 'Secret-Literal-42' AS value, 7 AS n"})
+        rest_query = DataQuery.objects.create(app=app, data_source=rest, name="rest",
+                                              options={"method": "GET", "path": "/items", "params": {"token": "abc123"}})
+        client = api_client_for(world["users"]["admin"])
+        for query in (pg_query, rest_query):
+            response = client.post(f"/api/data-queries/{query.pk}/run", {}, format="json")
+            assert response.status_code == 200, response.content
+    finally:
+        server.shutdown()
+        server.server_close()
+    flush()
+    spans = list(Span.objects.all())
+    by_id = {span.span_id: span for span in spans}
+    driver = [span for span in spans if span.attributes.get("db.system") == "postgresql"
+              and span.name != "postgresql.query"]
+    assert driver, [span.name for span in spans]
+    assert by_id[driver[0].parent_span_id].name == "plugin.execute"
+    assert "Secret-Literal-42" not in driver[0].attributes["db.statement"]
+    http = [span for span in spans if span.kind == "client" and "http.request.method" in span.attributes
+            or "http.method" in span.attributes]
+    assert http, [span.name for span in spans]
+    assert by_id[http[0].parent_span_id].name == "plugin.execute"
+    assert "abc123" not in json.dumps(http[0].attributes)
+    phases = {span.name for span in spans if span.name.startswith("plugin.")}
+    assert phases == {"plugin.connect", "plugin.execute", "plugin.serialize"}
+
+
+def test_exemplar_carries_the_trace_id(world, api_client_for, trace_settings, client):
+    api_client_for(world["users"]["viewer"]).get(f"/api/apps/{world['own']['app'].slug}/")
+    flush()
+    trace_id = _only_trace().trace_id
+    page = client.get("/metrics", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0").content.decode()
+    assert re.search(r'http_server_request_duration_seconds_bucket\{[^}]*\} \S+ # \{trace_id="[0-9a-f]{32}"\}', page)
+    assert trace_id in page
+
+
+def test_findings_carry_the_trace_id(world, api_client_for, trace_settings):
+    trace_settings(SLOW_QUERY_MS=0)
+    api_client_for(world["users"]["viewer"]).get(f"/api/apps/{world['own']['app'].slug}/")
+    flush()
+    from telemetry import querystats
+
+    querystats.write_pending()
+    trace_id = Trace.objects.get().trace_id
+    assert QueryFinding.objects.filter(code="slow", trace_id=trace_id).exists()
+
+
+def test_tracing_off_installs_nothing_on_the_request(world, api_client_for, trace_settings):
+    trace_settings(TRACES_ENABLED=False)
+    from telemetry.tracing import state
+
+    assert state["on"] is False
+    api_client_for(world["users"]["viewer"]).get(f"/api/apps/{world['own']['app'].slug}/")
+    flush()
+    assert Trace.objects.count() == 0 and Span.objects.count() == 0
+
+
+def test_scrapes_and_health_checks_make_no_trace(trace_settings, client):
+    client.get("/health")
+    client.get("/metrics")
+    flush()
+    assert Trace.objects.count() == 0
