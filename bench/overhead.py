@@ -7,6 +7,11 @@ the per-request cost with start-up cancelled out. Then an interleaved wall-clock
 ``pip install -r bench/requirements.txt``.
 
     DATABASE_URL=postgres://... .venv/bin/python bench/overhead.py [--n1 20 --n2 120]
+
+``BENCH_BATCHED=1`` drains buffered telemetry once at the end of a run (what a one-second
+drain does under load: its fixed cost spread over many requests); the figure is the whole
+CPU cost, request thread and flusher. ``BENCH_NO_DRAIN=1`` never drains: the request
+thread's share alone.
 """
 
 import argparse
@@ -35,6 +40,8 @@ def run(count):
     for index in range(count):
         response = client.get(f"/api/items/{{index}}/view")
         assert response.status_code == 200, response.status_code
+    if os.environ.get("BENCH_NO_DRAIN"):
+        return
     try:
         from telemetry import recorder, tracing
         recorder.flush()
