@@ -62,6 +62,24 @@ class StoreSpanProcessor(SpanProcessor):
         return True
 
 
+class DeferredTrace:
+    """Stands for a local trace whose root will drop it (OK, fast, not in the sampled
+    share): ``build()`` makes its spans only if a span already waiting for the trace
+    failed, so every error trace is still kept."""
+
+    __slots__ = ("trace_id", "build")
+
+    def __init__(self, trace_id, build):
+        self.trace_id = trace_id
+        self.build = build
+
+
+def sampled_by_ratio(trace_id, settings):
+    """The share of OK, fast traces kept: deterministic on the trace id, so every process
+    of one trace agrees."""
+    return (trace_id & _RATIO_MASK) < settings["TRACE_SAMPLE_RATE"] * (1 << 64)
+
+
 def submit(span):
     """Never blocks, never raises; a full queue drops and counts."""
     if len(_spans) >= _hot["max_spans"]:
@@ -149,7 +167,19 @@ def _decide(spans, settings):
     kept = []
     summaries = {}
     now = time.monotonic()
-    for span in spans:
+    queue = deque(spans)
+    while queue:
+        span = queue.popleft()
+        if type(span) is DeferredTrace:
+            waiting = _pending.get(span.trace_id)
+            if waiting and any(child.status.status_code is StatusCode.ERROR for child in waiting[1]):
+                queue.extendleft(reversed(span.build()))
+            else:
+                _pending.pop(span.trace_id, None)
+                _decisions[span.trace_id] = ""
+                if len(_decisions) > MAX_DECISIONS:
+                    _decisions.popitem(last=False)
+            continue
         trace_id = span.context.trace_id
         decision = _decisions.get(trace_id)
         if decision is not None:
@@ -204,7 +234,7 @@ def _reason(root, group, settings):
         return "error"
     if (root.end_time - root.start_time) / 1e6 >= settings["TRACE_SLOW_MS"]:
         return "slow"
-    if (root.context.trace_id & _RATIO_MASK) < settings["TRACE_SAMPLE_RATE"] * (1 << 64):
+    if sampled_by_ratio(root.context.trace_id, settings):
         return "sampled"
     return ""
 

@@ -88,10 +88,27 @@ def db_span(event, result, settings):
 
 def submit_request(event, analysed, settings):
     """The request's DB spans, then its server span: the root reaches the store writer
-    after its children, so its sampling decision sees them all."""
-    for query, result in analysed:
-        submit_query(query, result, settings)
-    processor.submit(server_span(event, settings))
+    after its children, so its sampling decision sees them all.
+
+    Most requests are OK, fast and outside the sampled share: their spans would be built
+    only to be dropped. For those the writer gets a ``DeferredTrace`` instead, which builds
+    the spans only if a child span already waiting for the trace failed."""
+    span_context = event[12][0]
+    if (event[3] < 500 and event[5] * 1000.0 < settings["TRACE_SLOW_MS"]
+            and not processor.sampled_by_ratio(span_context.trace_id, settings)
+            and not any(query[9] for query, _ in analysed)):
+        processor.submit(processor.DeferredTrace(
+            span_context.trace_id, lambda: _request_spans(event, analysed, settings)))
+        return
+    for span in _request_spans(event, analysed, settings):
+        processor.submit(span)
+
+
+def _request_spans(event, analysed, settings):
+    built = [db_span(query, result, settings) for query, result in analysed]
+    built = [span for span in built if span is not None]
+    built.append(server_span(event, settings))
+    return built
 
 
 def submit_query(event, result, settings):

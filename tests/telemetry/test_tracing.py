@@ -132,6 +132,36 @@ def test_sampling_keeps_errors_and_slow_traces_and_drops_the_rest(world, api_cli
     assert Trace.objects.get(kept_because="slow").is_slow
 
 
+def test_a_failed_child_keeps_an_ok_fast_trace_with_all_its_spans(world, api_client_for, trace_settings):
+    """OK, fast, unsampled requests skip building their spans; a child span that failed
+    (a business step whose error the view turned into a 200) still keeps the trace."""
+    from opentelemetry.trace import Status, StatusCode
+
+    from apps_builder import views
+    from telemetry import tracing
+
+    trace_settings(TRACE_SAMPLE_RATE=0.0)
+    client = api_client_for(world["users"]["viewer"])
+    original = views.AppViewSet.list
+
+    def with_a_failed_step(self, request, *args, **kwargs):
+        with tracing.span("export.refresh") as step:
+            step.set_status(Status(StatusCode.ERROR, "upstream refused"))
+        return original(self, request, *args, **kwargs)
+
+    views.AppViewSet.list = with_a_failed_step
+    try:
+        assert client.get("/api/apps/").status_code == 200
+    finally:
+        views.AppViewSet.list = original
+    assert client.get("/api/apps/").status_code == 200
+    flush()
+    trace = _only_trace()
+    assert trace.kept_because == "error" and trace.status_code == 200
+    names = set(Span.objects.filter(trace_id=trace.trace_id).values_list("name", flat=True))
+    assert {"GET /api/apps/", "export.refresh", "postgresql.query"} <= names
+
+
 def test_sampling_is_deterministic_on_the_trace_id(world, api_client_for, trace_settings):
     trace_settings(TRACE_SAMPLE_RATE=0.5)
     client = api_client_for(world["users"]["viewer"])
