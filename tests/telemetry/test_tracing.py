@@ -266,3 +266,20 @@ def test_scrapes_and_health_checks_make_no_trace(trace_settings, client):
     client.get("/metrics")
     flush()
     assert Trace.objects.count() == 0
+
+
+def test_a_span_written_twice_is_stored_once(trace_settings):
+    """The writer uses COPY on PostgreSQL; a batch retried after a partial write meets its
+    own rows and falls back to an insert that ignores them."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from telemetry.tracing import processor
+
+    context = SpanContext(0xABC, 0xDEF, False, TraceFlags(TraceFlags.SAMPLED))
+    span = ReadableSpan(name="job.step", context=context, parent=None, attributes={"db.statement": "SELECT ?"},
+                        start_time=1_000_000_000, end_time=1_002_000_000)
+    processor._write([span], {}, [])
+    processor._write([span], {}, [])
+    stored = Span.objects.get(trace_id=f"{0xABC:032x}")
+    assert (stored.span_id, stored.duration_ms, stored.attributes) == (f"{0xDEF:016x}", 2.0, {"db.statement": "SELECT ?"})
