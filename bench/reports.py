@@ -26,10 +26,10 @@ ROUNDS = 5
 
 
 def analyses():
-    from telemetry.analysis import LightAnalysis
+    from telemetry.sql import analyze
 
     tables = [f"bench_table_{index}" for index in range(40)]
-    return [LightAnalysis(f"SELECT * FROM {tables[index % 40]} WHERE column_{index} = %s")
+    return [analyze(f"SELECT * FROM {tables[index % 40]} WHERE column_{index} = %s", None, "postgresql")
             for index in range(FINGERPRINTS)]
 
 

@@ -1,6 +1,6 @@
 """Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
 
-from . import activity, analysis, labels, querystats, recorder, releases
+from . import activity, labels, querystats, recorder, releases
 from .metrics import families
 from .tracing import spans
 
@@ -70,7 +70,9 @@ def on_standalone_query(batch, event):
 def on_query(batch, event, organization=""):
     """Metrics and statistics of one statement; returns its analysis."""
     _, alias, vendor, sql, params, many, started, duration, rowcount, error, call_site = event[:11]
-    result = analysis.analyze(sql, params, vendor)
+    from .sql import analyze  # sqlglot loads on the first statement, not at start-up
+
+    result = analyze(sql, params, vendor)
     settings = batch.settings
     if settings["QUERY_STATS_ENABLED"]:
         querystats.observe(batch, result, alias, duration, rowcount)

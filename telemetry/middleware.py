@@ -15,26 +15,13 @@ from django.core.exceptions import MiddlewareNotUsed
 from django.utils.functional import SimpleLazyObject, empty
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
+from opentelemetry.instrumentation.wsgi import wsgi_getter  # request.META is the WSGI environ's shape
 from opentelemetry.trace import NonRecordingSpan, get_current_span, set_span_in_context
 
 from . import conf, guard, organization, recorder, routes
 from .context import RequestContext, current_request
 from .tracing import state as tracing_state
 from .tracing.spans import new_server_context
-
-
-class _MetaGetter:
-    """Reads propagation headers (``traceparent``, ...) from ``request.META``."""
-
-    def get(self, carrier, key):
-        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
-        return [value] if value is not None else None
-
-    def keys(self, carrier):
-        return [key[5:].lower().replace("_", "-") for key in carrier if key.startswith("HTTP_")]
-
-
-_meta_getter = _MetaGetter()
 
 
 def _start_trace(request):
@@ -45,7 +32,7 @@ def _start_trace(request):
         return None
     parent = None
     if "HTTP_TRACEPARENT" in request.META:
-        parent = get_current_span(propagate.extract(request.META, getter=_meta_getter)).get_span_context()
+        parent = get_current_span(propagate.extract(request.META, getter=wsgi_getter)).get_span_context()
         if not parent.is_valid:
             parent = None
         elif not parent.trace_flags.sampled:

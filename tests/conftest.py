@@ -2,6 +2,7 @@
 missing service is an error, never a skip."""
 
 import os
+import sqlite3
 
 import pytest
 
@@ -99,3 +100,14 @@ def browser():
     driver.implicitly_wait(5)
     yield driver
     driver.quit()
+
+
+@pytest.fixture
+def sample_sqlite(tmp_path):
+    """A SQLite datasource file: 20 customers, alternately in Oslo and Paris."""
+    path = tmp_path / "sample.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, city TEXT)")
+        connection.executemany("INSERT INTO customers (name, city) VALUES (?, ?)",
+                               [(f"customer {i}", "Paris" if i % 2 else "Oslo") for i in range(20)])
+    return str(path)

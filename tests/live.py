@@ -74,3 +74,14 @@ def gunicorn(env, workers=2, threads=1, log_path=None):
             process.wait()
         if log_path:
             log.close()
+
+
+def admin_login(browser, base_url, user_model, username="admin"):
+    """Creates a superuser and signs it in through the admin login form."""
+    from selenium.webdriver.common.by import By
+
+    user_model.objects.create_superuser(username, f"{username}@example.com", f"pw-{username}")
+    browser.get(base_url + "/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(f"pw-{username}")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()

@@ -14,7 +14,6 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from .. import analysis
 from . import processor, provider
 
 #: perf_counter() seconds + this = epoch nanoseconds; one offset per process (the
@@ -142,7 +141,9 @@ def sanitize(span, capture_sql):
     if statement is not None and not capture_sql and attributes.get("db.system") != "redis":
         changed = dict(attributes)
         vendor = str(attributes.get("db.system") or "postgresql")
-        changed["db.statement"] = analysis.analyze(str(statement), None, vendor).fingerprint
+        from ..sql import analyze
+
+        changed["db.statement"] = analyze(str(statement), None, vendor).fingerprint
     for key in ("http.url", "url.full"):
         value = attributes.get(key)
         if value and ("?" in value or "@" in value or "#" in value):

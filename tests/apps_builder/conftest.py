@@ -1,18 +1,6 @@
-import sqlite3
-
 import pytest
 
 from apps_builder.models import App, AppTemplate, AppVersion, DataQuery, DataSource
-
-
-@pytest.fixture
-def sample_sqlite(tmp_path):
-    path = tmp_path / "sample.sqlite3"
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, city TEXT)")
-        connection.executemany("INSERT INTO customers (name, city) VALUES (?, ?)",
-                               [(f"customer {i}", "Paris" if i % 2 else "Oslo") for i in range(20)])
-    return str(path)
 
 
 @pytest.fixture

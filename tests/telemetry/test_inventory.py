@@ -5,7 +5,6 @@ asserted as a delta of its exact sample."""
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from prometheus_client import REGISTRY
 
 import plugins
 from apps_builder.models import App, AppVersion, DataQuery, DataSource
-from telemetry import analysis, api, conf, labels, recorder, routes, sampler
+from telemetry import api, conf, labels, recorder, routes, sampler
+from telemetry.sql import analyze
 from telemetry.metrics import families
 from tests.live import ROOT, free_port
 
@@ -165,16 +165,6 @@ def test_the_seed_004_families_are_registered():
 
 
 # ---------------------------------------------------------------------------- platform fixtures
-
-
-@pytest.fixture
-def sample_sqlite(tmp_path):
-    path = tmp_path / "customers.sqlite3"
-    with sqlite3.connect(path) as database:
-        database.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, city TEXT)")
-        database.executemany("INSERT INTO customers (name, city) VALUES (?, ?)",
-                             [(f"customer {i}", "Oslo" if i % 2 else "Paris") for i in range(12)])
-    return str(path)
 
 
 @pytest.fixture
@@ -376,12 +366,12 @@ def execute(sql, params=None):
     """Runs ``sql`` on the platform's connection; returns the analysis the flusher applies."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-    return analysis.analyze(sql, params, "postgresql")
+    return analyze(sql, params, "postgresql")
 
 
 def test_query_patterns_are_counted_per_statement(samples):
     sql = "SELECT id, name FROM auth_group WHERE id > %s"
-    pattern = labels.query_pattern(analysis.analyze(sql, [0], "postgresql").pattern)
+    pattern = labels.query_pattern(analyze(sql, [0], "postgresql").pattern)
     delta = samples.snapshot("tooljet_db_query_pattern_total",
                              {"db_operation_name": "select", "tooljet_query_pattern": pattern})
     for _ in range(3):
@@ -390,7 +380,7 @@ def test_query_patterns_are_counted_per_statement(samples):
 
 
 def test_slow_statements_are_counted_by_complexity_class(client, samples):
-    complexity = analysis.analyze("SELECT pg_sleep(%s) AS inventory_probe", [0.25], "postgresql").complexity or "unknown"
+    complexity = analyze("SELECT pg_sleep(%s) AS inventory_probe", [0.25], "postgresql").complexity or "unknown"
     slow = samples.snapshot("tooljet_db_query_slow_total",
                             {"db_operation_name": "select", "tooljet_query_complexity": complexity})
     assert client.get("/probe/slow").status_code == 200
@@ -408,7 +398,7 @@ def test_query_complexity_gauge_shows_the_score_of_the_latest_statement(samples)
 
 def test_optimization_suggestions_are_counted_per_statement(samples):
     sql = "SELECT * FROM auth_group WHERE name LIKE %s"
-    result = analysis.analyze(sql, ["%x"], "postgresql")
+    result = analyze(sql, ["%x"], "postgresql")
     assert result.suggestions, "the statement analyzer suggests nothing for a leading-wildcard SELECT *"
     deltas = {code: samples.snapshot("tooljet_db_query_optimization_suggestions_total",
                                      {"tooljet_optimization_suggestion": code}) for code in result.suggestions}

@@ -9,7 +9,7 @@ import pytest
 from telemetry import tracing
 from telemetry.models import LogEntry, Trace
 from telemetry.tracing.logs import JsonFormatter
-from tests.apps_builder.conftest import sample_sqlite, world  # noqa: F401 - fixtures
+from tests.apps_builder.conftest import world  # noqa: F401 - fixture
 
 from .trace_fixtures import TRACE_DATABASES, flush, trace_settings  # noqa: F401
 

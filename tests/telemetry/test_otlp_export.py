@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from telemetry import guard
 from telemetry.models import Trace
 from telemetry.tracing import processor
-from tests.apps_builder.conftest import sample_sqlite, world  # noqa: F401 - fixtures
+from tests.apps_builder.conftest import world  # noqa: F401 - fixture
 
 from .trace_fixtures import TRACE_DATABASES, flush, trace_settings  # noqa: F401
 

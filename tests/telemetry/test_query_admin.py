@@ -9,6 +9,7 @@ from selenium.webdriver.common.by import By
 
 from telemetry import reports
 from telemetry.models import QueryFinding, QueryPlan, QueryStat
+from tests.live import admin_login
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -53,14 +54,6 @@ def stored():
     return reports.build_optimization_report(hours=24), reports.build_slow_query_report(hours=24)
 
 
-def login(browser, live_server, django_user_model):
-    django_user_model.objects.create_superuser("admin", "admin@example.com", "pw-admin")
-    browser.get(live_server.url + "/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("pw-admin")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-
-
 def order(browser):
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.fingerprint-row")
     return [row.get_attribute("data-fingerprint") for row in rows]
@@ -68,7 +61,7 @@ def order(browser):
 
 def test_fingerprint_table_report_and_evidence(browser, live_server, django_user_model, stored):
     optimization, slow = stored
-    login(browser, live_server, django_user_model)
+    admin_login(browser, live_server.url, django_user_model)
     browser.get(live_server.url + "/admin/telemetry/querystat/")
     assert "shop_order" in browser.find_element(By.ID, "fingerprints").text
     assert order(browser) == ["orders", "items", "users"]  # by total time

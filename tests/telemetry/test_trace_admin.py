@@ -12,6 +12,7 @@ from selenium.webdriver.common.by import By
 
 from telemetry.models import LogEntry, Span, Trace
 from telemetry.waterfall import critical_path, layout
+from tests.live import admin_login
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 MS = 1_000_000
@@ -127,14 +128,6 @@ def test_generated_traces_are_consistent_and_open_in_admin(admin_client):
     assert page.count('class="wf-row wf-span') == trace.span_count and "wf-critical" in page
 
 
-def login(browser, live_server, django_user_model):
-    django_user_model.objects.create_superuser("trace-admin", "trace-admin@example.com", "pw-trace-admin")
-    browser.get(live_server.url + "/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("trace-admin")
-    browser.find_element(By.NAME, "password").send_keys("pw-trace-admin")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-
-
 def listed_root_names(browser):
     return [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody th.field-root_name")]
 
@@ -151,7 +144,7 @@ def test_filter_to_a_slow_request_of_one_organization_and_read_its_waterfall(bro
     store_known_traces()
     cache.clear()  # filter choices are cached for a minute
     ARTIFACTS.mkdir(exist_ok=True)
-    login(browser, live_server, django_user_model)
+    admin_login(browser, live_server.url, django_user_model)
 
     browser.get(live_server.url + "/admin/telemetry/trace/")
     names = listed_root_names(browser)

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from telemetry.models import QueryFinding, Span, Trace
-from tests.apps_builder.conftest import sample_sqlite, world  # noqa: F401 - fixtures
+from tests.apps_builder.conftest import world  # noqa: F401 - fixture
 
 from .trace_fixtures import TRACE_DATABASES, flush, stored_spans, trace_settings  # noqa: F401
 
