@@ -2,16 +2,14 @@
 embedded defaults and answers PromQL over what it scraped; ``promtool check metrics``
 lints the exposition. A missing binary fails the test: ``bash .ci/services`` installs it."""
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 import requests
 
-from tests.live import ROOT, VENV_BIN, embedded_env, free_port, wait_until
+from tests.live import ROOT, embedded_env, free_port, gunicorn, wait_until
 
 #: promtool's notes on our exposition that are kept on purpose (README, metric table):
 #: the seed inventory names a gauge ``db_client_connection_count`` (OpenTelemetry's
@@ -40,32 +38,8 @@ def live_app(tmp_path_factory):
         completed = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0", *arguments],
                                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
         assert completed.returncode == 0, completed.stderr
-    port = free_port()
-    env.update(WEB_CONCURRENCY="2", GUNICORN_THREADS="2", PORT=str(port))
-    log_path = var_dir / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", "platform/gunicorn.conf.py"], cwd=ROOT,
-                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert server.poll() is None, log_path.read_text()[-3000:]
-        try:
-            # Not a route under test: a probe that timed out may still be counted.
-            return requests.get(base_url + "/metrics", timeout=10).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(up, timeout=90, message="gunicorn did not serve")
+    with gunicorn(env, workers=2, threads=2, log_path=var_dir / "gunicorn.log") as (base_url, _):
         yield base_url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 @pytest.fixture(scope="module")
