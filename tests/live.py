@@ -85,3 +85,5 @@ def admin_login(browser, base_url, user_model, username="admin"):
     browser.find_element(By.NAME, "username").send_keys(username)
     browser.find_element(By.NAME, "password").send_keys(f"pw-{username}")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # Wait for the signed-in page: navigating on at once can race the login POST.
+    browser.find_element(By.ID, "user-tools")
