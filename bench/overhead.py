@@ -8,10 +8,12 @@ the per-request cost with start-up cancelled out. Then an interleaved wall-clock
 
     DATABASE_URL=postgres://... .venv/bin/python bench/overhead.py [--n1 20 --n2 120]
 
-``BENCH_BATCHED=1`` drains buffered telemetry once at the end of a run (what a one-second
-drain does under load: its fixed cost spread over many requests); the figure is the whole
-CPU cost, request thread and flusher. ``BENCH_NO_DRAIN=1`` never drains: the request
-thread's share alone.
+``BENCH_BATCHED=1`` drains buffered telemetry every 20 requests (``BENCH_DRAIN_EVERY``)
+and at the end of a run: what a one-second drain does under load, its fixed cost spread
+over many requests, while events live no longer than a drain apart (held to the end of a
+run they would be traversed by every garbage collection, which no server sees). The
+figure is the whole CPU cost, request thread and flusher. ``BENCH_NO_DRAIN=1`` never
+drains: the request thread's share alone.
 """
 
 import argparse
@@ -28,26 +30,55 @@ CONFIGS = ("off", "metrics", "everything", "tracing", "django_prometheus", "plai
 WARMUP = 10
 
 CHILD = r"""
-import os, sys, time
+import os, random, sys, time
 sys.path.insert(0, {root!r})
+# Trace ids come from ``random``: seeded, both runs keep the same traces (the sampled
+# share is decided on the low 64 bits of the id); a salt in the high 64 bits keeps the
+# ids of this run apart from those the store holds from earlier runs.
+random.seed(0)
+_salt, _getrandbits = int.from_bytes(os.urandom(8), "big") << 64, random.getrandbits
+random.getrandbits = lambda bits: _getrandbits(bits) ^ _salt if bits == 128 else _getrandbits(bits)
 import django
 from bench import overhead_settings
 overhead_settings.before_setup()
 django.setup()
 from django.test import Client
 client = Client()
-def run(count):
-    for index in range(count):
-        response = client.get(f"/api/items/{{index}}/view")
-        assert response.status_code == 200, response.status_code
-    if os.environ.get("BENCH_NO_DRAIN"):
-        return
+DRAIN_EVERY = int(os.environ.get("BENCH_DRAIN_EVERY") or 0)
+def drain_now():
     try:
         from telemetry import recorder, tracing
         recorder.flush()
         tracing.flush()
     except ImportError:
         pass
+def drainer(asked, done):
+    # The flusher's own thread, as in a server: its database connections persist (a
+    # request's end closes the request thread's connections when CONN_MAX_AGE is 0).
+    try:
+        from telemetry.db import suppress_in_this_thread
+        suppress_in_this_thread()
+    except ImportError:
+        pass
+    while True:
+        asked.get()
+        drain_now()
+        done.put(None)
+import queue, threading
+asked, done = queue.Queue(), queue.Queue()
+threading.Thread(target=drainer, args=(asked, done), daemon=True).start()
+def drain():
+    if os.environ.get("BENCH_NO_DRAIN"):
+        return
+    asked.put(None)
+    done.get()
+def run(count):
+    for index in range(count):
+        response = client.get(f"/api/items/{{index}}/view")
+        assert response.status_code == 200, response.status_code
+        if DRAIN_EVERY and (index + 1) % DRAIN_EVERY == 0:
+            drain()
+    drain()
 run({warmup})
 # A full collection of the long-lived heap (Django, sqlglot, OpenTelemetry modules) costs
 # tens of millions of instructions and lands in one run and not the other: freeze that
@@ -67,6 +98,12 @@ else:
     print(" ".join(f"{{value:.9f}}" for value in rounds))
 if os.environ.get("BENCH_NO_DRAIN"):
     os._exit(0)  # no drain at exit either: the request thread's share alone
+try:
+    from telemetry.tracing import processor
+    stored = processor._counters.get("telemetry_trace_spans_stored")
+    print(f"spans_stored={{int(stored._value.get()) if stored else 0}}", file=sys.stderr)
+except ImportError:
+    pass
 """
 
 
@@ -77,6 +114,8 @@ def child_env(config):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": config,
            "PYTHONHASHSEED": "0"}
     env.setdefault("VAR_DIR", VAR_DIR.name)
+    if env.get("BENCH_BATCHED"):
+        env.setdefault("BENCH_DRAIN_EVERY", "20")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 
@@ -88,7 +127,8 @@ def instructions(config, requests_count, script):
         cwd=ROOT, env=child_env(config), capture_output=True, text=True, check=True,
     )
     match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
-    return int(match.group(1))
+    stored = re.search(r"spans_stored=(\d+)", result.stderr)
+    return int(match.group(1)), int(stored.group(1)) if stored else 0
 
 
 def wall_clock(config, requests_count, rounds, script):
@@ -117,10 +157,12 @@ def main():
     if not args.no_callgrind:
         per_request = {}
         for config in configs:
-            first = instructions(config, args.n1, script)
-            second = instructions(config, args.n2, script)
+            first, first_spans = instructions(config, args.n1, script)
+            second, second_spans = instructions(config, args.n2, script)
             per_request[config] = (second - first) / (args.n2 - args.n1)
-            print(f"  {config}: {per_request[config] / 1e6:.3f} M instructions/request", flush=True)
+            stored = (f", {second_spans - first_spans} spans stored in the {args.n2 - args.n1} requests between"
+                      if second_spans else "")
+            print(f"  {config}: {per_request[config] / 1e6:.3f} M instructions/request{stored}", flush=True)
         bare = per_request.get("off", 0.0)
         print(f"\nInstructions per request (callgrind, N={args.n1} and {args.n2}):")
         print(f"{'configuration':<22}{'instr/request':>15}{'overhead':>12}{'vs django-prometheus':>24}")

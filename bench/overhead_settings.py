@@ -70,3 +70,9 @@ def before_setup():
     provider.add_span_processor(BatchSpanProcessor(DiscardingExporter()))
     trace.set_tracer_provider(provider)
     DjangoInstrumentor().instrument()
+
+# Experiments: BENCH_TELEMETRY='{"TRACE_SAMPLE_RATE": 0}' overrides settings of any configuration.
+if os.environ.get("BENCH_TELEMETRY"):
+    import json
+
+    TELEMETRY = {**TELEMETRY, **json.loads(os.environ["BENCH_TELEMETRY"])}

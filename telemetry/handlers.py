@@ -23,11 +23,13 @@ def on_request(batch, event):
     (_, method, route, status, organization_id, duration, request_size, response_size,
      path, context, app_operation, user_id) = event[:12]
     trace = event[12] if len(event) > 12 else None
+    keep_trace = trace is not None and spans.keeps(event, batch.settings)
     metrics = families()
     method = labels.method(method)
     status = str(status)
     organization = labels.organization(organization_id)
-    exemplar = {"trace_id": f"{trace[0].trace_id:032x}"} if trace is not None else None
+    # Exemplars link only traces the store keeps: a dropped trace would be a dead link.
+    exemplar = {"trace_id": f"{trace[0].trace_id:032x}"} if keep_trace else None
     batch.observe(metrics.http.request_duration, (method, route, status, organization), duration, exemplar)
     batch.observe(metrics.http.request_body_size, (method, route), request_size)
     batch.observe(metrics.http.response_body_size, (method, route, status), response_size)
@@ -55,7 +57,7 @@ def on_request(batch, event):
     if analysed and querystats.worth_detecting(analysed, batch.settings):
         querystats.detect(analysed, route, organization)
     if trace is not None:
-        spans.submit_request(event, analysed, batch.settings)
+        spans.submit_request(event, analysed, batch.settings, keep_trace)
 
 
 def on_standalone_query(batch, event):

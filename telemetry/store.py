@@ -12,17 +12,20 @@ from .db import suppressed
 from .routers import telemetry_alias
 
 
-def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(), set_fields=(), chunk_size=500):
+def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(), set_fields=(), insert_fields=(),
+              chunk_size=500):
     """Upserts ``rows`` (dicts holding every named field): keys identify a row, sums add
-    up, maxima and minima keep the extreme, ``set_fields`` take the new value."""
+    up, maxima and minima keep the extreme, ``set_fields`` take the new value,
+    ``insert_fields`` are written by the insert only (an existing row keeps its own)."""
     if not rows:
         return
     alias = telemetry_alias()
     connection = connections[alias]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    fields = [*key_fields, *sum_fields, *max_fields, *min_fields, *set_fields]
-    columns = [model._meta.get_field(name).column for name in fields]
+    fields = [*key_fields, *sum_fields, *max_fields, *min_fields, *set_fields, *insert_fields]
+    model_fields = [model._meta.get_field(name) for name in fields]
+    columns = [field.column for field in model_fields]
     column_of = dict(zip(fields, columns))
     vendor = connection.vendor
     if vendor == "mysql":
@@ -49,7 +52,7 @@ def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(),
         conflict = f"ON CONFLICT ({keys}) DO UPDATE SET " + ", ".join(updates)
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     column_list = ", ".join(quote(column) for column in columns)
-    prepared = [[model._meta.get_field(name).get_db_prep_save(row[name], connection) for name in fields]
+    prepared = [[field.get_db_prep_save(row[name], connection) for name, field in zip(fields, model_fields)]
                 for row in rows]
     with suppressed(), connection.cursor() as cursor:
         for start in range(0, len(prepared), chunk_size):

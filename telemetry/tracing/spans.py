@@ -64,40 +64,63 @@ def db_span(event, result, settings):
     if parent is None or not parent.is_valid or not parent.trace_flags.sampled:
         return None
     _, alias, vendor, _, _, _, started, duration, rowcount, error, _ = event[:11]
-    system = DB_SYSTEMS.get(vendor, vendor)
-    attributes = {
-        "db.system": system, "db.operation.name": result.operation, "db.statement": result.fingerprint,
-        "db.query.tables": list(result.tables), "db.query.is_slow": duration * 1000.0 >= settings["SLOW_QUERY_MS"],
-        "db.namespace": alias,
-    }
-    if result.tables:
-        attributes["db.collection.name"] = result.tables[0]
-    if result.complexity_score is not None:
-        attributes["db.query.complexity_score"] = result.complexity_score
+    attributes = dict(_statement_attributes(result, alias, vendor))
+    attributes["db.query.is_slow"] = duration * 1000.0 >= settings["SLOW_QUERY_MS"]
     if rowcount >= 0:
         attributes["db.rows_affected"] = rowcount
     start = epoch_ns(started)
     return ReadableSpan(
-        name=f"{system}.query", context=SpanContext(parent.trace_id, random.getrandbits(64) or 1, False, SAMPLED),
+        name=attributes["db.system"] + ".query",
+        context=SpanContext(parent.trace_id, random.getrandbits(64) or 1, False, SAMPLED),
         parent=parent, resource=provider.resource(), attributes=attributes, kind=SpanKind.CLIENT,
         instrumentation_scope=DB_SCOPE, status=Status(StatusCode.ERROR, error) if error else _OK,
         start_time=start, end_time=start + int(duration * 1e9),
     )
 
 
-def submit_request(event, analysed, settings):
+_static = {}
+
+
+def _statement_attributes(result, alias, vendor):
+    """What a DB span says of its statement, the same for every run of it: built once
+    per (analysis, alias) and copied, as analyses are cached per statement text."""
+    key = (result, alias, vendor)
+    attributes = _static.get(key)
+    if attributes is None:
+        system = DB_SYSTEMS.get(vendor, vendor)
+        attributes = {"db.system": system, "db.operation.name": result.operation,
+                      "db.statement": result.fingerprint, "db.query.tables": list(result.tables),
+                      "db.namespace": alias}
+        if result.tables:
+            attributes["db.collection.name"] = result.tables[0]
+        if result.complexity_score is not None:
+            attributes["db.query.complexity_score"] = result.complexity_score
+        if len(_static) >= 5000:
+            _static.clear()
+        _static[key] = attributes
+    return attributes
+
+
+def keeps(event, settings):
+    """Whether the request's trace is kept when it ends: a 5xx, a slow request, a failed
+    statement, or the sampled share. (A failed child span of the SDK keeps it as well;
+    the store writer finds those, see ``submit_request``.)"""
+    return (event[3] >= 500 or event[5] * 1000.0 >= settings["TRACE_SLOW_MS"]
+            or processor.sampled_by_ratio(event[12][0].trace_id, settings)
+            or any(query[9] for query in event[9].queries))
+
+
+def submit_request(event, analysed, settings, kept):
     """The request's DB spans, then its server span: the root reaches the store writer
     after its children, so its sampling decision sees them all.
 
-    Most requests are OK, fast and outside the sampled share: their spans would be built
-    only to be dropped. For those the writer gets a ``DeferredTrace`` instead, which builds
-    the spans only if a child span already waiting for the trace failed."""
-    span_context = event[12][0]
-    if (event[3] < 500 and event[5] * 1000.0 < settings["TRACE_SLOW_MS"]
-            and not processor.sampled_by_ratio(span_context.trace_id, settings)
-            and not any(query[9] for query, _ in analysed)):
+    Most requests are OK, fast and outside the sampled share (``kept`` is false): their
+    spans would be built only to be dropped. For those the writer gets a ``DeferredTrace``
+    instead, which builds the spans only if a child span already waiting for the trace
+    failed."""
+    if not kept:
         processor.submit(processor.DeferredTrace(
-            span_context.trace_id, lambda: _request_spans(event, analysed, settings)))
+            event[12][0].trace_id, lambda: _request_spans(event, analysed, settings)))
         return
     for span in _request_spans(event, analysed, settings):
         processor.submit(span)

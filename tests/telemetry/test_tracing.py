@@ -240,6 +240,20 @@ def test_exemplar_carries_the_trace_id(world, api_client_for, trace_settings, cl
     assert trace_id in page
 
 
+def test_no_exemplar_points_to_a_trace_that_was_not_kept(world, api_client_for, trace_settings, client):
+    """Exemplars link to the trace store: an OK, fast, unsampled request leaves none."""
+    trace_settings(TRACE_SAMPLE_RATE=0.0)
+    route = "/api/organizations/<organization_pk>/members/"
+    api_client_for(world["users"]["admin"]).get(f"/api/organizations/{world['own']['org'].pk}/members/")
+    flush()
+    assert Trace.objects.count() == 0
+    page = client.get("/metrics", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0").content.decode()
+    buckets = [line for line in page.splitlines()
+               if line.startswith("http_server_request_duration_seconds_bucket{") and f'http_route="{route}"' in line]
+    assert buckets
+    assert not [line for line in buckets if "# {" in line]
+
+
 def test_findings_carry_the_trace_id(world, api_client_for, trace_settings):
     trace_settings(SLOW_QUERY_MS=0)
     api_client_for(world["users"]["viewer"]).get(f"/api/apps/{world['own']['app'].slug}/")
@@ -269,8 +283,7 @@ def test_scrapes_and_health_checks_make_no_trace(trace_settings, client):
 
 
 def test_a_span_written_twice_is_stored_once(trace_settings):
-    """The writer uses COPY on PostgreSQL; a batch retried after a partial write meets its
-    own rows and falls back to an insert that ignores them."""
+    """A batch retried after its commit was lost meets its own rows: they are skipped."""
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext, TraceFlags
 
@@ -283,3 +296,106 @@ def test_a_span_written_twice_is_stored_once(trace_settings):
     processor._write([span], {}, [])
     stored = Span.objects.get(trace_id=f"{0xABC:032x}")
     assert (stored.span_id, stored.duration_ms, stored.attributes) == (f"{0xDEF:016x}", 2.0, {"db.statement": "SELECT ?"})
+
+
+def _span(trace_id, span_id, parent=None, *, remote_parent=False, error=False, name="step", attributes=None):
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+    sampled = TraceFlags(TraceFlags.SAMPLED)
+    parent_context = SpanContext(trace_id, parent, remote_parent, sampled) if parent else None
+    return ReadableSpan(
+        name=name, context=SpanContext(trace_id, span_id, False, sampled), parent=parent_context,
+        kind=SpanKind.SERVER if parent is None or remote_parent else SpanKind.INTERNAL,
+        attributes=attributes or {"http.route": "/r", "http.response.status_code": 200},
+        status=Status(StatusCode.ERROR if error else StatusCode.UNSET), start_time=1_000_000_000,
+        end_time=1_004_000_000,
+    )
+
+
+def test_a_trace_with_two_local_roots_keeps_one_summary_with_every_span(trace_settings):
+    """The web process and a Celery worker each end a local root of one trace; the second
+    summary adds its spans to the first, keeps its fields, and an error in it marks the trace."""
+    from telemetry.tracing import processor
+
+    trace_id = 0xA1
+    processor.submit(_span(trace_id, 2, 1))                      # a child of the web root
+    processor.submit(_span(trace_id, 1, name="GET /web"))        # the web root
+    flush()
+    trace = Trace.objects.get(trace_id=f"{trace_id:032x}")
+    assert (trace.root_name, trace.span_count, trace.status) == ("GET /web", 2, "ok")
+
+    processor._decisions.clear()  # as in another process: the worker decides on its own
+    processor.submit(_span(trace_id, 4, 3, error=True))          # the task's failed child
+    processor.submit(_span(trace_id, 3, 2, remote_parent=True, name="run/job"))  # the task
+    flush()
+    trace.refresh_from_db()
+    assert (trace.root_name, trace.span_count, trace.status) == ("GET /web", 4, "error")
+    assert len(stored_spans(f"{trace_id:032x}")) == 4
+
+
+def test_spans_after_their_root_join_its_count_and_a_retried_batch_counts_once(trace_settings):
+    from telemetry.tracing import processor
+
+    trace_id = 0xB2
+    processor.submit(_span(trace_id, 1))
+    flush()
+    processor.submit(_span(trace_id, 5, 1, error=True))  # ended after the root's decision
+    flush()
+    trace = Trace.objects.get(trace_id=f"{trace_id:032x}")
+    assert (trace.span_count, trace.status) == (2, "error")
+
+    late = _span(trace_id, 6, 1)
+    processor._write([late], {}, [])
+    processor._write([late], {}, [])  # its commit was lost: the writer tries again
+    trace.refresh_from_db()
+    assert trace.span_count == 3
+    assert len(stored_spans(f"{trace_id:032x}")) == 3
+
+
+SQLITE_STORE = """
+import django, json, sys
+django.setup()
+from django.core.management import call_command
+call_command("migrate", database="telemetry", verbosity=0)
+from telemetry.tracing import processor
+from telemetry.models import Span, Trace
+from tests.telemetry.test_tracing import _span
+processor.run_in_foreground()
+processor.submit(_span(0xC3, 2, 1, attributes={"db.statement": "SELECT ?", "db.query.tables": ("a", "b")}))
+processor.submit(_span(0xC3, 1, name="GET /c"))
+processor.flush()
+processor._decisions.clear()
+processor.submit(_span(0xC3, 4, 3, error=True))
+processor.submit(_span(0xC3, 3, 2, remote_parent=True, name="run/job"))
+processor.flush()
+trace = Trace.objects.using("telemetry").get()
+spans = Span.objects.using("telemetry").order_by("span_id")
+print(json.dumps({"trace": [trace.root_name, trace.span_count, trace.status],
+                  "spans": [[s.span_id[-1], s.parent_span_id[-1:], s.attributes] for s in spans],
+                  "failures": processor.dropped("store_failed")}))
+"""
+
+
+def test_the_default_sqlite_store_keeps_spans_and_summaries(tmp_path):
+    """``make demo`` stores traces in SQLite: the same rows and counts as on PostgreSQL."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.live import ROOT
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "VAR_DIR": str(tmp_path),
+           "TELEMETRY_DATABASE_URL": f"sqlite:///{tmp_path / 'telemetry.sqlite3'}"}
+    result = subprocess.run([sys.executable, "-c", SQLITE_STORE], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = json.loads(result.stdout.strip().splitlines()[-1])
+    assert stored["trace"] == ["GET /c", 4, "error"]
+    assert stored["spans"] == [
+        ["1", "", {"http.route": "/r", "http.response.status_code": 200}],
+        ["2", "1", {"db.statement": "SELECT ?", "db.query.tables": ["a", "b"]}],
+        ["3", "2", {"http.route": "/r", "http.response.status_code": 200}],
+        ["4", "3", {"http.route": "/r", "http.response.status_code": 200}],
+    ]
+    assert stored["failures"] == 0
