@@ -168,7 +168,11 @@ class Span(models.Model):
     events = models.JSONField(default=list)
 
     class Meta:
-        indexes = [models.Index(fields=["trace_id", "start_ns"], name="telemetry_span_trace")]
+        indexes = [
+            models.Index(fields=["trace_id", "start_ns"], name="telemetry_span_trace"),
+            # Retention finds spans whose trace row is gone (a late span of a lost batch) by age.
+            models.Index(fields=["start_ns"], name="telemetry_span_start"),
+        ]
         constraints = [models.UniqueConstraint(fields=["trace_id", "span_id"], name="unique_span_in_trace")]
 
 
