@@ -1,10 +1,10 @@
 """What the platform tells telemetry (configured in ``settings.TELEMETRY``)."""
 
 
-def user_organization(user):
-    """The organization a user's login counts for: their first membership."""
-    membership = user.memberships.order_by("id").values_list("organization_id", flat=True).first()
-    return membership
+def user_organizations(user):
+    """Every organization the user is a member of, oldest membership first: the telemetry
+    API shows them the traces and logs of all of them; logins count for the first."""
+    return list(user.memberships.order_by("id").values_list("organization_id", flat=True))
 
 
 def storage_usage():

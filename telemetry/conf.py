@@ -39,7 +39,9 @@ DEFAULTS = {
     "DATABASE_ALIAS": "telemetry",
     # Dotted path to ``callable(request) -> organization id or None``.
     "ORGANIZATION_RESOLVER": "telemetry.organization.from_request_attribute",
-    # Dotted path to ``callable(user) -> organization id or None`` (login metrics).
+    # Dotted path to ``callable(user) -> organization id, a list of them, or None``: the
+    # organizations whose traces and logs the user may read in the API; logins count for
+    # the first.
     "USER_ORGANIZATION_RESOLVER": None,
     # /metrics access: a bearer token, an IP allowlist (addresses or CIDR networks);
     # with neither, only loopback may scrape.

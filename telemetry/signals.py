@@ -12,12 +12,16 @@ SESSION_LOGIN_KEY = "_telemetry_login_at"
 
 
 def _user_organization(user):
-    """The user's organization, or ``None``; a failing resolver still lets the event count."""
+    """The user's (first) organization, or ``None``; a failing resolver still lets the
+    event count."""
     path = conf.get("USER_ORGANIZATION_RESOLVER")
     if not path or user is None:
         return None
     with guard.guarded("user_organization"):
-        return import_string(path)(user)
+        resolved = import_string(path)(user)
+        if isinstance(resolved, (list, tuple)):
+            return resolved[0] if resolved else None
+        return resolved
     return None
 
 

@@ -49,6 +49,17 @@ def test_staff_see_every_trace_and_members_only_their_organizations(staff, org_c
     assert staff.get("/telemetry/api/traces/" + "f" * 32).status_code == 404
 
 
+def test_a_member_of_two_organizations_sees_the_traces_of_both(org_clients, org, other_org, make_member,
+                                                                api_client_for):
+    from apps_builder.models import Membership
+
+    user = make_member(org, "viewer")
+    Membership.objects.create(user=user, organization=other_org, role="builder")
+    both = api_client_for(user)
+    assert set(trace_ids(both.get("/telemetry/api/traces"))) == {SLOW_TRACE, FAST_TRACE}
+    assert both.get(f"/telemetry/api/traces/{FAST_TRACE}").status_code == 200
+
+
 def test_trace_detail_has_spans_as_on_the_waterfall_and_their_logs(org_clients):
     own, _ = org_clients
     body = own.get(f"/telemetry/api/traces/{SLOW_TRACE}").json()
