@@ -69,19 +69,39 @@ def on_standalone_query(batch, event):
         spans.submit_query(event, analysed[0][1], batch.settings)
 
 
+_analyze = []  # telemetry.sql.analyze, imported on the first statement (sqlglot loads then)
+_statement_labels = {}
+labels.on_reset(_statement_labels.clear)
+
+
+def _labels_of(result, vendor):
+    """(db system, operation, table label, pattern label) of an analysed statement: the
+    same for every run of it, so computed once per analysis (analyses are cached per
+    statement text)."""
+    key = (result, vendor)
+    found = _statement_labels.get(key)
+    if found is None:
+        found = (DB_SYSTEMS.get(vendor, vendor), result.operation,
+                 labels.table(result.tables[0]) if result.tables else "", labels.query_pattern(result.pattern))
+        if len(_statement_labels) >= 5000:
+            _statement_labels.clear()
+        _statement_labels[key] = found
+    return found
+
+
 def on_query(batch, event, organization=""):
     """Metrics and statistics of one statement; returns its analysis."""
     _, alias, vendor, sql, params, many, started, duration, rowcount, error, call_site = event[:11]
-    from .sql import analyze  # sqlglot loads on the first statement, not at start-up
+    if not _analyze:
+        from .sql import analyze
 
-    result = analyze(sql, params, vendor)
+        _analyze.append(analyze)
+    result = _analyze[0](sql, params, vendor)
     settings = batch.settings
     if settings["QUERY_STATS_ENABLED"]:
         querystats.observe(batch, result, alias, duration, rowcount)
     metrics = families()
-    system = DB_SYSTEMS.get(vendor, vendor)
-    operation = result.operation
-    table = labels.table(result.tables[0]) if result.tables else ""
+    system, operation, table, pattern = _labels_of(result, vendor)
     batch.observe(metrics.db.operation_duration, (system, operation, table, organization), duration)
     batch.inc(metrics.db.operation_count, (system, operation, table))
     if rowcount >= 0:
@@ -91,7 +111,7 @@ def on_query(batch, event, organization=""):
         batch.set(analytics.query_complexity, (operation, system), result.complexity_score)
     if duration * 1000 >= settings["SLOW_QUERY_MS"]:
         batch.inc(analytics.query_slow, (operation, result.complexity or "unknown"))
-    batch.inc(analytics.query_pattern, (operation, labels.query_pattern(result.pattern)))
+    batch.inc(analytics.query_pattern, (operation, pattern))
     for code in result.suggestions:
         batch.inc(analytics.optimization_suggestions, (code,))
     return result

@@ -64,6 +64,16 @@ def count_bucket(count):
     return ">20"
 
 
+_reset_callbacks = []
+
+
+def on_reset(callback):
+    """``callback()`` runs on :func:`reset_all`: for caches of label values."""
+    _reset_callbacks.append(callback)
+
+
 def reset_all():
     for capped in (organization, app, query_name, query_pattern, route, table):
         capped.reset()
+    for callback in _reset_callbacks:
+        callback()

@@ -31,14 +31,24 @@ RUNTIME_SUGGESTIONS = frozenset({"n_plus_one", "duplicate_query", "add_limit_cla
 FINDING_INTERVAL_SECONDS = 60.0
 
 _pending_stats = {}
+_bucket_bounds = None
+
+
+def _load_bucket_bounds():
+    """``QueryStat.BUCKETS_MS``, read once: an import inside a per-statement function costs
+    more than the rest of it."""
+    global _bucket_bounds
+    from .models import QueryStat
+
+    _bucket_bounds = QueryStat.BUCKETS_MS
+    return _bucket_bounds
 _pending_findings = []
 _last_finding = {}
 _lock = threading.Lock()
 
 
 def observe(batch, analysis, alias, duration, rowcount):
-    from .models import QueryStat
-
+    bounds = _bucket_bounds or _load_bucket_bounds()
     milliseconds = duration * 1000.0
     key = (analysis.fingerprint_id, alias, batch.hour)
     entry = _pending_stats.get(key)
@@ -46,7 +56,7 @@ def observe(batch, analysis, alias, duration, rowcount):
     if entry is None:
         entry = _pending_stats[key] = {
             "analysis": analysis, "calls": 0, "total_ms": 0.0, "total_squares_ms": 0.0, "min_ms": milliseconds,
-            "max_ms": milliseconds, "rows": 0, "buckets": [0] * (len(QueryStat.BUCKETS_MS) + 1),
+            "max_ms": milliseconds, "rows": 0, "buckets": [0] * (len(bounds) + 1),
             "first_seen": now,
         }
     entry["calls"] += 1
@@ -55,7 +65,7 @@ def observe(batch, analysis, alias, duration, rowcount):
     entry["min_ms"] = min(entry["min_ms"], milliseconds)
     entry["max_ms"] = max(entry["max_ms"], milliseconds)
     entry["rows"] += max(rowcount, 0)
-    entry["buckets"][bisect.bisect_left(QueryStat.BUCKETS_MS, milliseconds)] += 1
+    entry["buckets"][bisect.bisect_left(bounds, milliseconds)] += 1
     entry["last_seen"] = now
 
 
