@@ -2,7 +2,7 @@
 
 Builds traces of one server span and nine DB spans (the attributes the execute wrapper's
 spans carry), submits them as the flusher would, and times ``telemetry.tracing.flush()``
-(decision, sanitising, one transaction of bulk inserts per batch), interleaving the two
+(decision, sanitising, one statement per batch on PostgreSQL, one transaction on SQLite), interleaving the two
 databases over several rounds in fresh processes (see shared BENCHMARKING.md).
 
     TELEMETRY_BENCH_PG=postgres://user:pw@127.0.0.1:5432/db .venv/bin/python bench/tracing.py

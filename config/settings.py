@@ -192,6 +192,7 @@ CELERY_BEAT_SCHEDULE = {
     "telemetry-expired-sessions": {"task": "telemetry.record_expired_sessions", "schedule": 3600.0},
     "telemetry-compare-releases": {"task": "telemetry.compare_releases", "schedule": 30.0},
     "telemetry-purge-traces": {"task": "telemetry.purge_traces", "schedule": 3600.0},
+    "telemetry-purge-usage": {"task": "telemetry.purge_usage", "schedule": 3600.0},
     "telemetry-slow-query-report": {"task": "telemetry.build_slow_query_report", "schedule": 120.0},
     "telemetry-optimization-report": {"task": "telemetry.build_optimization_report", "schedule": 180.0},
 }

@@ -93,6 +93,8 @@ DEFAULTS = {
     "ACTIVE_USER_WINDOW_SECONDS": 300,
     # Dotted path to ``callable() -> [(type, organization id, bytes), ...]`` for storage usage.
     "STORAGE_USAGE_PROVIDER": None,
+    # Hourly per-organization usage rollups older than this are deleted (Celery beat).
+    "USAGE_RETENTION_DAYS": 90,
     # Broker queues whose depth is sampled (default: Celery's default queue).
     "QUEUE_DEPTH_QUEUES": [],
     # Process resource sampling period (memory, CPU, DB pool gauges).

@@ -1,6 +1,6 @@
 """Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
 
-from . import activity, labels, querystats, recorder, releases
+from . import activity, labels, querystats, recorder, releases, usage
 from .metrics import families
 from .tracing import spans
 
@@ -51,6 +51,7 @@ def on_request(batch, event):
     benchmark_type = "app_builder_viewer" if app_operation else "api"
     batch.observe(analytics.benchmark_duration, (releases.current_release(), route, benchmark_type), duration)
     releases.observe(batch, route, duration)
+    usage.request(batch, organization_id, status, app_operation)
     if user_id is not None:
         activity.seen(user_id, organization_id)
     analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
@@ -135,6 +136,7 @@ def on_plugin(batch, event):
     batch.observe(metrics.execution_duration, (kind, organization, status), seconds)
     batch.inc(metrics.execution_count, (kind, status))
     batch.inc(metrics.result, (kind, result))
+    usage.query_run(batch, organization_id, kind, status)
     batch.observe(families().analytics.external_operation, ("datasource_query", kind), seconds)
     for phase, phase_seconds in phases.items():
         batch.observe(metrics.operation_latency, (kind, phase), phase_seconds)

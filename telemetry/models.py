@@ -265,3 +265,50 @@ class QuerySuggestion(models.Model):
     class Meta:
         indexes = [models.Index(fields=["report", "rank"], name="telemetry_suggestion_rank")]
         ordering = ["rank"]
+
+
+class OrganizationUsage(models.Model):
+    """Usage per organization and hour: what the usage dashboard reads. Counts are
+    written by increment-upserts from every process (exact, independent of trace
+    sampling); ``active_users`` is the hour's peak of the sliding-window count and
+    ``storage_bytes`` the hour's latest storage sample (``NULL``: not sampled)."""
+
+    organization_id = models.CharField(max_length=64)
+    hour = models.DateTimeField()
+    requests = models.BigIntegerField(db_default=0)
+    #: Responses with a 5xx status.
+    errors = models.BigIntegerField(db_default=0)
+    #: Successful viewer loads (``app_view`` requests below 400).
+    app_loads = models.BigIntegerField(db_default=0)
+    query_runs = models.BigIntegerField(db_default=0)
+    query_failures = models.BigIntegerField(db_default=0)
+    active_users = models.IntegerField(db_default=0)
+    storage_bytes = models.BigIntegerField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization_id", "hour"], name="unique_organization_usage_hour"),
+        ]
+        # The unique index serves "one organization, recent hours"; this one the window
+        # over every organization and retention.
+        indexes = [models.Index(fields=["hour"], name="telemetry_usage_hour")]
+        verbose_name_plural = "organization usage"
+
+
+class OrganizationDatasourceUsage(models.Model):
+    """Datasource query runs per organization, hour and datasource kind: one row per
+    kind keeps every count an increment-upsert."""
+
+    organization_id = models.CharField(max_length=64)
+    hour = models.DateTimeField()
+    kind = models.CharField(max_length=64)
+    runs = models.BigIntegerField(db_default=0)
+    failures = models.BigIntegerField(db_default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization_id", "hour", "kind"],
+                                    name="unique_organization_datasource_hour"),
+        ]
+        indexes = [models.Index(fields=["hour"], name="telemetry_ds_usage_hour")]
+        verbose_name_plural = "organization datasource usage"

@@ -9,7 +9,7 @@ import threading
 from django.conf import settings
 from django.db import connections
 
-from . import activity, guard, querystats, releases
+from . import activity, guard, querystats, releases, usage
 from .db import tracked_connections
 from .handlers import DB_SYSTEMS
 from .metrics import families
@@ -82,7 +82,7 @@ def _database_connections(batch):
 def sample(batch):
     for name, step in (("resources", _resources), ("db_connections", _database_connections),
                        ("active_users", activity.write_and_count), ("releases", releases.write_pending),
-                       ("query_stats", querystats.write_pending)):
+                       ("query_stats", querystats.write_pending), ("usage", usage.write_pending)):
         with guard.guarded(f"sample:{name}"):
             step(batch)
     for callback in list(_samplers):

@@ -4,20 +4,23 @@ from celery import shared_task
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from . import conf, guard, recorder
+from . import conf, guard, recorder, usage
 from .api import _emit, set_storage_usage
 
 
 @shared_task(name="telemetry.sample_storage_usage", time_limit=120, soft_time_limit=100, ignore_result=True)
 def sample_storage_usage():
     """Sets ``storage_usage_bytes`` from the project's provider (``STORAGE_USAGE_PROVIDER``,
-    ``callable() -> [(type, organization_id, bytes), ...]``), never at scrape time."""
+    ``callable() -> [(type, organization_id, bytes), ...]``), never at scrape time, and
+    the hour's ``storage_bytes`` of the usage rollups."""
     path = conf.get("STORAGE_USAGE_PROVIDER")
     if not path:
         return 0
     rows = list(import_string(path)())
     for storage_type, organization_id, size_bytes in rows:
         set_storage_usage(storage_type, organization_id, size_bytes)
+    with guard.guarded("usage:storage"):
+        usage.write_storage(rows)
     recorder.flush()
     return len(rows)
 
@@ -80,6 +83,12 @@ def compare_releases():
     summary = releases.compare()
     recorder.flush()
     return summary
+
+
+@shared_task(name="telemetry.purge_usage", time_limit=300, soft_time_limit=280, ignore_result=True)
+def purge_usage():
+    """Retention of the usage rollups (``USAGE_RETENTION_DAYS``)."""
+    return usage.purge()
 
 
 from .query_tasks import *  # noqa: F401,F403,E402
