@@ -11,7 +11,7 @@ from django.utils import timezone as django_timezone
 from selenium.webdriver.common.by import By
 
 from telemetry.models import LogEntry, Span, Trace
-from telemetry.waterfall import critical_path, layout
+from telemetry.waterfall import MAX_SPANS, critical_path, layout
 from tests.live import admin_login
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -99,6 +99,15 @@ def test_critical_path_of_a_chain_and_of_nothing():
     assert critical_path(chain) == {"r", "x", "y", "z"}
     # An orphan whose parent was not stored is laid out as a root, never on the root's path.
     assert critical_path(chain + spans_of(("o", "missing", 2, 5))) == {"r", "x", "y", "z"}
+
+
+def test_critical_path_and_layout_end_on_malformed_parents():
+    cycle = spans_of(("a", "b", 0, 10), ("b", "a", 0, 10))
+    assert critical_path(cycle) == {"a", "b"}
+    assert critical_path(spans_of(("self", "self", 0, 10))) == {"self"}
+    spans = [{**span, "duration_ms": 1.0, "status": "unset", "attributes": {}}
+             for span in spans_of(("self", "self", 0, 10), ("child", "self", 1, 5))]
+    assert [(row["span_id"], row["depth"]) for row in layout(spans)[0]] == [("self", 0), ("child", 1)]
 
 
 def test_layout_nests_spans_and_places_bars_by_offset_and_width():
@@ -192,3 +201,39 @@ def test_filter_to_a_slow_request_of_one_organization_and_read_its_waterfall(bro
     assert "slow query on" in browser.find_element(By.ID, "result_list").text
     browser.find_element(By.LINK_TEXT, SLOW_TRACE).click()
     assert browser.find_element(By.ID, "waterfall")
+
+
+MANY_TRACE = "6d0e1f2d3c4b5a69788796a5b4c3d2e1"
+MARKUP = '<img src=x onerror="alert(1)">'
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "telemetry"])
+def test_a_trace_over_the_span_cap_shows_every_span_it_keeps(browser, live_server, django_user_model):
+    """Past ``MAX_SPANS`` the page keeps the first spans by start: each with its name, the
+    failed one and the slow one marked, stored markup shown as text, logs in place."""
+    spans = [("c" + f"{0:015x}", "", "GET /api/apps/<slug>/view", 0, MAX_SPANS + 60, "unset", {"organization.id": "9"})]
+    spans += [(f"c{index:015x}", spans[0][0], f"step {index} {MARKUP}" if index == 7 else f"step {index}", index,
+               index + 1, "error" if index == 1500 else "unset",
+               {"db.system": "postgresql", "db.statement": STATEMENT, "db.query.is_slow": index == 900,
+                "user.note": MARKUP})
+              for index in range(1, MAX_SPANS + 50)]
+    store_trace(MANY_TRACE, "9", spans, logs=[
+        ("c" + f"{1500:015x}", "ERROR", 40, f"query failed {MARKUP}"), ("", "WARNING", 30, f"no span {MARKUP}")])
+    admin_login(browser, live_server.url, django_user_model)
+    browser.get(live_server.url + f"/admin/telemetry/trace/{MANY_TRACE}/change/")
+
+    assert f"only the first {MAX_SPANS}" in browser.find_element(By.CSS_SELECTOR, ".errornote").text
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('#waterfall .wf-span')].map(row => [row.dataset.spanId,"
+        " row.querySelector('.wf-span-name').textContent, row.className,"
+        " row.querySelector('.wf-attributes').textContent])")
+    assert [name for _, name, _, _ in rows] == [span[2] for span in spans[:MAX_SPANS]]
+    assert {span_id for span_id, _, classes, _ in rows if "wf-error" in classes} == {"c" + f"{1500:015x}"}
+    assert {span_id for span_id, _, classes, _ in rows if "wf-slow" in classes} == {
+        spans[0][0], "c" + f"{900:015x}"}  # the root lasts over TRACE_SLOW_MS
+    assert all(f"user.note = {MARKUP}" in attributes for _, _, _, attributes in rows[1:])
+    failed = browser.find_element(By.ID, "span-c" + f"{1500:015x}")
+    assert failed.find_element(By.CSS_SELECTOR, ".wf-mark-error").text == "failed"
+    assert failed.find_element(By.CSS_SELECTOR, ".wf-logs").text.endswith(f"ERROR plugins: query failed {MARKUP}")
+    assert browser.find_element(By.ID, "trace-logs").text.endswith(f"WARNING plugins: no span {MARKUP}")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#waterfall img, #trace-logs img")
