@@ -12,6 +12,8 @@ from . import conf, labels
 _pending = {}
 _reported = set()
 _lock = threading.Lock()
+#: The last count per organization and the batch of the sample that made it.
+_counted = {"batch": None, "per_organization": {}}
 
 
 def seen(user_id, organization_id):
@@ -49,6 +51,7 @@ def write_and_count(batch):
             UserActivity.objects.using(alias).filter(last_seen__gte=since)
             .values_list("organization_id").annotate(count=Count("id")).order_by()
         )
+    _counted.update(batch=batch, per_organization=per_organization)
     gauge = families().business.active_users
     counts = {}
     for org, count in per_organization.items():
@@ -62,3 +65,11 @@ def write_and_count(batch):
     for label, count in counts.items():
         batch.set(gauge, (label, "organization"), count)
     batch.set(gauge, ("", "platform"), sum(per_organization.values()))
+
+
+def counts_of(batch):
+    """Active users per organization id as counted in ``batch``'s sample (uncapped),
+    or nothing when this sample did not count them."""
+    if _counted["batch"] is not batch:
+        return {}
+    return {org: count for org, count in _counted["per_organization"].items() if org and count > 0}

@@ -1,10 +1,12 @@
 """Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
 
+from functools import lru_cache
+
 from . import activity, labels, querystats, recorder, releases, usage
 from .metrics import families
 from .tracing import spans
 
-DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
+DB_SYSTEMS = spans.DB_SYSTEMS
 #: Datasource kinds that are databases, as ``db_system`` label values.
 PLUGIN_DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite",
                      "redis": "redis"}
@@ -71,23 +73,18 @@ def on_standalone_query(batch, event):
 
 
 _analyze = []  # telemetry.sql.analyze, imported on the first statement (sqlglot loads then)
-_statement_labels = {}
-labels.on_reset(_statement_labels.clear)
 
 
+@lru_cache(maxsize=5000)
 def _labels_of(result, vendor):
     """(db system, operation, table label, pattern label) of an analysed statement: the
     same for every run of it, so computed once per analysis (analyses are cached per
     statement text)."""
-    key = (result, vendor)
-    found = _statement_labels.get(key)
-    if found is None:
-        found = (DB_SYSTEMS.get(vendor, vendor), result.operation,
-                 labels.table(result.tables[0]) if result.tables else "", labels.query_pattern(result.pattern))
-        if len(_statement_labels) >= 5000:
-            _statement_labels.clear()
-        _statement_labels[key] = found
-    return found
+    return (DB_SYSTEMS.get(vendor, vendor), result.operation,
+            labels.table(result.tables[0]) if result.tables else "", labels.query_pattern(result.pattern))
+
+
+labels.on_reset(_labels_of.cache_clear)
 
 
 def on_query(batch, event, organization=""):

@@ -12,7 +12,7 @@ key beyond ``MAX_PENDING`` is dropped and counted in ``telemetry_usage_dropped_t
 import threading
 from datetime import timedelta
 
-from . import guard
+from . import activity, guard
 
 #: Distinct (organization, hour[, kind]) keys held per table between two writes.
 MAX_PENDING = 10_000
@@ -88,21 +88,6 @@ def _report_dropped():
         _dropped["reported"] = count
 
 
-def _active_users(batch):
-    """organization -> active users, as ``activity.write_and_count`` set them in this
-    batch (it runs earlier in the same sample). Capped organizations (``other``) and idle
-    ones are left out."""
-    from .labels import OTHER
-    from .metrics import families
-
-    gauge = families().business.active_users
-    counts = {}
-    for (family, label_values), value in batch.gauges.items():
-        if family is gauge and label_values[1] == "organization" and label_values[0] not in ("", OTHER) and value > 0:
-            counts[label_values[0]] = int(value)
-    return counts
-
-
 def write_pending(batch=None):
     """The sampler's step: one increment-upsert per table."""
     from .models import OrganizationDatasourceUsage, OrganizationUsage
@@ -116,7 +101,7 @@ def write_pending(batch=None):
     _report_dropped()
     if batch is not None:
         with guard.guarded("usage:active_users"):
-            for organization, count in _active_users(batch).items():
+            for organization, count in activity.counts_of(batch).items():
                 pending.setdefault((organization, batch.hour), [0] * 6)[5] = count
     rows = [
         {"organization_id": organization, "hour": hour, "requests": entry[0], "errors": entry[1],

@@ -300,12 +300,11 @@ def span_row(span):
     if type(attributes) is not dict:  # the SDK's BoundedAttributes; JSON writes tuples as lists
         attributes = dict(attributes or {})
     start, end = span._start_time, span._end_time
-    resource = span._resource
     return {
         "trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}",
         "parent_span_id": f"{parent.span_id:016x}" if parent is not None else "", "name": span._name[:255],
         "kind": _KIND_NAMES[span._kind],
-        "service": _service[1] if resource is _service[0] else _service_name(resource),
+        "service": _service_name(span._resource),
         "start_ns": start, "end_ns": end, "duration_ms": (end - start) / 1e6,
         "status": _STATUS_NAMES[status.status_code], "status_message": (status.description or "")[:255],
         "attributes": attributes,

@@ -8,6 +8,7 @@ exporters accept, at a fraction of what live SDK spans cost on the request threa
 
 import random
 import time
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -78,26 +79,17 @@ def db_span(event, result, settings):
     )
 
 
-_static = {}
-
-
+@lru_cache(maxsize=5000)
 def _statement_attributes(result, alias, vendor):
     """What a DB span says of its statement, the same for every run of it: built once
     per (analysis, alias) and copied, as analyses are cached per statement text."""
-    key = (result, alias, vendor)
-    attributes = _static.get(key)
-    if attributes is None:
-        system = DB_SYSTEMS.get(vendor, vendor)
-        attributes = {"db.system": system, "db.operation.name": result.operation,
-                      "db.statement": result.fingerprint, "db.query.tables": list(result.tables),
-                      "db.namespace": alias}
-        if result.tables:
-            attributes["db.collection.name"] = result.tables[0]
-        if result.complexity_score is not None:
-            attributes["db.query.complexity_score"] = result.complexity_score
-        if len(_static) >= 5000:
-            _static.clear()
-        _static[key] = attributes
+    system = DB_SYSTEMS.get(vendor, vendor)
+    attributes = {"db.system": system, "db.operation.name": result.operation, "db.statement": result.fingerprint,
+                  "db.query.tables": list(result.tables), "db.namespace": alias}
+    if result.tables:
+        attributes["db.collection.name"] = result.tables[0]
+    if result.complexity_score is not None:
+        attributes["db.query.complexity_score"] = result.complexity_score
     return attributes
 
 

@@ -15,6 +15,14 @@ def _delete_traces(alias, trace_ids):
     return Trace.objects.using(alias).filter(trace_id__in=trace_ids).delete()[0]
 
 
+def _delete_in_batches(rows, batch_size):
+    while True:
+        batch = list(rows.values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return
+        rows.model.objects.using(rows.db).filter(pk__in=batch).delete()
+
+
 @shared_task(name="telemetry.purge_traces", time_limit=600, soft_time_limit=540, ignore_result=True)
 def purge_traces(batch_size=500):
     """Deletes traces (with their spans and logs) older than ``TRACE_RETENTION_DAYS``, then
@@ -40,20 +48,10 @@ def purge_traces(batch_size=500):
                 break
             deleted += _delete_traces(alias, batch)
         cutoff_ns = int(cutoff.timestamp() * 1e9)
-        while True:
-            # Spans whose trace row is gone or was never written (a late span of a batch
-            # that failed): by their own time.
-            orphans = list(Span.objects.using(alias).filter(start_ns__lt=cutoff_ns).values_list("pk", flat=True)
-                           [:batch_size])
-            if not orphans:
-                break
-            Span.objects.using(alias).filter(pk__in=orphans).delete()
-        while True:
-            old_logs = list(LogEntry.objects.using(alias).filter(time__lt=cutoff).values_list("pk", flat=True)
-                            [:batch_size])
-            if not old_logs:
-                break
-            LogEntry.objects.using(alias).filter(pk__in=old_logs).delete()
+        # Spans whose trace row is gone or was never written (a late span of a batch that
+        # failed): by their own time.
+        _delete_in_batches(Span.objects.using(alias).filter(start_ns__lt=cutoff_ns), batch_size)
+        _delete_in_batches(LogEntry.objects.using(alias).filter(time__lt=cutoff), batch_size)
         excess = Span.objects.using(alias).count() - conf.get("TRACE_RETENTION_MAX_SPANS")
         while excess > 0:
             oldest = list(traces.order_by("start").values_list("trace_id", "span_count")[:batch_size])
