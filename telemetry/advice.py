@@ -96,15 +96,16 @@ def index_name(table, columns):
     return f"{table}_{'_'.join(columns)}_idx"[:63]
 
 
-def index_candidates(connection, cursor, plan, sql, params, min_rows, min_gain, use_hypopg):
-    """Proven (or, without HypoPG, unproven) index candidates for one plan."""
+def index_candidates(connection, cursor, plan, sql, params, min_rows, min_gain, use_hypopg, seq_scans=None):
+    """Proven (or, without HypoPG, unproven) index candidates for one plan (``seq_scans``:
+    its ``filtered_seq_scans``, when the caller has them already)."""
     from .explain import explain, total_cost
 
     quote = connection.ops.quote_name
     cost_before = total_cost(plan)
     candidates, seen = [], set()
     hypopg = None
-    for scan in filtered_seq_scans(plan):
+    for scan in filtered_seq_scans(plan) if seq_scans is None else seq_scans:
         schema, table = scan["schema"], scan["table"]
         reltuples, table_columns = _table_facts(cursor, schema, table)
         if reltuples < min_rows:

@@ -113,16 +113,15 @@ def capture(alias, sql, params, fingerprint_id, fingerprint):
         with transaction.atomic(using=alias), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
             plan = explain(cursor, sql, params)
+            seq_scans = advice.filtered_seq_scans(plan)
             candidates = advice.index_candidates(
                 connection, cursor, plan, sql, params, min_rows=settings["MISSING_INDEX_MIN_ROWS"],
-                min_gain=settings["HYPOPG_MIN_GAIN"], use_hypopg=settings["HYPOPG_ENABLED"],
+                min_gain=settings["HYPOPG_MIN_GAIN"], use_hypopg=settings["HYPOPG_ENABLED"], seq_scans=seq_scans,
             )
-            seq_scans = advice.filtered_seq_scans(plan)
-        root = plan[0]["Plan"] if plan else {}
         QueryPlan.objects.using(telemetry_alias()).update_or_create(
             fingerprint_id=fingerprint_id, alias=alias,
             defaults={
-                "fingerprint": fingerprint[:10000], "plan": scrub(plan), "total_cost": root.get("Total Cost", 0.0),
+                "fingerprint": fingerprint[:10000], "plan": scrub(plan), "total_cost": total_cost(plan),
                 "seq_scans": scrub(seq_scans), "candidates": candidates,
                 "duration_ms": (perf_counter() - started) * 1000.0, "captured_at": timezone.now(),
             },

@@ -6,6 +6,7 @@ identified by (kind, period start, period end): building the same period again r
 it, so the Celery tasks are idempotent and admin pages only read stored results.
 """
 
+from collections import Counter
 from datetime import timedelta
 
 from django.db import transaction
@@ -202,16 +203,16 @@ def build_optimization_report(hours=None, end=None):
             return 0.0
         return round(sum(stats[f]["total_ms"] for f in fingerprint_ids if f in stats) / total_ms, 4)
 
-    def call_site_of(fingerprint_id):
-        for (_, found_id), example in examples.items():
-            if found_id == fingerprint_id and example["call_site"]:
-                return example
-        return {}
+    # The first example with a call site, per fingerprint.
+    call_sites = {}
+    for (_, found_id), example in examples.items():
+        if example["call_site"]:
+            call_sites.setdefault(found_id, example)
 
     suggestions = []
     for row in stats.values():
+        example = call_sites.get(row["fingerprint_id"], {})
         for code in row["suggestions"]:
-            example = call_site_of(row["fingerprint_id"])
             suggestions.append(dict(
                 code=code, source="static", fingerprint_id=row["fingerprint_id"], fingerprint=row["fingerprint"],
                 alias=row["alias"], table=",".join(row["tables"])[:255],
@@ -238,7 +239,7 @@ def build_optimization_report(hours=None, end=None):
             key = (plan.alias, candidate["schema"], candidate["table"], tuple(candidate["columns"]))
             entry = missing.get(key)
             if entry is None:
-                example = call_site_of(plan.fingerprint_id)
+                example = call_sites.get(plan.fingerprint_id, {})
                 entry = missing[key] = dict(
                     code="missing_index", source="plan", fingerprint_id=plan.fingerprint_id,
                     fingerprint=plan.fingerprint, alias=plan.alias, table=candidate["table"],
@@ -268,9 +269,7 @@ def build_optimization_report(hours=None, end=None):
         ))
     suggestions.sort(key=lambda item: (-item["share_of_db_time"], item["code"], item.get("fingerprint_id", "")))
     suggestions = suggestions[:MAX_SUGGESTIONS]
-    by_code = {}
-    for item in suggestions:
-        by_code[item["code"]] = by_code.get(item["code"], 0) + 1
+    by_code = dict(Counter(item["code"] for item in suggestions))
     data = {"period_hours": (end - start).total_seconds() / 3600.0, "total_ms": round(total_ms, 3),
             "fingerprints": len(stats), "suggestions": len(suggestions), "by_code": by_code,
             "unused_index_failed_aliases": unused_failed}

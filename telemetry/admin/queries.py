@@ -33,7 +33,7 @@ def trace_url(trace_id):
     """The trace list searched by trace id (the trace admin's search)."""
     if not trace_id:
         return ""
-    return reverse("admin:index") + "telemetry/trace/?" + urlencode({"q": trace_id})
+    return reverse("admin:telemetry_trace_changelist") + "?" + urlencode({"q": trace_id})
 
 
 def render_plan(plan):
@@ -113,6 +113,7 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
         total_ms = sum(row["total_ms"] for row in rows)
         for row in rows:
             row["share"] = row["total_ms"] / total_ms if total_ms else 0.0
+        for row in rows[:MAX_ROWS]:  # the rows shown
             row["url"] = reverse("admin:telemetry_querystat_fingerprint", args=[row["fingerprint_id"]])
         base = {name: value for name, value in {**filters, "hours": hours}.items() if value}
         headers = [{

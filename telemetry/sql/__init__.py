@@ -93,7 +93,7 @@ def analyze(sql, params=None, vendor=None):
     except Exception as exc:  # noqa: BLE001 - analysis must never break the flusher
         guard.report("sql_analyze", exc)
         try:
-            return _unparsed_analysis(str(sql), None)
+            return _simple_analysis("other", str(sql), None)
         except Exception:  # noqa: BLE001
             return QueryAnalysis("other", (), None, "unknown", "other", (), "", fingerprints.fingerprint_id(""))
 
@@ -194,7 +194,7 @@ def _analyze_cached(sql, vendor):
     match = _FIRST_WORD.match(renamed)
     first_word = match.group(1).upper() if match else ""
     if first_word in _CONTROL:
-        return _Cached(_control_analysis(_CONTROL[first_word], renamed, dialect))
+        return _Cached(_simple_analysis(_CONTROL[first_word], renamed, dialect, 0.0))
     shrunk, longest_in_list = _shrink(renamed) if len(renamed) > SHRINK_ABOVE_CHARS else (renamed, 0)
     trees = None
     # Without a vendor, the generic dialect first, then the ones Django speaks.
@@ -206,12 +206,12 @@ def _analyze_cached(sql, vendor):
         if trees:
             break
     if not trees:
-        return _Cached(_unparsed_analysis(shrunk, dialect), unparsed=True)
+        return _Cached(_simple_analysis("other", shrunk, dialect), unparsed=True)
     try:
         return _analyze_trees(trees, shrunk, keys, dialect, longest_in_list)
     except Exception as exc:  # noqa: BLE001 - a tree the rules trip on is reported, cached and counted
         guard.report("sql_analyze", exc)
-        return _Cached(_unparsed_analysis(renamed, dialect), unparsed=True)
+        return _Cached(_simple_analysis("other", renamed, dialect), unparsed=True)
 
 
 def _parse(renamed, dialect):
@@ -261,14 +261,14 @@ def _keys(placeholder_names, keys):
     return found
 
 
-def _control_analysis(operation, renamed, dialect):
-    text = fingerprints.normalize(renamed, dialect)
-    return QueryAnalysis(operation, (), 0.0, "low", operation, (), text, fingerprints.fingerprint_id(text))
+def _simple_analysis(operation, renamed, dialect, score=None):
+    """A statement analysed by its first word only: a transaction-control statement
+    (score 0, "low") or one sqlglot could not parse ("other", no score, "unknown")."""
+    from . import complexity
 
-
-def _unparsed_analysis(renamed, dialect):
     text = fingerprints.normalize(renamed, dialect)
-    return QueryAnalysis("other", (), None, "unknown", "other", (), text, fingerprints.fingerprint_id(text))
+    return QueryAnalysis(operation, (), score, complexity.classify(score), operation, (), text,
+                         fingerprints.fingerprint_id(text))
 
 
 def _count_unparsed(vendor):

@@ -163,8 +163,9 @@ def resolve(column, schema, cache):
             block_sources = sources(block, schema, cache)
             if qualifier in block_sources:
                 return block, qualifier
-            if any(source.table == qualifier for source in block_sources.values()):
-                return block, next(key for key, source in block_sources.items() if source.table == qualifier)
+            key = next((key for key, source in block_sources.items() if source.table == qualifier), None)
+            if key is not None:
+                return block, key
         return None, None
     for block in blocks:
         block_sources = sources(block, schema, cache)

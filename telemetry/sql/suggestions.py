@@ -122,10 +122,6 @@ def _like_patterns(tree, findings):
             findings.like_placeholders.append(start.name)
 
 
-def _is_plain_column(node):
-    return isinstance(_unwrap(node), exp.Column)
-
-
 def _wraps_column(node):
     """A function, cast or arithmetic over a column of this block (a row of columns,
     ``(a, b) IN (...)``, is not)."""
