@@ -1,4 +1,4 @@
-"""Cost of ``telemetry.sql.analyze()`` per statement: cold (parse, rules, fingerprint)
+"""Cost of ``telemetry.queries.sql.analyze()`` per statement: cold (parse, rules, fingerprint)
 and on a cache hit, without and with bound parameters, over ~30 realistic statements
 (Django's own and hand-written ones, three dialects).
 
@@ -73,12 +73,12 @@ import os, sys
 sys.path.insert(0, {root!r})
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django
-from telemetry import recorder
+from telemetry.core import recorder
 recorder.run_in_foreground()  # no flusher thread adding its own work to the count
 django.setup()
 sys.path.insert(0, {bench!r})
 from analyze import STATEMENTS
-from telemetry.sql import analyze
+from telemetry.queries.sql import analyze
 for vendor, statement, params in STATEMENTS:
     analyze(statement, params, vendor)
 if {empty}:
@@ -130,8 +130,8 @@ def main():
     import django
 
     django.setup()
-    from telemetry import sql as telemetry_sql
-    from telemetry.sql import analyze
+    from telemetry.queries import sql as telemetry_sql
+    from telemetry.queries.sql import analyze
 
     def cold(with_params):
         timings = []
@@ -165,7 +165,7 @@ def main():
     for _ in range(options.rounds):
         for name, run in configurations.items():
             results[name].append(run())
-    print(f"telemetry.sql.analyze(), {len(STATEMENTS)} statements, {options.rounds} interleaved rounds "
+    print(f"telemetry.queries.sql.analyze(), {len(STATEMENTS)} statements, {options.rounds} interleaved rounds "
           "(mean per statement per round; median and min-max over rounds):")
     for name, values in results.items():
         print(f"  {name:24} {statistics.median(values):9.2f} us  ({min(values):.2f} - {max(values):.2f})")

@@ -35,7 +35,7 @@ def run(count):
             cursor.fetchall()
     if os.environ.get("BENCH_NO_DRAIN"):
         return
-    from telemetry import recorder
+    from telemetry.core import recorder
     recorder.flush()
 run(50)
 gc.collect()

@@ -53,7 +53,7 @@ def render_multiprocess(directory):
 
 
 def main():
-    from telemetry.multiprocess import merge_dead_process
+    from telemetry.metrics.multiprocess import merge_dead_process
 
     single = CollectorRegistry()
     fill(single)

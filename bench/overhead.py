@@ -47,7 +47,8 @@ client = Client()
 DRAIN_EVERY = int(os.environ.get("BENCH_DRAIN_EVERY") or 0)
 def drain_now():
     try:
-        from telemetry import recorder, tracing
+        from telemetry import tracing
+        from telemetry.core import recorder
         recorder.flush()
         tracing.flush()
     except ImportError:
@@ -56,7 +57,7 @@ def drainer(asked, done):
     # The flusher's own thread, as in a server: its database connections persist (a
     # request's end closes the request thread's connections when CONN_MAX_AGE is 0).
     try:
-        from telemetry.db import suppress_in_this_thread
+        from telemetry.db.wrapper import suppress_in_this_thread
         suppress_in_this_thread()
     except ImportError:
         pass

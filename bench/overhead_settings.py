@@ -27,12 +27,12 @@ if os.environ.get("BENCH_BATCHED") or os.environ.get("BENCH_NO_DRAIN"):
 if BENCH_CONFIG == "off":
     TELEMETRY = {**TELEMETRY, "METRICS_ENABLED": False, "TRACES_ENABLED": False, "LOGS_ENABLED": False}
 elif BENCH_CONFIG in ("metrics", "everything"):
-    MIDDLEWARE = ["telemetry.middleware.TelemetryMiddleware", *MIDDLEWARE]
+    MIDDLEWARE = ["telemetry.http.middleware.TelemetryMiddleware", *MIDDLEWARE]
     TELEMETRY = {**TELEMETRY, "TRACES_ENABLED": False, "LOGS_ENABLED": False,
                  "QUERY_STATS_ENABLED": BENCH_CONFIG == "everything"}
 elif BENCH_CONFIG == "tracing":
     # Everything on: metrics, query statistics, spans at the default sampling.
-    MIDDLEWARE = ["telemetry.middleware.TelemetryMiddleware", *MIDDLEWARE]
+    MIDDLEWARE = ["telemetry.http.middleware.TelemetryMiddleware", *MIDDLEWARE]
     TELEMETRY = {**TELEMETRY, "TRACES_ENABLED": True, "LOGS_ENABLED": False, "QUERY_STATS_ENABLED": True}
 elif BENCH_CONFIG == "plain_otel":
     # opentelemetry-instrumentation-django with an SDK provider and a batch processor

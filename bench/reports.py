@@ -26,7 +26,7 @@ ROUNDS = 5
 
 
 def analyses():
-    from telemetry.sql import analyze
+    from telemetry.queries.sql import analyze
 
     tables = [f"bench_table_{index}" for index in range(40)]
     return [analyze(f"SELECT * FROM {tables[index % 40]} WHERE column_{index} = %s", None, "postgresql")
@@ -66,7 +66,8 @@ def timed(function):
 
 def flush(all_analyses, count):
     """One sample interval's write: ``count`` fingerprints, each seen 10 times."""
-    from telemetry import querystats, recorder
+    from telemetry.queries import stats as querystats
+    from telemetry.core import recorder
 
     batch = recorder.Batch()
     for analysis in all_analyses[:count]:
@@ -82,8 +83,9 @@ def main():
     from django.db import connections
     from django.utils import timezone
 
-    from telemetry import recorder, reports
-    from telemetry.db import suppress_in_this_thread
+    from telemetry.core import recorder
+    from telemetry.queries import reports
+    from telemetry.db.wrapper import suppress_in_this_thread
 
     recorder.run_in_foreground()
     suppress_in_this_thread()

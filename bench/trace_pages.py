@@ -86,10 +86,10 @@ def main():
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from telemetry import waterfall
+    from telemetry.tracing import waterfall
     from telemetry.admin.traces import MAX_LOGS
     from telemetry.models import LogEntry, Span, Trace
-    from telemetry.routers import telemetry_alias
+    from telemetry.core.routers import telemetry_alias
 
     alias = telemetry_alias()
     connection = connections[alias]

@@ -55,7 +55,7 @@ LOCAL_APPS = [
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
-    "telemetry.middleware.TelemetryMiddleware",
+    "telemetry.http.middleware.TelemetryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -116,7 +116,7 @@ if _test_suffix:
             _test["NAME"] = str(VAR_DIR / f"test_{_alias}_{_test_suffix}.sqlite3")
         else:
             _test["NAME"] = f"test_{_db['NAME']}_{_test_suffix}"
-DATABASE_ROUTERS = ["telemetry.routers.TelemetryRouter"]
+DATABASE_ROUTERS = ["telemetry.core.routers.TelemetryRouter"]
 
 # ---------------------------------------------------------------------------- cache
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
@@ -145,8 +145,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
-        "telemetry.throttling.AnonRateThrottle",
-        "telemetry.throttling.UserRateThrottle",
+        "telemetry.http.throttling.AnonRateThrottle",
+        "telemetry.http.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("THROTTLE_ANON", default="600/min"),
@@ -185,7 +185,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULER = "telemetry.beat:TelemetryScheduler"
+CELERY_BEAT_SCHEDULER = "telemetry.tasks.beat:TelemetryScheduler"
 CELERY_BEAT_SCHEDULE = {
     "telemetry-storage-usage": {"task": "telemetry.sample_storage_usage", "schedule": 60.0},
     "telemetry-queue-depth": {"task": "telemetry.sample_queue_depth", "schedule": 15.0},

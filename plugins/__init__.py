@@ -63,7 +63,7 @@ _reported_gauges = set()
 def cache_gauges():
     """Gauge values of the connection cache, sampled by telemetry off the request path.
     Series reported before and now empty are reported as 0."""
-    from telemetry import labels
+    from telemetry.core import labels
 
     stats = connection_cache.stats()
     values = {}

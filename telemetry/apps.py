@@ -8,8 +8,13 @@ class TelemetryConfig(AppConfig):
 
     def ready(self):
         """Installs the hooks once per process; a second call does nothing."""
-        from . import checks, conf, db, handlers, jobs, recorder, sampler, signals, tracing  # noqa: F401
-        from .tracing import logs
+        from telemetry import checks, tracing
+        from telemetry.core import conf, recorder
+        from telemetry.db import wrapper as db
+        from telemetry.metrics import handlers, sampler
+        from telemetry.tasks import receivers as jobs
+        from telemetry.usage import auth as signals  # noqa: F401
+        from telemetry.tracing import logs
 
         tracing.setup()
         conf.on_change(logs.read_settings)

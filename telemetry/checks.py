@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core import checks
 
-MIDDLEWARE_PATH = "telemetry.middleware.TelemetryMiddleware"
+MIDDLEWARE_PATH = "telemetry.http.middleware.TelemetryMiddleware"
 
 
 @checks.register()

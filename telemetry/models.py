@@ -201,7 +201,7 @@ class QueryPlan(models.Model):
     """The latest plan of a slow PostgreSQL statement per fingerprint and alias:
     EXPLAIN (FORMAT JSON) with literals scrubbed, never ANALYZE, never the parameters.
     ``candidates`` holds the index advice proven at capture time, when the real
-    parameters were still in memory (see ``telemetry.advice``)."""
+    parameters were still in memory (see ``telemetry.queries.advice``)."""
 
     fingerprint_id = models.CharField(max_length=32)
     alias = models.CharField(max_length=64)

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import api_views, views
+from telemetry.api import views as api_views
+from telemetry.http import views
 
 app_name = "telemetry"
 

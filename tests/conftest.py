@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from telemetry import recorder
+from telemetry.core import recorder
 
 # Telemetry events in the test process are applied by explicit flushes (the `samples`
 # fixture, /metrics), never by a background thread racing the test databases.

@@ -2,4 +2,4 @@
 (``queries.py``), usage per organization (``usage.py``). Pages read pre-aggregated
 tables, never raw scans."""
 
-from . import queries, traces, usage  # noqa: F401
+from telemetry.admin import queries, traces, usage  # noqa: F401

@@ -2,7 +2,7 @@
 latest plan, findings, suggestions), findings, plans and the stored reports.
 
 The fingerprint table aggregates the hourly ``QueryStat`` rows of a period with one
-GROUP BY over the indexed hour range (``telemetry.reports.aggregate``); p95 comes from
+GROUP BY over the indexed hour range (``telemetry.queries.reports.aggregate``); p95 comes from
 the summed histogram buckets. Reports are read as the Celery tasks stored them. Every
 page is read-only: telemetry rows are written by telemetry only.
 """
@@ -20,8 +20,8 @@ from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
-from .. import reports
-from ..models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
+from telemetry.queries import reports
+from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
 
 PERIODS = ((1, "last hour"), (24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
 SORT_KEYS = (("total_ms", "Total ms"), ("calls", "Calls"), ("mean_ms", "Mean ms"), ("p95_ms", "p95 ms"),

@@ -1,7 +1,7 @@
 """Admin usage dashboard: organizations with their totals over a window (24 h, 7 d,
 30 d), and one organization's hourly charts drawn as inline SVG (no script).
 
-Pages read the hourly rollups of ``telemetry.usage`` only: the list is one GROUP BY over
+Pages read the hourly rollups of ``telemetry.usage.rollups`` only: the list is one GROUP BY over
 the indexed hour range, an organization's page two range reads on its unique indexes.
 """
 
@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ..models import OrganizationDatasourceUsage, OrganizationUsage
+from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage
 
 PERIODS = ((24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
 COUNTS = ("requests", "errors", "app_loads", "query_runs", "query_failures")

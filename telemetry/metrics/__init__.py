@@ -3,8 +3,8 @@
 import threading
 from types import SimpleNamespace
 
-from .. import conf
-from . import analytics, business, db, http, jobs, plugins
+from telemetry.core import conf
+from telemetry.metrics import analytics, business, db, http, jobs, plugins
 
 _lock = threading.Lock()
 _families = None

@@ -3,7 +3,7 @@ intelligence and release benchmarks."""
 
 from types import SimpleNamespace
 
-from .base import counter, gauge, histogram
+from telemetry.metrics.base import counter, gauge, histogram
 
 
 def define(namespace):

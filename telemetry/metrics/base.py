@@ -6,7 +6,7 @@ registry (multiprocess-aware when ``PROMETHEUS_MULTIPROC_DIR`` is set before sta
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from ..recorder import Family
+from telemetry.core.recorder import Family
 
 #: Seconds: 1 ms .. 30 s.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

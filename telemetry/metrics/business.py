@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from .base import SESSION_BUCKETS, counter, gauge, histogram
+from telemetry.metrics.base import SESSION_BUCKETS, counter, gauge, histogram
 
 
 def define(namespace):

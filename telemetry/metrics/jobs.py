@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from .base import counter, gauge, histogram
+from telemetry.metrics.base import counter, gauge, histogram
 
 
 def define(namespace):

@@ -51,7 +51,7 @@ def span(name, **attributes):
     if not state["on"]:
         return nullcontext()
     if not _clients_instrumented[0]:
-        from . import instrument
+        from telemetry.tracing import instrument
 
         instrument.install_clients()
         _clients_instrumented[0] = True
@@ -60,20 +60,20 @@ def span(name, **attributes):
 
 def setup():
     """Installs the provider and instrumentations once per process (``AppConfig.ready``)."""
-    from . import provider
+    from telemetry.tracing import provider
 
     provider.setup()
 
 
 def flush():
     """Decides and writes every finished span and log record now (tests, process exit)."""
-    from . import processor
+    from telemetry.tracing import processor
 
     processor.flush()
 
 
 def run_in_foreground():
     """No writer thread in this process: spans wait for :func:`flush` (test processes)."""
-    from . import processor
+    from telemetry.tracing import processor
 
     processor.run_in_foreground()

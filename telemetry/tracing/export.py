@@ -7,7 +7,7 @@ or unreachable collector never holds the store writer; failed exports are counte
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from . import processor, provider
+from telemetry.tracing import processor, provider
 
 
 def build_processor():

@@ -6,7 +6,7 @@ query on every backend. psycopg2 instrumentation is for the plugins' raw connect
 proxy from Django's connections so a query never gets two spans).
 """
 
-from .. import guard
+from telemetry.core import guard
 
 _done = set()
 

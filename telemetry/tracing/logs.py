@@ -16,7 +16,7 @@ _hot = {"on": True, "level": logging.WARNING}
 
 
 def read_settings():
-    from .. import conf
+    from telemetry.core import conf
 
     _hot["on"] = bool(conf.get("LOGS_ENABLED"))
     level = conf.get("LOG_STORE_LEVEL")
@@ -57,7 +57,7 @@ class TraceStoreHandler(logging.Handler):
         if not _hot["on"] or record.levelno < _hot["level"]:
             return
         try:
-            from . import processor
+            from telemetry.tracing import processor
 
             trace_id, span_id = _ids()
             attributes = {"module": record.module, "line": record.lineno}

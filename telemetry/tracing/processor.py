@@ -24,7 +24,7 @@ import orjson
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from .. import conf, guard
+from telemetry.core import conf, guard
 
 MAX_PENDING_TRACES = 5000
 MAX_SPANS_PER_PENDING_TRACE = 1000
@@ -125,7 +125,7 @@ def flush():
 
 
 def _flush_locked():
-    from . import spans as span_builder
+    from telemetry.tracing import spans as span_builder
 
     settings = conf.get_settings()
     spans = _drain(_spans)
@@ -321,9 +321,9 @@ def _write(kept, summaries, logs):
     and turns "error" when one of them failed."""
     from django.db import connections, transaction
 
-    from ..db import suppressed
-    from ..models import LogEntry
-    from ..routers import telemetry_alias
+    from telemetry.db.wrapper import suppressed
+    from telemetry.models import LogEntry
+    from telemetry.core.routers import telemetry_alias
 
     alias = telemetry_alias()
     connection = connections[alias]
@@ -352,7 +352,7 @@ def _write_postgresql(connection, rows, traces):
     rows actually inserted, so a retried batch counts nothing twice."""
     statement = _statements.get("postgresql")
     if statement is None:
-        from ..models import Span, Trace
+        from telemetry.models import Span, Trace
 
         quote = connection.ops.quote_name
         span_table, trace_table = quote(Span._meta.db_table), quote(Trace._meta.db_table)
@@ -399,8 +399,8 @@ def _write_any(connection, rows, traces):
     from django.db.models import F
     from django.db.models.constants import OnConflict
 
-    from ..models import Span, Trace
-    from ..store import increment
+    from telemetry.models import Span, Trace
+    from telemetry.core.upsert import increment
 
     per_trace = {}
     errors = set()
@@ -447,7 +447,7 @@ def _close_connection():
     with guard.guarded("trace_store_close"):
         from django.db import connections
 
-        from ..routers import telemetry_alias
+        from telemetry.core.routers import telemetry_alias
 
         connections[telemetry_alias()].close()
 
@@ -456,7 +456,7 @@ def _export_spans(kept):
     """OTLP gets the kept traces (sampling is decided here, before export)."""
     if not _export["checked"]:
         _export["checked"] = True
-        from . import export
+        from telemetry.tracing import export
 
         _export["processor"] = export.build_processor()
     processor = _export["processor"]
@@ -507,7 +507,7 @@ def dropped(reason):
 
 
 def _run(wake):
-    from ..db import suppress_in_this_thread
+    from telemetry.db.wrapper import suppress_in_this_thread
 
     suppress_in_this_thread()
     while True:
@@ -520,7 +520,7 @@ def _start_thread():
     with _lock:
         if _state["pid"] == os.getpid():
             return
-        from .. import recorder
+        from telemetry.core import recorder
 
         _state["pid"] = os.getpid()
         _hot["started"] = True
@@ -551,7 +551,7 @@ def _after_fork_in_child():
 
 def _flush_at_exit():
     if _state["pid"] == os.getpid():
-        from .. import recorder
+        from telemetry.core import recorder
 
         with guard.guarded("flush_at_exit"):
             recorder.flush()  # the last requests' DB and server spans first

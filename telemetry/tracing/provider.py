@@ -9,7 +9,7 @@ import os
 
 from django.conf import settings
 
-from .. import conf, guard
+from telemetry.core import conf, guard
 
 _installed = {"provider": None, "resource": None}
 
@@ -31,7 +31,7 @@ def service_name():
 
 
 def _update_switch():
-    from . import state
+    from telemetry.tracing import state
 
     state["on"] = bool(conf.get("TRACES_ENABLED")) and _installed["provider"] is not None
     state["excluded_paths"] = tuple(conf.get("TRACE_EXCLUDED_PATHS") or ())
@@ -45,7 +45,7 @@ def setup():
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
-    from . import instrument, processor
+    from telemetry.tracing import instrument, processor
 
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):

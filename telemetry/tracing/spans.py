@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from . import processor, provider
+from telemetry.tracing import processor, provider
 
 #: perf_counter() seconds + this = epoch nanoseconds; one offset per process (the
 #: monotonic clock is shared by forked children, so it stays valid after a fork).
@@ -156,7 +156,7 @@ def sanitize(span, capture_sql):
     if statement is not None and not capture_sql and attributes.get("db.system") != "redis":
         changed = dict(attributes)
         vendor = str(attributes.get("db.system") or "postgresql")
-        from ..sql import analyze
+        from telemetry.queries.sql import analyze
 
         changed["db.statement"] = analyze(str(statement), None, vendor).fingerprint
     for key in ("http.url", "url.full"):

@@ -7,8 +7,9 @@ from django.db import connection
 from django.utils import timezone
 
 from apps_builder.models import App, AppVersion, AuditEvent, DataQuery, DataSource
-from telemetry import advice, api, explain, querystats
-from telemetry.db import suppressed
+from telemetry.queries import advice, explain, stats as querystats
+from telemetry import api
+from telemetry.db.wrapper import suppressed
 from telemetry.models import QueryFinding, QueryPlan
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from telemetry import guard
+from telemetry.core import guard
 from telemetry.metrics import families
 
 PLATFORM = Path(__file__).resolve().parents[2] / "platform"

@@ -25,7 +25,7 @@ def samples():
 def fresh_finding_rate_limits():
     """Findings are kept once a minute per (code, fingerprint) and process: each test
     starts without the limits an earlier test left behind."""
-    from telemetry import querystats
+    from telemetry.queries import stats as querystats
 
     querystats._last_finding.clear()
     yield

@@ -8,7 +8,8 @@ from django.test import override_settings
 from django.urls import path
 from prometheus_client import REGISTRY
 
-from telemetry import api, labels
+from telemetry import api
+from telemetry.core import labels
 
 
 def org_view(request, org_id):

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection, connections
 
-from telemetry import db as telemetry_db
+from telemetry.db import wrapper as telemetry_db
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,7 +14,7 @@ import django
 django.setup()
 from django.db import connection
 from prometheus_client import REGISTRY
-from telemetry import recorder
+from telemetry.core import recorder
 
 recorder.run_in_foreground()
 held = threading.Event()

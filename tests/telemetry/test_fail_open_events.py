@@ -9,7 +9,7 @@ from django.test import override_settings
 from django.urls import path
 
 import plugins
-from telemetry import guard, recorder
+from telemetry.core import guard, recorder
 
 
 def ok(request, thing_id):
@@ -50,8 +50,8 @@ def test_a_full_buffer_never_leaves_the_in_flight_gauge_up(client, samples):
 
 
 def test_runtime_detections_count_as_optimization_suggestions(samples):
-    from telemetry import querystats
-    from telemetry.sql import analyze
+    from telemetry.queries import stats as querystats
+    from telemetry.queries.sql import analyze
 
     suggestions = samples.snapshot("tooljet_db_query_optimization_suggestions_total",
                                    {"tooljet_optimization_suggestion": "n_plus_one"})

@@ -5,7 +5,7 @@ from django.test import override_settings
 from django.urls import path
 
 from telemetry import api
-from telemetry.context import current_request
+from telemetry.core.context import current_request
 
 
 def three_queries(request, thing_id):

@@ -19,8 +19,11 @@ from prometheus_client import REGISTRY
 
 import plugins
 from apps_builder.models import App, AppVersion, DataQuery, DataSource
-from telemetry import api, conf, labels, recorder, routes, sampler
-from telemetry.sql import analyze
+from telemetry import api
+from telemetry.core import conf, labels, recorder
+from telemetry.http import routes
+from telemetry.metrics import sampler
+from telemetry.queries.sql import analyze
 from telemetry.metrics import families
 from tests.live import ROOT, free_port
 
@@ -498,7 +501,7 @@ import django
 django.setup()
 from django.db import connection
 from prometheus_client import REGISTRY
-from telemetry import recorder
+from telemetry.core import recorder
 
 recorder.run_in_foreground()
 held, release = threading.Event(), threading.Event()

@@ -14,8 +14,8 @@ from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from telemetry.beat import TelemetryScheduler, missed_runs
-from telemetry.throttling import ScopedRateThrottle
+from telemetry.tasks.beat import TelemetryScheduler, missed_runs
+from telemetry.http.throttling import ScopedRateThrottle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def test_task_metrics_from_a_real_worker_over_redis(redis_url, tmp_path):
         from celery import Celery
 
         client = Celery("config", broker=redis_url, backend=redis_url)
-        from telemetry import jobs
+        from telemetry.tasks import receivers as jobs
 
         jobs.connect()  # the publishing side stamps the enqueue time
         ok = [client.send_task("config.celery.ping", queue="jobs-test") for _ in range(3)]
@@ -163,7 +163,7 @@ def test_sessions_that_expire_without_logout_are_measured_and_removed(samples, d
     from django.contrib.sessions.backends.db import SessionStore
     from django.contrib.sessions.models import Session
 
-    from telemetry.signals import SESSION_LOGIN_KEY
+    from telemetry.usage.auth import SESSION_LOGIN_KEY
     from telemetry.tasks import record_expired_sessions
 
     user = django_user_model.objects.create_user("sessioned", password="x" * 12)

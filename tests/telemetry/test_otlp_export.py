@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from telemetry import guard
+from telemetry.core import guard
 from telemetry.models import Trace
 from telemetry.tracing import processor
 from tests.apps_builder.conftest import world  # noqa: F401 - fixture

@@ -78,7 +78,7 @@ def test_cache_gauges_are_sampled_and_drop_to_zero(sample_db, samples):
 
 
 def test_plugin_time_counts_as_external_time_of_the_request(sample_db, samples):
-    from telemetry.context import RequestContext, current_request
+    from telemetry.core.context import RequestContext, current_request
 
     context = RequestContext(0.0)
     token = current_request.set(context)

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from selenium.webdriver.common.by import By
 
-from telemetry import reports
+from telemetry.queries import reports
 from telemetry.models import QueryFinding, QueryPlan, QueryStat
 from tests.live import admin_login
 

@@ -6,8 +6,10 @@ import json
 import pytest
 from django.db import connection
 
-from telemetry import advice, api, explain, guard, querystats
-from telemetry.db import suppressed
+from telemetry.queries import advice, explain, stats as querystats
+from telemetry import api
+from telemetry.core import guard
+from telemetry.db.wrapper import suppressed
 from telemetry.models import QueryPlan
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.test import override_settings
 
-from telemetry import releases
+from telemetry.usage import releases
 from telemetry.models import ReleaseRouteStats
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])

@@ -1,4 +1,4 @@
-"""telemetry.sql.analyze(): fingerprints, operation and tables, complexity, static
+"""telemetry.queries.sql.analyze(): fingerprints, operation and tables, complexity, static
 suggestion codes (positives and negatives for each), parameters, settings, unparseable
 statements and the cache; and the codes reaching the metrics through the real pipeline."""
 
@@ -6,8 +6,8 @@ import pytest
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
-from telemetry import sql as telemetry_sql
-from telemetry.sql import QueryAnalysis, analyze
+from telemetry.queries import sql as telemetry_sql
+from telemetry.queries.sql import QueryAnalysis, analyze
 
 PG, MY, LITE = "postgresql", "mysql", "sqlite"
 
@@ -401,7 +401,7 @@ def test_cache_hit_does_not_parse_again_and_rechecks_parameters(monkeypatch):
 
 
 def test_placeholder_renaming():
-    from telemetry.sql.placeholders import rename
+    from telemetry.queries.sql.placeholders import rename
 
     assert rename("SELECT %s, %(a)s, $2, ?, :name, x::text, '%s', 100 %% 7", None) == (
         "SELECT :p0, :p1, :p2, :p3, :p4, x::text, '%s', 100 % 7", (0, "a", 1, 1, "name"))

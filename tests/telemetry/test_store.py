@@ -9,7 +9,7 @@ import pytest
 from django.db import connections
 
 from telemetry.models import ReleaseRouteStats
-from telemetry.store import increment
+from telemetry.core.upsert import increment
 from tests.live import ROOT
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)
@@ -20,7 +20,7 @@ import django, sys
 from datetime import datetime, timezone
 django.setup()
 from telemetry.models import ReleaseRouteStats
-from telemetry.store import increment
+from telemetry.core.upsert import increment
 hour = datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
 for step in range(int(sys.argv[1])):
     rows = [{"release": "1.0", "route": f"/r{index}", "hour": hour, "count": 1, "total_seconds": 0.5,

@@ -11,7 +11,7 @@ from django.utils import timezone as django_timezone
 from selenium.webdriver.common.by import By
 
 from telemetry.models import LogEntry, Span, Trace
-from telemetry.waterfall import MAX_SPANS, critical_path, layout
+from telemetry.tracing.waterfall import MAX_SPANS, critical_path, layout
 from tests.live import admin_login
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"

@@ -250,7 +250,7 @@ def test_findings_carry_the_trace_id(world, api_client_for, trace_settings):
     trace_settings(SLOW_QUERY_MS=0)
     api_client_for(world["users"]["viewer"]).get(f"/api/apps/{world['own']['app'].slug}/")
     flush()
-    from telemetry import querystats
+    from telemetry.queries import stats as querystats
 
     querystats.write_pending()
     trace_id = Trace.objects.get().trace_id

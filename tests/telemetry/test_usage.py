@@ -20,7 +20,8 @@ import plugins
 from apps_builder import views
 from apps_builder.models import DataQuery
 from apps_builder.telemetry_hooks import storage_usage
-from telemetry import api, usage
+from telemetry import api
+from telemetry.usage import rollups as usage
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage, ReleaseRouteStats
 from telemetry.tasks import purge_usage, sample_storage_usage
 from tests.apps_builder.conftest import world  # noqa: F401 - fixture
@@ -136,7 +137,7 @@ WRITER = """
 import django, sys
 from datetime import datetime, timezone
 django.setup()
-from telemetry import usage
+from telemetry.usage import rollups as usage
 
 class Batch:
     hour = datetime(2026, 1, 1, 10, tzinfo=timezone.utc)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from telemetry import api, recorder
+from telemetry import api
+from telemetry.core import recorder
 from telemetry.tracing import processor
 
 TRACE_DATABASES = ["default", "telemetry"]

@@ -124,8 +124,8 @@ class Command(BaseCommand):
         from django.utils import timezone
 
         from telemetry.models import ReleaseRouteStats
-        from telemetry.routers import telemetry_alias
-        from telemetry.routes import normalize
+        from telemetry.core.routers import telemetry_alias
+        from telemetry.http.routes import normalize
 
         hour = (timezone.now() - timezone.timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
         for path, count, mean in demo_data.RELEASE_HISTORY:

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 
 from telemetry.models import LogEntry, Span, Trace
-from telemetry.routers import telemetry_alias
+from telemetry.core.routers import telemetry_alias
 
 STATEMENTS = (
     ("SELECT", "auth_user", 1.5, 'SELECT "auth_user"."id", "auth_user"."username" FROM "auth_user" '

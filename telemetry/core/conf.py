@@ -1,0 +1,132 @@
+"""The ``TELEMETRY`` settings dict laid over ``DEFAULTS``.
+
+Read through :func:`get_settings`, cached and cleared on ``setting_changed`` so that
+``override_settings(TELEMETRY=...)`` works in tests. Never read at import time.
+Every key is documented in the README's configuration table.
+"""
+
+from functools import lru_cache
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS = {
+    # One switch per signal. Off means the hooks are not installed at all.
+    "METRICS_ENABLED": True,
+    "TRACES_ENABLED": True,
+    "LOGS_ENABLED": True,
+    # Traces: service name when OTEL_SERVICE_NAME is not set; tail sampling when a
+    # trace's local root ends (every error, every root slower than TRACE_SLOW_MS, and
+    # TRACE_SAMPLE_RATE of the rest, deterministic on the trace id); queue bounds.
+    "SERVICE_NAME": "tooljet",
+    "TRACE_SAMPLE_RATE": 0.1,
+    "TRACE_SLOW_MS": 1000,
+    "TRACE_QUEUE_MAX": 50_000,
+    # Requests under these paths make no trace: scrapes, health checks, telemetry's own pages.
+    "TRACE_EXCLUDED_PATHS": ["/metrics", "/health", "/telemetry/", "/admin/telemetry/"],
+    # Keep third-party spans' raw SQL (db.statement) instead of its normalized form.
+    "TRACE_CAPTURE_SQL": False,
+    # Retention of stored traces and logs (Celery beat, in batches).
+    "TRACE_RETENTION_DAYS": 7,
+    "TRACE_RETENTION_MAX_SPANS": 1_000_000,
+    # Log records at this level and above are kept with their trace (LogEntry).
+    "LOG_STORE_LEVEL": "WARNING",
+    "LOG_QUEUE_MAX": 10_000,
+    # Prefix of the ``tooljet_*`` families (the seed's names use ``tooljet``).
+    "NAMESPACE": "tooljet",
+    # Database alias that holds what telemetry stores; "default" when the project has none.
+    "DATABASE_ALIAS": "telemetry",
+    # Dotted path to ``callable(request) -> organization id or None``.
+    "ORGANIZATION_RESOLVER": "telemetry.core.organization.from_request_attribute",
+    # Dotted path to ``callable(user) -> organization id, a list of them, or None``: the
+    # organizations whose traces and logs the user may read in the API; logins count for
+    # the first.
+    "USER_ORGANIZATION_RESOLVER": None,
+    # /metrics access: a bearer token, an IP allowlist (addresses or CIDR networks);
+    # with neither, only loopback may scrape.
+    "METRICS_TOKEN": "",
+    "METRICS_ALLOWED_IPS": [],
+    # Cardinality caps: distinct values per label before the ``other`` bucket.
+    "MAX_ORGANIZATIONS": 200,
+    "MAX_APPS": 500,
+    "MAX_QUERY_NAMES": 500,
+    "MAX_QUERY_PATTERNS": 200,
+    "MAX_ROUTES": 500,
+    "MAX_TABLES": 500,
+    # Path prefixes whose requests count as API calls (``api_calls_total``).
+    "API_PATH_PREFIXES": ["/api/"],
+    # Statements slower than this are "slow" (milliseconds).
+    "SLOW_QUERY_MS": 200,
+    # Per-fingerprint statistics and runtime detectors (query intelligence).
+    "QUERY_STATS_ENABLED": True,
+    # Runtime query detectors: repetitions of one fingerprint with different parameters
+    # in one request that make an N+1, and rows a SELECT without LIMIT may return.
+    "N_PLUS_ONE_THRESHOLD": 5,
+    "ADD_LIMIT_ROWS": 1000,
+    # Static suggestion thresholds of telemetry.queries.sql.analyze(): IN-list items beyond which
+    # `large_in_list`, OFFSET rows beyond which `offset_pagination`, JOINs in one SELECT
+    # from which `consider_join_optimization`.
+    "LARGE_IN_LIST_ITEMS": 100,
+    "OFFSET_PAGINATION_ROWS": 1000,
+    "MAX_JOINS": 4,
+    # Plans of slow PostgreSQL statements: EXPLAIN (FORMAT JSON, never ANALYZE) off the
+    # request path, at most once per fingerprint per interval and this many per minute.
+    "EXPLAIN_ENABLED": True,
+    "EXPLAIN_PER_MINUTE": 10,
+    "EXPLAIN_INTERVAL_SECONDS": 600,
+    # Index advice: sequential scans with a filter on tables of at least this many rows
+    # become ``missing_index`` candidates, kept when a HypoPG hypothetical index cuts the
+    # planner's cost by at least this share; ``unused_index`` needs the same table size.
+    "HYPOPG_ENABLED": True,
+    "HYPOPG_MIN_GAIN": 0.5,
+    "MISSING_INDEX_MIN_ROWS": 10_000,
+    # Fingerprints per ranking in the slow-query report; period of both reports (hours).
+    "REPORT_TOP_N": 20,
+    "REPORT_PERIOD_HOURS": 24,
+    # Apdex target for the release performance score (seconds).
+    "APDEX_TARGET_SECONDS": 0.5,
+    # Hot-path events are buffered and applied in batches by a background thread.
+    "FLUSH_INTERVAL_SECONDS": 1.0,
+    "BUFFER_MAX_EVENTS": 100_000,
+    # Active users: a user counts as active for this many seconds after a request.
+    "ACTIVE_USER_WINDOW_SECONDS": 300,
+    # Dotted path to ``callable() -> [(type, organization id, bytes), ...]`` for storage usage.
+    "STORAGE_USAGE_PROVIDER": None,
+    # Hourly per-organization usage rollups older than this are deleted (Celery beat).
+    "USAGE_RETENTION_DAYS": 90,
+    # Broker queues whose depth is sampled (default: Celery's default queue).
+    "QUEUE_DEPTH_QUEUES": [],
+    # Process resource sampling period (memory, CPU, DB pool gauges).
+    "SAMPLE_INTERVAL_SECONDS": 10.0,
+}
+
+
+@lru_cache(maxsize=1)
+def get_settings():
+    merged = dict(DEFAULTS)
+    merged.update(getattr(settings, "TELEMETRY", {}) or {})
+    return merged
+
+
+def get(name, default=None):
+    return get_settings().get(name, default)
+
+
+_change_callbacks = []
+
+
+def on_change(callback):
+    """Calls ``callback()`` now and whenever the settings change: for hot paths that keep
+    a setting in a module variable instead of looking it up per call."""
+    if callback not in _change_callbacks:
+        _change_callbacks.append(callback)
+    callback()
+
+
+@receiver(setting_changed)
+def _clear_cache(*, setting, **kwargs):
+    if setting in ("TELEMETRY", "DATABASES"):
+        get_settings.cache_clear()
+        for callback in _change_callbacks:
+            callback()

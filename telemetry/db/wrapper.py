@@ -1,0 +1,141 @@
+"""The one database hook: ``connection.execute_wrapper`` on every connection of every
+alias, installed on ``connection_created`` (so connections opened later, in any thread
+or Celery worker, are covered). It times the statement and hands it to the recorder;
+analysis happens off the request thread, cached by statement text.
+"""
+
+import threading
+import weakref
+from time import perf_counter
+
+from django.db import connections
+from django.db.backends.signals import connection_created
+
+from telemetry.db import callsite
+from telemetry.core import conf, guard, recorder
+from telemetry.core.context import MAX_QUERIES_PER_REQUEST, current_request
+from telemetry.tracing import current_context_var, span_key
+from telemetry.tracing import state as tracing_state
+
+_local = threading.local()
+#: Django connection wrappers seen connecting, for the connection-count gauges.
+tracked_connections = weakref.WeakSet()
+
+
+class suppressed:
+    """Statements run inside this block (telemetry's own writes) are not recorded."""
+
+    def __enter__(self):
+        self.previous = getattr(_local, "suppressed", False)
+        _local.suppressed = True
+
+    def __exit__(self, *exc_info):
+        _local.suppressed = self.previous
+
+
+def suppress_in_this_thread():
+    _local.suppressed = True
+
+
+def execute_wrapper(execute, sql, params, many, context):
+    if getattr(_local, "suppressed", False):
+        return execute(sql, params, many, context)
+    error = None
+    started = perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    except Exception as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        duration = perf_counter() - started
+        try:
+            connection = context["connection"]
+            rowcount = context["cursor"].cursor.rowcount if error is None else -1
+            request = current_request.get()
+            call_site = None
+            if duration >= _hot["slow_seconds"]:
+                call_site = callsite.find()
+            elif request is not None:
+                # Only a statement text seen before in this request (a possible N+1 or
+                # duplicate) pays for the stack walk that finds its call site.
+                seen = request.statements_seen
+                if sql in seen:
+                    call_site = callsite.find()
+                else:
+                    seen.add(sql)
+            # The parent of the DB span the flusher builds: the request's span, or a business
+            # span around the query (index 11, after what other consumers read).
+            span_context = None
+            if tracing_state["on"]:
+                span = current_context_var.get().get(span_key)
+                if span is not None:
+                    span_context = span.get_span_context()
+            event = ("query", connection.alias, connection.vendor, sql, params, many, started, duration,
+                     rowcount, error, call_site, span_context)
+            if request is None:
+                recorder.record(event)
+            else:
+                request.query_count += 1
+                request.db_time += duration
+                if len(request.queries) < MAX_QUERIES_PER_REQUEST:
+                    request.queries.append(event)
+                else:
+                    recorder.record(event)
+        except Exception as exc:  # noqa: BLE001
+            guard.report("execute_wrapper", exc)
+
+
+_hot = {"slow_seconds": 0.2}
+
+
+def _read_settings():
+    _hot["slow_seconds"] = conf.get("SLOW_QUERY_MS") / 1000.0
+
+
+def _install(sender, connection, **kwargs):
+    tracked_connections.add(connection)
+    if execute_wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(execute_wrapper)
+
+
+def _instrument_connect(backend_class):
+    """Times ``get_new_connection`` (a new connection, or a pool checkout) for the wait-time
+    histogram and counts timeouts. Patched once per backend class."""
+    if getattr(backend_class, "_telemetry_connect_timed", False):
+        return
+    original = backend_class.get_new_connection
+    unwrap = backend_class.vendor == "postgresql" and _django_uses_psycopg2()
+
+    def timed(self, conn_params):
+        started = perf_counter()
+        try:
+            new_connection = original(self, conn_params)
+        except Exception as exc:
+            if "timeout" in f"{type(exc).__name__} {exc}".lower():
+                recorder.record(("db_connect", self.vendor, perf_counter() - started, True))
+            raise
+        recorder.record(("db_connect", self.vendor, perf_counter() - started, False))
+        # psycopg2 instrumentation wraps every psycopg2.connect(); Django's connections
+        # get their one DB span from execute_wrapper, so they take the bare connection.
+        return getattr(new_connection, "__wrapped__", new_connection) if unwrap else new_connection
+
+    backend_class.get_new_connection = timed
+    backend_class._telemetry_connect_timed = True
+
+
+def _django_uses_psycopg2():
+    from telemetry.tracing.instrument import django_uses_psycopg2
+
+    return django_uses_psycopg2()
+
+
+def install():
+    """Idempotent: the signal receiver, already-open connections, connect timing."""
+    connection_created.connect(_install, dispatch_uid="telemetry.db.install")
+    for alias in connections:
+        with guard.guarded("db_install"):
+            wrapper = connections[alias]
+            _instrument_connect(type(wrapper))
+            if wrapper.connection is not None:
+                _install(None, wrapper)

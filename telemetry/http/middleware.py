@@ -1,0 +1,152 @@
+"""The one request hook: feeds HTTP metrics, per-request query analysis and the server
+span. Place it first in ``MIDDLEWARE``. It is the Django instrumentation: do not add
+opentelemetry-instrumentation-django's middleware as well.
+
+The request thread does only cheap work: two clock reads, a contextvar, and one event
+appended to the recorder; the rest happens in the flusher thread. With tracing on it also
+puts a bare span context in the OpenTelemetry context (children made during the request
+get it as parent); the server span itself is built from the request event later.
+"""
+
+from time import perf_counter
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import MiddlewareNotUsed
+from django.utils.functional import SimpleLazyObject, empty
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.instrumentation.wsgi import wsgi_getter  # request.META is the WSGI environ's shape
+from opentelemetry.trace import NonRecordingSpan, get_current_span, set_span_in_context
+
+from telemetry.core import conf, guard, organization, recorder
+from telemetry.http import routes
+from telemetry.core.context import RequestContext, current_request
+from telemetry.tracing import state as tracing_state
+from telemetry.tracing.spans import new_server_context
+
+
+def _start_trace(request):
+    """(span context, parent, context token) of the request, or None when the caller's
+    trace is not sampled or the path is excluded. ``traceparent`` is parsed only when
+    the header is present."""
+    if request.path_info.startswith(tracing_state["excluded_paths"]):
+        return None
+    parent = None
+    if "HTTP_TRACEPARENT" in request.META:
+        parent = get_current_span(propagate.extract(request.META, getter=wsgi_getter)).get_span_context()
+        if not parent.is_valid:
+            parent = None
+        elif not parent.trace_flags.sampled:
+            return None
+    span_context = new_server_context(parent)
+    token = otel_context.attach(set_span_in_context(NonRecordingSpan(span_context)))
+    return span_context, parent, token
+
+
+def _user_id(request):
+    """The user's id if authentication already ran; never triggers a session lookup."""
+    user = getattr(request, "user", None)
+    if user is None:
+        return None
+    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        return None
+    return user.pk if getattr(user, "is_authenticated", False) else None
+
+
+def _response_size(response):
+    length = response.get("Content-Length")
+    if length is not None:
+        return int(length)
+    if getattr(response, "streaming", False):
+        return 0
+    return len(response.content)
+
+
+def _traced(request):
+    try:
+        return _start_trace(request)
+    except Exception as exc:  # noqa: BLE001
+        guard.report("middleware_trace", exc)
+        return None
+
+
+class TelemetryMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        if not conf.get("METRICS_ENABLED"):
+            raise MiddlewareNotUsed("telemetry metrics are off")
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.async_mode:
+            return self.__acall__(request)
+        context = RequestContext(perf_counter())
+        token = current_request.set(context)
+        trace = _traced(request) if tracing_state["on"] else None
+        try:
+            response = self.get_response(request)
+        finally:
+            current_request.reset(token)
+            if trace is not None:
+                otel_context.detach(trace[2])
+        self._finish(request, response, context, trace)
+        return response
+
+    async def __acall__(self, request):
+        context = RequestContext(perf_counter())
+        token = current_request.set(context)
+        trace = _traced(request) if tracing_state["on"] else None
+        try:
+            response = await self.get_response(request)
+        finally:
+            current_request.reset(token)
+            if trace is not None:
+                otel_context.detach(trace[2])
+        self._finish(request, response, context, trace)
+        return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        context = current_request.get()
+        if context is not None:
+            try:
+                context.route = routes.of_request(request)
+                active_key = (request.method, context.route, request.scheme)
+                # Only an accepted "active" event is undone at the end: a full buffer
+                # must not leave the in-flight gauge one up for good.
+                if recorder.record(("active", active_key)):
+                    context.active_key = active_key
+            except Exception as exc:  # noqa: BLE001
+                guard.report("middleware", exc)
+        return None
+
+    def _finish(self, request, response, context, trace=None):
+        duration = perf_counter() - context.started
+        try:
+            organization_id = organization.resolve(request)
+        except Exception as exc:  # noqa: BLE001 - a broken resolver costs the label, not the event
+            guard.report("organization_resolver", exc)
+            organization_id = None
+        try:
+            route = context.route or routes.of_request(request)
+            recorder.record((
+                "request",
+                request.method,
+                route,
+                response.status_code,
+                organization_id,
+                duration,
+                int(request.META.get("CONTENT_LENGTH") or 0),
+                _response_size(response),
+                request.path_info,
+                context,
+                getattr(request, "app_operation", None),
+                _user_id(request),
+                trace[:2] if trace is not None else None,
+            ))
+        except Exception as exc:  # noqa: BLE001
+            guard.report("middleware", exc)

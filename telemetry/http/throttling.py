@@ -1,0 +1,39 @@
+"""DRF throttles that report their decisions. Use these names in
+``REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]`` instead of DRF's own."""
+
+from time import perf_counter
+
+from rest_framework import throttling
+
+from telemetry.http import routes
+from telemetry.api import _emit
+
+
+class ReportingThrottleMixin:
+    def allow_request(self, request, view):
+        started = perf_counter()
+        allowed = super().allow_request(request, view)
+        seconds = perf_counter() - started
+        if getattr(self, "key", None) is None:
+            # DRF sets ``key`` only when the throttle judges the request; without it (no
+            # rate, or an anonymous throttle and a signed-in user) nothing was decided.
+            return allowed
+        endpoint = routes.of_request(request)
+        scope = getattr(self, "scope", None) or type(self).__name__
+        authenticated = "true" if getattr(request.user, "is_authenticated", False) else "false"
+        _emit("inc", ("jobs", "rate_limit_requests"), (endpoint, authenticated), 1)
+        _emit("inc", ("jobs", "rate_limit_allowed" if allowed else "rate_limit_rejected"), (scope,), 1)
+        _emit("observe", ("jobs", "rate_limit_check_duration"), (endpoint,), seconds)
+        return allowed
+
+
+class AnonRateThrottle(ReportingThrottleMixin, throttling.AnonRateThrottle):
+    pass
+
+
+class UserRateThrottle(ReportingThrottleMixin, throttling.UserRateThrottle):
+    pass
+
+
+class ScopedRateThrottle(ReportingThrottleMixin, throttling.ScopedRateThrottle):
+    pass

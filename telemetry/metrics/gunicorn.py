@@ -1,0 +1,39 @@
+"""Gunicorn hooks for prometheus-client multiprocess mode. In ``gunicorn.conf.py``::
+
+    from telemetry.metrics.gunicorn import child_exit, configure_multiprocess, worker_exit
+    configure_multiprocess()
+
+``configure_multiprocess`` runs at config load, in the master, before the app (and
+prometheus-client) is imported, also with ``--preload``.
+"""
+
+import os
+
+
+def configure_multiprocess(directory=None):
+    """Sets ``PROMETHEUS_MULTIPROC_DIR`` (default ``$VAR_DIR/prometheus-multiproc``) unless
+    the environment already does, and creates it. Returns the directory."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or directory
+    if not directory:
+        var_dir = os.environ.get("VAR_DIR") or os.path.join(os.getcwd(), "var")
+        directory = os.path.join(var_dir, "prometheus-multiproc")
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
+def worker_exit(server, worker):
+    """In the exiting worker: apply what is still buffered."""
+    try:
+        from telemetry.core import recorder
+
+        recorder.flush()
+    except Exception:  # noqa: BLE001 - never block a worker's exit
+        pass
+
+
+def child_exit(server, worker):
+    """In the master, once a worker is gone: fold its files into the archive."""
+    from telemetry.metrics.multiprocess import merge_dead_process
+
+    merge_dead_process(worker.pid)

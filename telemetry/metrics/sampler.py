@@ -1,0 +1,92 @@
+"""Periodic samples taken by the flusher thread every ``SAMPLE_INTERVAL_SECONDS``:
+process resources, database connection gauges, active users, and callbacks that other
+apps register (the plugins' connection cache)."""
+
+import os
+import sys
+import threading
+
+from django.conf import settings
+from django.db import connections
+
+from telemetry.usage import activity, releases, rollups as usage
+from telemetry.core import guard
+from telemetry.queries import stats as querystats
+from telemetry.db.wrapper import tracked_connections
+from telemetry.metrics.handlers import DB_SYSTEMS
+from telemetry.metrics import families
+
+_samplers = []
+_process = {}
+
+
+def register(callback):
+    """``callback(batch)`` is called at every sample; use the public API's setters."""
+    if callback not in _samplers:
+        _samplers.append(callback)
+
+
+def component():
+    """The role of this process, as the ``component`` label of resource metrics."""
+    role = os.environ.get("TELEMETRY_COMPONENT")
+    if role:
+        return role
+    # The program, not the whole command line: ``pytest tests/test_celery.py`` is no worker.
+    program = sys.argv[0] if sys.argv else ""
+    if os.path.basename(program) == "__main__.py":  # python -m gunicorn / celery
+        program = os.path.dirname(program)
+    program = os.path.basename(program)
+    if program.startswith("gunicorn"):
+        return "web"
+    if program.startswith("celery"):
+        return "beat" if "beat" in sys.argv[1:] else "worker"
+    return "django"
+
+
+def _resources(batch):
+    import psutil
+
+    process = _process.get(os.getpid())
+    if process is None:
+        process = _process[os.getpid()] = psutil.Process()
+        process.cpu_percent(None)
+    gauge = families().business.resource_utilization
+    role = component()
+    batch.set(gauge, ("memory", role), process.memory_percent())
+    batch.set(gauge, ("cpu", role), process.cpu_percent(None))
+
+
+def _database_connections(batch):
+    metrics = families().db
+    open_per_alias = {}
+    for wrapper in list(tracked_connections):
+        if wrapper.connection is not None:
+            open_per_alias[wrapper.alias] = open_per_alias.get(wrapper.alias, 0) + 1
+    for alias in settings.DATABASES:
+        wrapper = connections[alias]
+        system = DB_SYSTEMS.get(wrapper.vendor, wrapper.vendor)
+        # A zero increment creates the series, so "no timeouts" scrapes as 0, not absent.
+        batch.inc(metrics.connection_timeouts, (system,), 0)
+        pool = getattr(wrapper, "pool", None) if wrapper.vendor == "postgresql" else None
+        if pool:
+            stats = pool.get_stats()
+            batch.set(metrics.connection_count, (alias, system), stats.get("pool_size", 0))
+            batch.set(metrics.connection_idle_max, (alias,), pool.max_size)
+            batch.set(metrics.connection_pending_requests, (alias,), stats.get("requests_waiting", 0))
+        else:
+            batch.set(metrics.connection_count, (alias, system), open_per_alias.get(alias, 0))
+            # Without a pool each thread keeps at most one connection open between requests.
+            idle_max = 0 if wrapper.settings_dict.get("CONN_MAX_AGE", 0) == 0 else threading.active_count()
+            batch.set(metrics.connection_idle_max, (alias,), idle_max)
+            batch.set(metrics.connection_pending_requests, (alias,), 0)
+
+
+def sample(batch):
+    for name, step in (("resources", _resources), ("db_connections", _database_connections),
+                       ("active_users", activity.write_and_count), ("releases", releases.write_pending),
+                       ("query_stats", querystats.write_pending), ("usage", usage.write_pending)):
+        with guard.guarded(f"sample:{name}"):
+            step(batch)
+    for callback in list(_samplers):
+        with guard.guarded("sample:callback"):
+            callback(batch)

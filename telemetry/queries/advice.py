@@ -1,0 +1,169 @@
+"""Index advice from PostgreSQL plans and statistics views.
+
+- ``missing_index``: a sequential scan with a filter on a table of at least
+  ``MISSING_INDEX_MIN_ROWS`` rows gives a candidate index on the filtered columns
+  (equality columns first, then one range column). Where HypoPG is installed the
+  candidate is proven: a hypothetical index is created in this session only, the
+  statement planned again, and the candidate kept only if the planner's cost drops by
+  at least ``HYPOPG_MIN_GAIN``. The proof runs where the plan is captured because it
+  needs the statement's real parameters, which are never stored; without HypoPG the
+  candidate is kept unproven.
+- ``unused_index``: ``pg_stat_user_indexes.idx_scan = 0`` on a table of a meaningful
+  size, not unique, not primary, not backing a constraint.
+"""
+
+import re
+import time
+
+from telemetry.core import guard
+
+HYPOPG_RETRY_SECONDS = 3600.0
+_hypopg_unavailable_until = {}
+
+_COMPARISON = re.compile(
+    r"\(*\s*(?:\w+\.)?\"?([A-Za-z_][\w$]*)\"?\s*\)?(?:::[\w \"]+?)?\s*(=|<=|>=|<|>|~~)\s*(?!\s*\()"
+)
+_RANGE_OPERATORS = {"<", ">", "<=", ">="}
+SEQ_SCANS = {"Seq Scan", "Parallel Seq Scan"}
+
+
+def plan_nodes(plan):
+    """Every node of an EXPLAIN (FORMAT JSON) result, depth first."""
+    stack = [entry["Plan"] for entry in plan or () if "Plan" in entry]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.get("Plans", ()))
+
+
+def filtered_seq_scans(plan):
+    return [
+        {"schema": node.get("Schema", "public"), "table": node["Relation Name"], "filter": node["Filter"],
+         "cost": node.get("Total Cost", 0.0), "rows": node.get("Plan Rows", 0)}
+        for node in plan_nodes(plan)
+        if node.get("Node Type") in SEQ_SCANS and node.get("Filter") and node.get("Relation Name")
+    ]
+
+
+def filter_columns(filter_text, table_columns):
+    """Columns worth indexing for a filter: equality columns first, then one range
+    column; only names that are columns of the table."""
+    equality, ranged = [], []
+    for name, operator in _COMPARISON.findall(filter_text):
+        if name not in table_columns:
+            continue
+        target = ranged if operator in _RANGE_OPERATORS else equality
+        if name not in equality and name not in ranged:
+            target.append(name)
+    return (equality[:3] + ranged[:1])[:3]
+
+
+def _table_facts(cursor, schema, table):
+    cursor.execute(
+        "SELECT c.oid, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s", [schema, table],
+    )
+    found = cursor.fetchone()
+    if found is None:
+        return 0, set()
+    oid, reltuples = found
+    cursor.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+                   [oid])
+    return reltuples, {row[0] for row in cursor.fetchall()}
+
+
+def hypopg_ready(connection, cursor):
+    """HypoPG usable in this database: installed, or installed now (needs the right
+    privileges; a failure is counted, the proof skipped and not retried for an hour)."""
+    from django.db import transaction
+
+    if time.monotonic() < _hypopg_unavailable_until.get(connection.alias, 0.0):
+        return False
+    cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'")
+    if cursor.fetchone():
+        return True
+    try:
+        with transaction.atomic(using=connection.alias):
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+        return True
+    except Exception as exc:  # noqa: BLE001
+        _hypopg_unavailable_until[connection.alias] = time.monotonic() + HYPOPG_RETRY_SECONDS
+        guard.report("hypopg", exc)
+        return False
+
+
+def index_name(table, columns):
+    return f"{table}_{'_'.join(columns)}_idx"[:63]
+
+
+def index_candidates(connection, cursor, plan, sql, params, min_rows, min_gain, use_hypopg, seq_scans=None):
+    """Proven (or, without HypoPG, unproven) index candidates for one plan (``seq_scans``:
+    its ``filtered_seq_scans``, when the caller has them already)."""
+    from telemetry.queries.explain import explain, total_cost
+
+    quote = connection.ops.quote_name
+    cost_before = total_cost(plan)
+    candidates, seen = [], set()
+    hypopg = None
+    for scan in filtered_seq_scans(plan) if seq_scans is None else seq_scans:
+        schema, table = scan["schema"], scan["table"]
+        reltuples, table_columns = _table_facts(cursor, schema, table)
+        if reltuples < min_rows:
+            continue
+        columns = filter_columns(scan["filter"], table_columns)
+        if not columns or (schema, table, tuple(columns)) in seen:
+            continue
+        seen.add((schema, table, tuple(columns)))
+        target = f"{quote(schema)}.{quote(table)} ({', '.join(quote(column) for column in columns)})"
+        candidate = {
+            "schema": schema, "table": table, "columns": columns, "table_rows": int(reltuples),
+            "create_statement": f"CREATE INDEX CONCURRENTLY {quote(index_name(table, columns))} ON {target};",
+            "cost_before": cost_before, "cost_after": None, "gain": None, "proven": None,
+        }
+        if use_hypopg and hypopg is None:
+            hypopg = hypopg_ready(connection, cursor)
+        if use_hypopg and hypopg:
+            try:
+                cursor.execute("SELECT indexrelid FROM hypopg_create_index(%s)", [f"CREATE INDEX ON {target}"])
+                cost_after = total_cost(explain(cursor, sql, params))
+            finally:
+                cursor.execute("SELECT hypopg_reset()")
+            gain = 1.0 - cost_after / cost_before if cost_before > 0 else 0.0
+            if gain < min_gain:
+                continue
+            candidate.update(cost_after=cost_after, gain=round(gain, 4), proven=True)
+        candidates.append(candidate)
+    return candidates
+
+
+UNUSED_INDEXES_SQL = """
+SELECT s.schemaname, s.relname, s.indexrelname, c.reltuples::bigint, pg_relation_size(s.indexrelid),
+       pg_get_indexdef(s.indexrelid)
+FROM pg_stat_user_indexes s
+JOIN pg_index i ON i.indexrelid = s.indexrelid
+JOIN pg_class c ON c.oid = s.relid
+WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary AND c.reltuples >= %s
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = s.indexrelid)
+ORDER BY pg_relation_size(s.indexrelid) DESC
+LIMIT 100
+"""
+
+
+def unused_indexes(alias, min_rows):
+    """Never-scanned secondary indexes on tables of at least ``min_rows`` rows (since the
+    statistics were last reset)."""
+    from django.db import connections
+
+    from telemetry.db.wrapper import suppressed
+
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    with suppressed(), connection.cursor() as cursor:
+        cursor.execute(UNUSED_INDEXES_SQL, [min_rows])
+        rows = cursor.fetchall()
+    return [
+        {"alias": alias, "schema": schema, "table": table, "index": index, "table_rows": table_rows,
+         "index_bytes": index_bytes, "definition": definition,
+         "drop_statement": f"DROP INDEX CONCURRENTLY {quote(schema)}.{quote(index)};"}
+        for schema, table, index, table_rows, index_bytes, definition in rows
+    ]

@@ -1,0 +1,170 @@
+"""Plans of slow PostgreSQL statements, captured off the request path.
+
+``offer()`` is called by the detectors (flusher thread) for each ``slow`` statement. It
+only queues: the queue is small, each (alias, fingerprint) is offered at most once per
+``EXPLAIN_INTERVAL_SECONDS`` and at most ``EXPLAIN_PER_MINUTE`` statements are explained
+per minute in a process. The queue is run by a periodic callback of the same flusher
+thread (every ``SAMPLE_INTERVAL_SECONDS``), on the alias the statement ran on, so no
+request thread ever waits on it and no extra thread or connection pool is needed.
+
+EXPLAIN is ``(FORMAT JSON)`` only, never ANALYZE: the statement is planned, not run, so
+a slow UPDATE changes nothing. Only single SELECT / INSERT / UPDATE / DELETE / WITH
+statements are explained (no DDL, SET, SAVEPOINT, no second statement after ``;``).
+The parameters live in memory until the EXPLAIN has run and are never stored: literals
+are scrubbed from every expression of the stored plan.
+"""
+
+import math
+import re
+import time
+from collections import deque
+from time import perf_counter
+
+from telemetry.core import conf, guard
+
+MAX_QUEUE = 20
+MAX_REMEMBERED_FINGERPRINTS = 10_000
+STATEMENT_TIMEOUT_MS = 2000
+
+_EXPLAINABLE = {"select", "insert", "update", "delete", "with"}
+_FIRST_WORD = re.compile(r"^\s*(?:/\*.*?\*/\s*)*\(*\s*(\w+)", re.S)
+_queue = deque()
+_last_offer = {}
+_recent = deque()
+#: Counters of this process (the admin and the tests read them; errors also go to
+#: ``telemetry_internal_errors_total{component="explain"}``).
+stats = {"offered": 0, "explained": 0, "failed": 0, "rate_limited": 0, "refused": 0}
+
+
+def explainable(sql):
+    """A single plain DML statement: what EXPLAIN can plan without side effects."""
+    match = _FIRST_WORD.match(sql)
+    if not match or match.group(1).lower() not in _EXPLAINABLE:
+        return False
+    return ";" not in sql.rstrip().rstrip(";")
+
+
+def offer(alias, vendor, sql, params, many, analysis):
+    """Queues one slow statement for EXPLAIN; True when queued. Never raises."""
+    try:
+        if vendor != "postgresql" or many or not conf.get("EXPLAIN_ENABLED"):
+            return False
+        if not explainable(sql):
+            stats["refused"] += 1
+            return False
+        now = time.monotonic()
+        key = (alias, analysis.fingerprint_id)
+        if now - _last_offer.get(key, -math.inf) < conf.get("EXPLAIN_INTERVAL_SECONDS"):
+            return False
+        while _recent and now - _recent[0] >= 60.0:
+            _recent.popleft()
+        if len(_recent) >= conf.get("EXPLAIN_PER_MINUTE") or len(_queue) >= MAX_QUEUE:
+            stats["rate_limited"] += 1
+            return False
+        if len(_last_offer) >= MAX_REMEMBERED_FINGERPRINTS:
+            _last_offer.clear()
+        _last_offer[key] = now
+        _recent.append(now)
+        _queue.append((alias, sql, params, analysis.fingerprint_id, analysis.fingerprint))
+        stats["offered"] += 1
+        _register()
+        return True
+    except Exception as exc:  # noqa: BLE001
+        guard.report("explain_offer", exc)
+        return False
+
+
+def _register():
+    from telemetry.core import recorder
+
+    recorder.register_periodic(run_pending)
+
+
+def run_pending(batch=None):
+    """Explains what is queued (periodic callback of the flusher). Each failure is
+    counted and reported, never raised."""
+    while _queue:
+        alias, sql, params, fingerprint_id, fingerprint = _queue.popleft()
+        try:
+            capture(alias, sql, params, fingerprint_id, fingerprint)
+            stats["explained"] += 1
+        except Exception as exc:  # noqa: BLE001
+            stats["failed"] += 1
+            guard.report("explain", exc)
+
+
+def capture(alias, sql, params, fingerprint_id, fingerprint):
+    """EXPLAINs on ``alias`` with the real parameters, proves index candidates, stores the
+    scrubbed plan as the latest of its fingerprint."""
+    from django.db import connections, transaction
+    from django.utils import timezone
+
+    from telemetry.queries import advice
+    from telemetry.db.wrapper import suppressed
+    from telemetry.models import QueryPlan
+    from telemetry.core.routers import telemetry_alias
+
+    settings = conf.get_settings()
+    started = perf_counter()
+    connection = connections[alias]
+    with suppressed():
+        # A savepoint (or a transaction of its own) so that a failing EXPLAIN never
+        # aborts a transaction the connection is in; SET LOCAL ends with it.
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            plan = explain(cursor, sql, params)
+            seq_scans = advice.filtered_seq_scans(plan)
+            candidates = advice.index_candidates(
+                connection, cursor, plan, sql, params, min_rows=settings["MISSING_INDEX_MIN_ROWS"],
+                min_gain=settings["HYPOPG_MIN_GAIN"], use_hypopg=settings["HYPOPG_ENABLED"], seq_scans=seq_scans,
+            )
+        QueryPlan.objects.using(telemetry_alias()).update_or_create(
+            fingerprint_id=fingerprint_id, alias=alias,
+            defaults={
+                "fingerprint": fingerprint[:10000], "plan": scrub(plan), "total_cost": total_cost(plan),
+                "seq_scans": scrub(seq_scans), "candidates": candidates,
+                "duration_ms": (perf_counter() - started) * 1000.0, "captured_at": timezone.now(),
+            },
+        )
+
+
+def explain(cursor, sql, params):
+    """The plan as JSON (a list with one ``{"Plan": ...}``), never ANALYZE."""
+    cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+    value = cursor.fetchone()[0]
+    if isinstance(value, (str, bytes)):
+        import json
+
+        value = json.loads(value)
+    return value
+
+
+def total_cost(plan):
+    return plan[0]["Plan"]["Total Cost"] if plan else 0.0
+
+
+#: Plan keys whose values are names, not expressions: kept as they are.
+_NAME_KEYS = {
+    "Node Type", "Relation Name", "Schema", "Alias", "Index Name", "Parent Relationship", "Strategy",
+    "Join Type", "Scan Direction", "Partial Mode", "Operation", "CTE Name", "Subplan Name", "Function Name",
+    "Command", "Sort Method", "table", "schema", "relation",
+}
+_LITERAL = re.compile(r"'(?:[^']|'')*'|(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def scrub(value, key=None):
+    """A copy of a plan with every literal in its expressions replaced by ``?``."""
+    if isinstance(value, dict):
+        return {name: scrub(item, name) for name, item in value.items()}
+    if isinstance(value, list):
+        return [scrub(item, key) for item in value]
+    if isinstance(value, str) and key not in _NAME_KEYS:
+        return _LITERAL.sub("?", value)
+    return value
+
+
+def reset():
+    """Forgets rate limits and the queue (tests)."""
+    _queue.clear()
+    _last_offer.clear()
+    _recent.clear()

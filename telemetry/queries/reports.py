@@ -1,0 +1,285 @@
+"""The slow-query and optimization reports, built from stored statistics.
+
+Both read the hourly per-fingerprint rows (``QueryStat``) of a period with one GROUP BY
+over the indexed hour range; p95 comes from the summed histogram buckets. A report is
+identified by (kind, period start, period end): building the same period again replaces
+it, so the Celery tasks are idempotent and admin pages only read stored results.
+"""
+
+from collections import Counter
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Count, Max, Min, Q, Sum
+from django.utils import timezone
+
+from telemetry.queries import advice
+from telemetry.core import conf, guard
+
+MAX_FINGERPRINT_TEXT = 2000
+MAX_SUGGESTIONS = 200
+
+
+def period(hours=None, end=None):
+    """``[start, end)`` of ``hours`` whole hours; ``end`` defaults to the end of the
+    current hour, so the hour in progress is included and rebuilds replace."""
+    hours = hours or conf.get("REPORT_PERIOD_HOURS")
+    if end is None:
+        end = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return end - timedelta(hours=hours), end
+
+
+def percentile(buckets, calls, fraction, max_ms):
+    """The ``fraction`` quantile (ms) from histogram counts over ``QueryStat.BUCKETS_MS``,
+    interpolated inside its bucket and never above the observed maximum."""
+    from telemetry.models import QueryStat
+
+    if not calls:
+        return 0.0
+    bounds = QueryStat.BUCKETS_MS
+    target = fraction * calls
+    cumulative = 0
+    for index, count in enumerate(buckets):
+        if count and cumulative + count >= target:
+            lower = bounds[index - 1] if index > 0 else 0.0
+            upper = bounds[index] if index < len(bounds) else max(max_ms, lower)
+            value = lower + (upper - lower) * (target - cumulative) / count
+            return round(min(value, max_ms), 3)
+        cumulative += count
+    return round(max_ms, 3)
+
+
+def _list_filter(field, value):
+    """Rows whose comma list ``field`` holds ``value``."""
+    return (Q(**{field: value}) | Q(**{f"{field}__startswith": f"{value},"})
+            | Q(**{f"{field}__endswith": f",{value}"}) | Q(**{f"{field}__contains": f",{value},"}))
+
+
+def aggregate(start, end, table=None, operation=None, complexity=None, suggestion=None):
+    """Per-fingerprint totals over ``[start, end)``: one GROUP BY, p95 added after."""
+    from telemetry.models import QueryStat
+    from telemetry.core.routers import telemetry_alias
+
+    bucket_fields = QueryStat.bucket_fields()
+    rows = QueryStat.objects.using(telemetry_alias()).filter(hour__gte=start, hour__lt=end)
+    if table:
+        rows = rows.filter(_list_filter("tables", table))
+    if operation:
+        rows = rows.filter(operation=operation)
+    if complexity:
+        rows = rows.filter(complexity=complexity)
+    if suggestion:
+        rows = rows.filter(_list_filter("suggestions", suggestion))
+    rows = rows.values("fingerprint_id").order_by().annotate(
+        calls_sum=Sum("calls"), total_ms_sum=Sum("total_ms"), rows_sum=Sum("rows"), max_ms_max=Max("max_ms"),
+        min_ms_min=Min("min_ms"), fingerprint_text=Max("fingerprint"), operation_name=Max("operation"),
+        tables_list=Max("tables"), complexity_name=Max("complexity"), complexity_score_max=Max("complexity_score"),
+        suggestion_list=Max("suggestions"), alias_name=Max("alias"), last_seen_max=Max("last_seen"),
+        **{f"{name}_sum": Sum(name) for name in bucket_fields},
+    )
+    result = []
+    for row in rows:
+        calls = row["calls_sum"] or 0
+        buckets = [row[f"{name}_sum"] or 0 for name in bucket_fields]
+        max_ms = row["max_ms_max"] or 0.0
+        result.append({
+            "fingerprint_id": row["fingerprint_id"], "fingerprint": row["fingerprint_text"],
+            "alias": row["alias_name"], "operation": row["operation_name"],
+            "tables": [name for name in (row["tables_list"] or "").split(",") if name],
+            "complexity": row["complexity_name"], "complexity_score": row["complexity_score_max"],
+            "suggestions": [code for code in (row["suggestion_list"] or "").split(",") if code],
+            "calls": calls, "total_ms": round(row["total_ms_sum"] or 0.0, 3), "rows": row["rows_sum"] or 0,
+            "mean_ms": round((row["total_ms_sum"] or 0.0) / calls, 3) if calls else 0.0,
+            "p95_ms": percentile(buckets, calls, 0.95, max_ms), "max_ms": round(max_ms, 3),
+            "last_seen": row["last_seen_max"],
+        })
+    return result
+
+
+def _change(current, previous):
+    return round((current - previous) / previous, 4) if previous else None
+
+
+def _store(kind, start, end, data):
+    from telemetry.models import QueryReport
+    from telemetry.core.routers import telemetry_alias
+
+    report, _ = QueryReport.objects.using(telemetry_alias()).update_or_create(
+        kind=kind, period_start=start, period_end=end, defaults={"data": data, "built_at": timezone.now()},
+    )
+    return report
+
+
+def _public(row, total_ms):
+    return {**{key: value for key, value in row.items() if key != "last_seen"},
+            "fingerprint": (row["fingerprint"] or "")[:MAX_FINGERPRINT_TEXT],
+            "share_of_db_time": round(row["total_ms"] / total_ms, 4) if total_ms else 0.0}
+
+
+def build_slow_query_report(hours=None, end=None):
+    """Top fingerprints by total time and by p95, with the change against the previous
+    period of the same length."""
+    from telemetry.db.wrapper import suppressed
+
+    start, end = period(hours, end)
+    length = end - start
+    with suppressed():
+        current = aggregate(start, end)
+        previous = {row["fingerprint_id"]: row for row in aggregate(start - length, start)}
+    top_n = conf.get("REPORT_TOP_N")
+    total_ms = sum(row["total_ms"] for row in current)
+    calls = sum(row["calls"] for row in current)
+    previous_total_ms = sum(row["total_ms"] for row in previous.values())
+    previous_calls = sum(row["calls"] for row in previous.values())
+
+    def entry(row):
+        before = previous.get(row["fingerprint_id"])
+        item = _public(row, total_ms)
+        item["previous"] = (None if before is None else
+                            {"calls": before["calls"], "total_ms": before["total_ms"], "p95_ms": before["p95_ms"]})
+        item["change_total_ms"] = _change(row["total_ms"], before["total_ms"]) if before else None
+        item["change_p95_ms"] = _change(row["p95_ms"], before["p95_ms"]) if before else None
+        return item
+
+    data = {
+        "period_hours": length.total_seconds() / 3600.0,
+        "totals": {"fingerprints": len(current), "calls": calls, "total_ms": round(total_ms, 3)},
+        "previous_totals": {"fingerprints": len(previous), "calls": previous_calls,
+                            "total_ms": round(previous_total_ms, 3)},
+        "change": {"calls": _change(calls, previous_calls), "total_ms": _change(total_ms, previous_total_ms)},
+        "by_total_time": [entry(row) for row in sorted(current, key=lambda r: -r["total_ms"])[:top_n]],
+        "by_p95": [entry(row) for row in sorted(current, key=lambda r: (-r["p95_ms"], -r["total_ms"]))[:top_n]],
+    }
+    return _store("slow_queries", start, end, data)
+
+
+def _postgresql_aliases():
+    from django.db import connections
+
+    from telemetry.core.routers import telemetry_alias
+
+    telemetry = telemetry_alias()
+    return [alias for alias in connections if alias != telemetry and connections[alias].vendor == "postgresql"]
+
+
+def build_optimization_report(hours=None, end=None):
+    """Every suggestion of the period, ranked by the share of database time of the
+    fingerprints it affects: statement rules, runtime findings, proven missing indexes
+    (from captured plans) and unused indexes (from the statistics views)."""
+    from telemetry.db.wrapper import suppressed
+    from telemetry.models import QueryFinding, QueryPlan, QuerySuggestion
+    from telemetry.core.routers import telemetry_alias
+
+    alias = telemetry_alias()
+    start, end = period(hours, end)
+    settings = conf.get_settings()
+    with suppressed():
+        stats = {row["fingerprint_id"]: row for row in aggregate(start, end)}
+        total_ms = sum(row["total_ms"] for row in stats.values())
+        findings = list(
+            QueryFinding.objects.using(alias).filter(created_at__gte=start, created_at__lt=end)
+            .values("code", "fingerprint_id").order_by().annotate(occurrences=Count("id"), latest=Max("created_at"))
+        )
+        examples = {}
+        for finding in QueryFinding.objects.using(alias).filter(
+                created_at__gte=start, created_at__lt=end).order_by("-created_at")[:5000].iterator():
+            key = (finding.code, finding.fingerprint_id)
+            example = examples.setdefault(key, {"fingerprint": finding.fingerprint, "alias": finding.alias,
+                                                "call_site": finding.call_site, "route": finding.route,
+                                                "duration_ms": finding.duration_ms,
+                                                "repetitions": finding.repetitions, "trace_id": ""})
+            if not example["trace_id"] and finding.trace_id:
+                example["trace_id"] = finding.trace_id
+        plans = list(QueryPlan.objects.using(alias).exclude(candidates=[]).order_by("-captured_at")[:500])
+        unused, unused_failed = [], []
+        for database in _postgresql_aliases():
+            try:
+                unused.extend(advice.unused_indexes(database, settings["MISSING_INDEX_MIN_ROWS"]))
+            except Exception as exc:  # noqa: BLE001
+                guard.report("unused_indexes", exc)
+                unused_failed.append(database)
+
+    def share(fingerprint_ids):
+        if not total_ms:
+            return 0.0
+        return round(sum(stats[f]["total_ms"] for f in fingerprint_ids if f in stats) / total_ms, 4)
+
+    # The first example with a call site, per fingerprint.
+    call_sites = {}
+    for (_, found_id), example in examples.items():
+        if example["call_site"]:
+            call_sites.setdefault(found_id, example)
+
+    suggestions = []
+    for row in stats.values():
+        example = call_sites.get(row["fingerprint_id"], {})
+        for code in row["suggestions"]:
+            suggestions.append(dict(
+                code=code, source="static", fingerprint_id=row["fingerprint_id"], fingerprint=row["fingerprint"],
+                alias=row["alias"], table=",".join(row["tables"])[:255],
+                share_of_db_time=share([row["fingerprint_id"]]),
+                evidence={"calls": row["calls"], "total_ms": row["total_ms"], "p95_ms": row["p95_ms"],
+                          "call_site": example.get("call_site", ""), "route": example.get("route", ""),
+                          "trace_id": example.get("trace_id", "")},
+            ))
+    for finding in findings:
+        example = examples.get((finding["code"], finding["fingerprint_id"]), {})
+        stat = stats.get(finding["fingerprint_id"], {})
+        suggestions.append(dict(
+            code=finding["code"], source="runtime", fingerprint_id=finding["fingerprint_id"],
+            fingerprint=example.get("fingerprint", ""), alias=example.get("alias", ""),
+            table=",".join(stat.get("tables", ()))[:255], share_of_db_time=share([finding["fingerprint_id"]]),
+            evidence={"occurrences": finding["occurrences"], "latest": finding["latest"].isoformat(),
+                      "call_site": example.get("call_site", ""), "route": example.get("route", ""),
+                      "duration_ms": example.get("duration_ms"), "repetitions": example.get("repetitions"),
+                      "trace_id": example.get("trace_id", "")},
+        ))
+    missing = {}
+    for plan in plans:
+        for candidate in plan.candidates:
+            key = (plan.alias, candidate["schema"], candidate["table"], tuple(candidate["columns"]))
+            entry = missing.get(key)
+            if entry is None:
+                example = call_sites.get(plan.fingerprint_id, {})
+                entry = missing[key] = dict(
+                    code="missing_index", source="plan", fingerprint_id=plan.fingerprint_id,
+                    fingerprint=plan.fingerprint, alias=plan.alias, table=candidate["table"],
+                    columns=",".join(candidate["columns"]), create_statement=candidate["create_statement"],
+                    proven=candidate["proven"], estimated_gain=candidate["gain"], fingerprint_ids=[],
+                    evidence={"plan_id": plan.pk, "plan_captured_at": plan.captured_at.isoformat(),
+                              "cost_before": candidate["cost_before"], "cost_after": candidate["cost_after"],
+                              "table_rows": candidate["table_rows"], "seq_scans": plan.seq_scans,
+                              "call_site": example.get("call_site", ""), "route": example.get("route", ""),
+                              "trace_id": example.get("trace_id", "")},
+                )
+            entry["fingerprint_ids"].append(plan.fingerprint_id)
+    for entry in missing.values():
+        fingerprint_ids = entry.pop("fingerprint_ids")
+        entry["share_of_db_time"] = share(fingerprint_ids)
+        entry["evidence"]["fingerprints"] = len(fingerprint_ids)
+        suggestions.append(entry)
+    for index in unused:
+        # An index nobody reads still costs every write to its table.
+        writers = [row["fingerprint_id"] for row in stats.values()
+                   if row["operation"] in ("insert", "update", "delete") and index["table"] in row["tables"]]
+        suggestions.append(dict(
+            code="unused_index", source="statistics", alias=index["alias"], table=index["table"],
+            create_statement=index["drop_statement"], share_of_db_time=share(writers),
+            evidence={"index": index["index"], "definition": index["definition"], "table_rows": index["table_rows"],
+                      "index_bytes": index["index_bytes"], "idx_scan": 0, "write_fingerprints": len(writers)},
+        ))
+    suggestions.sort(key=lambda item: (-item["share_of_db_time"], item["code"], item.get("fingerprint_id", "")))
+    suggestions = suggestions[:MAX_SUGGESTIONS]
+    by_code = dict(Counter(item["code"] for item in suggestions))
+    data = {"period_hours": (end - start).total_seconds() / 3600.0, "total_ms": round(total_ms, 3),
+            "fingerprints": len(stats), "suggestions": len(suggestions), "by_code": by_code,
+            "unused_index_failed_aliases": unused_failed}
+    with suppressed(), transaction.atomic(using=alias):
+        report = _store("optimization", start, end, data)
+        report.suggestions.all().delete()
+        QuerySuggestion.objects.using(alias).bulk_create([
+            QuerySuggestion(report=report, rank=rank, **{
+                **item, "fingerprint": (item.get("fingerprint") or "")[:MAX_FINGERPRINT_TEXT]})
+            for rank, item in enumerate(suggestions, start=1)
+        ])
+    return report

@@ -1,0 +1,362 @@
+"""Query analysis: ``analyze(sql, params=None, vendor=None) -> QueryAnalysis``.
+
+The one entry point for what telemetry knows about a statement: its fingerprint
+(``fingerprint.py``), operation, tables, complexity score (``complexity.py``, formula
+there) and static suggestion codes (``suggestions.py``, documented in the README).
+It never raises.
+
+Statements are parsed with sqlglot in the dialect of Django's vendor string
+(``postgresql``, ``mysql``, ``sqlite``, ...). The parse-dependent result is cached per
+``(sql, vendor)`` in a bounded LRU, so a repeated statement costs a dictionary look-up;
+the two codes that depend on bound values are re-checked on a hit from the placeholder
+keys recorded at parse time. The cache is cleared when ``TELEMETRY`` settings change
+(thresholds are part of the cached codes). Transaction control (``BEGIN``,
+``SAVEPOINT``, ``SET``, ...) is recognised by its first word without parsing. Statements
+the parser rejects get operation ``other`` and no score, and are counted in
+``telemetry_sql_unparsed_total{vendor}``.
+"""
+
+import hashlib
+import logging
+import re
+from functools import lru_cache
+from typing import NamedTuple
+
+from telemetry.core import conf, guard
+from telemetry.queries.sql import fingerprint as fingerprints
+from telemetry.queries.sql import placeholders
+
+CACHE_SIZE = 4096
+# Statements longer than this are cached by digest; longer than SHRINK_ABOVE_CHARS, their
+# long IN lists and repeated VALUES rows are cut before parsing.
+LONG_STATEMENT_CHARS = 4096
+SHRINK_ABOVE_CHARS = 2000
+
+DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
+_COUNTED_VENDORS = frozenset(DIALECTS)
+
+# First words of transaction, session and maintenance statements: no tables, no
+# suggestions (EXPLAIN does not run its statement), and sqlglot misreads some of them
+# (SAVEPOINT, SET TIME ZONE, EXPLAIN).
+_CONTROL = {
+    "BEGIN": "begin", "START": "begin", "COMMIT": "commit", "END": "commit", "ROLLBACK": "rollback",
+    "SAVEPOINT": "savepoint", "RELEASE": "release_savepoint", "SET": "set", "SHOW": "show", "RESET": "reset",
+    "DISCARD": "discard", "DEALLOCATE": "deallocate", "EXPLAIN": "explain", "VACUUM": "vacuum",
+    "ANALYZE": "analyze", "LOCK": "lock",
+}
+_FIRST_WORD = re.compile(r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(\w+)", re.S)
+_LABEL_UNSAFE = re.compile(r"\W+")
+
+
+class QueryAnalysis(NamedTuple):
+    operation: str
+    tables: tuple
+    complexity_score: float | None
+    complexity: str
+    pattern: str
+    suggestions: tuple
+    fingerprint: str
+    fingerprint_id: str
+
+
+class _Cached:
+    """A cached analysis and what a new set of parameters must be checked against."""
+
+    __slots__ = ("analysis", "like_keys", "offset_keys", "unparsed", "variants")
+
+    def __init__(self, analysis, like_keys=(), offset_keys=(), unparsed=False):
+        self.analysis = analysis
+        self.like_keys = like_keys
+        self.offset_keys = offset_keys
+        self.unparsed = unparsed
+        self.variants = {}
+
+
+_limits = None
+_unparsed_counter = None
+_schema = None
+
+
+def analyze(sql, params=None, vendor=None):
+    """Analysis of one statement as the driver received it (``params`` in any driver
+    style: a sequence for ``%s``/``?``/``$1``, a mapping for ``%(name)s``/``:name``)."""
+    try:
+        if not isinstance(sql, str):
+            sql = sql.decode("utf-8", "replace") if isinstance(sql, (bytes, bytearray)) else str(sql)
+        limits = _limits or _load_limits()
+        cached = _analyze_cached(sql if len(sql) <= LONG_STATEMENT_CHARS else _LongStatement(sql), vendor)
+        if cached.unparsed:
+            _count_unparsed(vendor)
+        if params is None or not (cached.like_keys or cached.offset_keys):
+            return cached.analysis
+        return _with_params(cached, params, limits)
+    except Exception as exc:  # noqa: BLE001 - analysis must never break the flusher
+        guard.report("sql_analyze", exc)
+        try:
+            return _simple_analysis("other", str(sql), None)
+        except Exception:  # noqa: BLE001
+            return QueryAnalysis("other", (), None, "unknown", "other", (), "", fingerprints.fingerprint_id(""))
+
+
+def cache_info():
+    """Statistics of the statement cache (hits, misses, size), for tests and health pages."""
+    return _analyze_cached.cache_info()
+
+
+def _load_limits():
+    global _limits
+    from telemetry.queries.sql.suggestions import Limits
+
+    conf.on_change(_settings_changed)
+    _limits = Limits(int(conf.get("LARGE_IN_LIST_ITEMS", 100)), int(conf.get("OFFSET_PAGINATION_ROWS", 1000)),
+                     int(conf.get("MAX_JOINS", 4)))
+    return _limits
+
+
+def _settings_changed():
+    global _limits
+    _limits = None
+    _analyze_cached.cache_clear()
+
+
+def _with_params(cached, params, limits):
+    extra = []
+    base = cached.analysis.suggestions
+    if "leading_wildcard_like" not in base:
+        for key in cached.like_keys:
+            bound = placeholders.value(params, key)
+            if isinstance(bound, str) and bound[:1] in ("%", "_"):
+                extra.append("leading_wildcard_like")
+                break
+    if "offset_pagination" not in base:
+        for key in cached.offset_keys:
+            bound = placeholders.value(params, key)
+            if isinstance(bound, (int, str)) and not isinstance(bound, bool):
+                try:
+                    if int(bound) > limits.offset_rows:
+                        extra.append("offset_pagination")
+                        break
+                except ValueError:
+                    pass
+    if not extra:
+        return cached.analysis
+    key = tuple(extra)
+    variant = cached.variants.get(key)
+    if variant is None:
+        from telemetry.queries.sql.suggestions import CODES
+
+        codes = set(base).union(extra)
+        variant = cached.variants[key] = cached.analysis._replace(
+            suggestions=tuple(code for code in CODES if code in codes))
+    return variant
+
+
+class _LongStatement(str):
+    """Cache key of a long statement (a bulk INSERT, a huge IN list): its digest, so the
+    LRU does not hold megabytes of SQL; the text rides along for a miss."""
+
+    __slots__ = ("sql",)
+
+    def __new__(cls, sql):
+        key = super().__new__(cls, hashlib.blake2b(sql.encode("utf-8", "replace"), digest_size=16).hexdigest())
+        key.sql = sql
+        return key
+
+
+_IN_ITEM = r"(?::p\d+|-?\d+(?:\.\d+)?|'(?:[^']|'')*')"
+_LONG_IN_LIST = re.compile(rf"\bIN\s*\(\s*({_IN_ITEM})((?:\s*,\s*{_IN_ITEM}){{20,}})\s*\)", re.I)
+_ROW_ITEM = r"\s*(?::p\d+|DEFAULT|NULL|-?\d+(?:\.\d+)?)\s*"
+_ROW = rf"\((?:{_ROW_ITEM},)*{_ROW_ITEM}\)"
+_REPEATED_ROWS = re.compile(rf"(\bVALUES\s*{_ROW})(?:\s*,\s*{_ROW})+", re.I)
+
+
+def _shrink(renamed):
+    """Long IN lists and repeated VALUES rows cut to their first item before parsing
+    (sqlglot's cost grows with them; the rules do not need them); returns the text and
+    the longest IN list seen. Placeholders keep their :pN names, so positions hold."""
+    longest = 0
+
+    def first_item(match):
+        nonlocal longest
+        longest = max(longest, match.group(2).count(",") + 1)
+        return f"IN ({match.group(1)})"
+
+    renamed = _LONG_IN_LIST.sub(first_item, renamed)
+    return _REPEATED_ROWS.sub(r"\1", renamed), longest
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _analyze_cached(sql, vendor):
+    if isinstance(sql, _LongStatement):
+        sql = sql.sql
+    dialect = DIALECTS.get(vendor)
+    renamed, keys = placeholders.rename(sql, vendor)
+    match = _FIRST_WORD.match(renamed)
+    first_word = match.group(1).upper() if match else ""
+    if first_word in _CONTROL:
+        return _Cached(_simple_analysis(_CONTROL[first_word], renamed, dialect, 0.0))
+    shrunk, longest_in_list = _shrink(renamed) if len(renamed) > SHRINK_ABOVE_CHARS else (renamed, 0)
+    trees = None
+    # Without a vendor, the generic dialect first, then the ones Django speaks.
+    for dialect in (dialect,) if vendor is not None else (None, "mysql", "postgres", "sqlite"):
+        try:
+            trees = _parse(shrunk, dialect)
+        except Exception:  # noqa: BLE001 - any parser failure means "cannot analyse"
+            trees = None
+        if trees:
+            break
+    if not trees:
+        return _Cached(_simple_analysis("other", shrunk, dialect), unparsed=True)
+    try:
+        return _analyze_trees(trees, shrunk, keys, dialect, longest_in_list)
+    except Exception as exc:  # noqa: BLE001 - a tree the rules trip on is reported, cached and counted
+        guard.report("sql_analyze", exc)
+        return _Cached(_simple_analysis("other", renamed, dialect), unparsed=True)
+
+
+def _parse(renamed, dialect):
+    import sqlglot
+    from sqlglot import exp
+
+    trees = [tree for tree in sqlglot.parse(renamed, read=dialect) if tree is not None]
+    # sqlglot falls back to an opaque Command for syntax it does not know: not parsed.
+    if not trees or any(isinstance(tree, exp.Command) for tree in trees):
+        return None
+    return trees
+
+
+def _analyze_trees(trees, renamed, keys, dialect, longest_in_list=0):
+    from telemetry.queries.sql import complexity, suggestions
+
+    limits = _limits or _load_limits()
+    schema = _model_schema()
+    codes = {"large_in_list"} if longest_in_list > limits.in_list_items else set()
+    like_keys = []
+    offset_keys = []
+    score = 0.0
+    tables = []
+    for tree in trees:
+        findings = suggestions.find(tree, limits, schema)
+        codes |= findings.codes
+        like_keys += _keys(findings.like_placeholders, keys)
+        offset_keys += _keys(findings.offset_placeholders, keys)
+        score += complexity.score(tree, findings)
+        tables += [table for table in _tables(tree) if table not in tables]
+    operation = _operation(trees[0])
+    tables = tuple(tables)
+    text = fingerprints.normalize(renamed, dialect)
+    analysis = QueryAnalysis(
+        operation=operation, tables=tables, complexity_score=score, complexity=complexity.classify(score),
+        pattern=_pattern(operation, tables), suggestions=tuple(code for code in suggestions.CODES if code in codes),
+        fingerprint=text, fingerprint_id=fingerprints.fingerprint_id(text),
+    )
+    return _Cached(analysis, tuple(dict.fromkeys(like_keys)), tuple(dict.fromkeys(offset_keys)))
+
+
+def _keys(placeholder_names, keys):
+    found = []
+    for name in placeholder_names:
+        if name.startswith("p") and name[1:].isdigit() and int(name[1:]) < len(keys):
+            found.append(keys[int(name[1:])])
+    return found
+
+
+def _simple_analysis(operation, renamed, dialect, score=None):
+    """A statement analysed by its first word only: a transaction-control statement
+    (score 0, "low") or one sqlglot could not parse ("other", no score, "unknown")."""
+    from telemetry.queries.sql import complexity
+
+    text = fingerprints.normalize(renamed, dialect)
+    return QueryAnalysis(operation, (), score, complexity.classify(score), operation, (), text,
+                         fingerprints.fingerprint_id(text))
+
+
+def _count_unparsed(vendor):
+    global _unparsed_counter
+    if _unparsed_counter is None:
+        from prometheus_client import Counter
+
+        _unparsed_counter = Counter(
+            "telemetry_sql_unparsed", "Statements the SQL analyzer could not parse (operation 'other'), by vendor.",
+            ["vendor"],
+        )
+    _unparsed_counter.labels(vendor if vendor in _COUNTED_VENDORS else "other").inc()
+
+
+_OPERATIONS = None
+
+
+def _operation(tree):
+    global _OPERATIONS
+    from sqlglot import exp
+
+    if _OPERATIONS is None:
+        _OPERATIONS = (
+            ((exp.Select, exp.SetOperation, exp.Subquery), "select"), (exp.Insert, "insert"),
+            (exp.Update, "update"), (exp.Delete, "delete"), (exp.Merge, "merge"), (exp.Create, "create"),
+            (exp.Drop, "drop"), (exp.Alter, "alter"), (exp.TruncateTable, "truncate"), (exp.Transaction, "begin"),
+            (exp.Commit, "commit"), (exp.Rollback, "rollback"), (exp.Set, "set"), (exp.Show, "show"),
+            (exp.Describe, "describe"), (exp.Pragma, "pragma"), (exp.Copy, "copy"), (exp.Values, "select"),
+        )
+    for types, name in _OPERATIONS:
+        if isinstance(tree, types):
+            return name
+    return "other"
+
+
+def _tables(tree):
+    """Table names, lowercased and without schema: the statement's target (or the main
+    SELECT's FROM list) first, then the others in text order; CTE names are not tables."""
+    from sqlglot import exp
+
+    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    primary = tree
+    while isinstance(primary, (exp.SetOperation, exp.Subquery)):
+        primary = primary.this
+    if isinstance(primary, exp.Select):
+        first = [primary.args.get("from_"), *(primary.args.get("joins") or ())]
+    else:
+        first = [primary.this if isinstance(primary.this, exp.Expression) else None]
+    names = []
+    for root in [*first, tree]:
+        if root is None:
+            continue
+        for table in root.find_all(exp.Table, bfs=False):
+            if not isinstance(table.this, exp.Identifier):
+                continue
+            name = table.name.lower()
+            if name and name not in names and not (name in cte_names and not table.db):
+                names.append(name)
+    return names
+
+
+def _pattern(operation, tables):
+    return "_".join([operation, *(_LABEL_UNSAFE.sub("_", table) for table in tables[:3])])
+
+
+def _model_schema():
+    """``{table: {columns}}`` of the project's models, to resolve unqualified columns."""
+    global _schema
+    if _schema is not None:
+        return _schema
+    from django.apps import apps
+
+    if not apps.ready:
+        return {}
+    schema = {}
+    for model in apps.get_models(include_auto_created=True):
+        meta = model._meta
+        columns = {field.column.lower() for field in meta.concrete_fields if field.column}
+        schema.setdefault(meta.db_table.lower(), set()).update(columns)
+    _schema = {table: frozenset(columns) for table, columns in schema.items()}
+    return _schema
+
+
+# sqlglot logs a warning for every statement it cannot parse and falls back to an opaque
+# Command; those are counted in telemetry_sql_unparsed_total instead.
+class _QuietFallback(logging.Filter):
+    def filter(self, record):
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+
+
+logging.getLogger("sqlglot").addFilter(_QuietFallback())

@@ -1,0 +1,30 @@
+"""Celery tasks of query intelligence: the slow-query and optimization reports.
+
+Arguments are plain values (a period length in hours, an ISO end time); rebuilding a
+period replaces its report, so a retried or duplicated run is harmless.
+"""
+
+from celery import shared_task
+from django.utils.dateparse import parse_datetime
+
+__all__ = ["build_optimization_report", "build_slow_query_report"]
+
+
+def _end(end):
+    return parse_datetime(end) if isinstance(end, str) else end
+
+
+@shared_task(name="telemetry.build_slow_query_report", time_limit=300, soft_time_limit=240, ignore_result=False)
+def build_slow_query_report(hours=None, end=None):
+    from telemetry.queries import reports
+
+    report = reports.build_slow_query_report(hours, _end(end))
+    return {"report_id": report.pk, "fingerprints": report.data["totals"]["fingerprints"]}
+
+
+@shared_task(name="telemetry.build_optimization_report", time_limit=600, soft_time_limit=540, ignore_result=False)
+def build_optimization_report(hours=None, end=None):
+    from telemetry.queries import reports
+
+    report = reports.build_optimization_report(hours, _end(end))
+    return {"report_id": report.pk, "suggestions": report.data["suggestions"]}

@@ -1,0 +1,93 @@
+"""Periodic telemetry tasks (beat schedule in the project's settings)."""
+
+from celery import shared_task
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from telemetry.core import conf, guard, recorder
+from telemetry.usage import rollups as usage
+from telemetry.api import _emit, set_storage_usage
+
+
+@shared_task(name="telemetry.sample_storage_usage", time_limit=120, soft_time_limit=100, ignore_result=True)
+def sample_storage_usage():
+    """Sets ``storage_usage_bytes`` from the project's provider (``STORAGE_USAGE_PROVIDER``,
+    ``callable() -> [(type, organization_id, bytes), ...]``), never at scrape time, and
+    the hour's ``storage_bytes`` of the usage rollups."""
+    path = conf.get("STORAGE_USAGE_PROVIDER")
+    if not path:
+        return 0
+    rows = list(import_string(path)())
+    for storage_type, organization_id, size_bytes in rows:
+        set_storage_usage(storage_type, organization_id, size_bytes)
+    with guard.guarded("usage:storage"):
+        usage.write_storage(rows)
+    recorder.flush()
+    return len(rows)
+
+
+@shared_task(name="telemetry.sample_queue_depth", time_limit=60, soft_time_limit=50, ignore_result=True)
+def sample_queue_depth():
+    """Sets ``<namespace>_queue_depth{queue}`` for the configured queues (bounded list)."""
+    from celery import current_app
+
+    queues = conf.get("QUEUE_DEPTH_QUEUES") or [current_app.conf.task_default_queue]
+    depths = {}
+    with current_app.connection_for_read() as connection:
+        channel = connection.default_channel
+        for queue in queues[:50]:
+            with guard.guarded("queue_depth"):
+                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+    for queue, depth in depths.items():
+        _emit("set", ("jobs", "queue_depth"), (queue,), depth)
+    recorder.flush()
+    return depths
+
+
+@shared_task(name="telemetry.record_expired_sessions", time_limit=300, soft_time_limit=280, ignore_result=True)
+def record_expired_sessions(batch_size=500):
+    """Observes the length of sessions that expired without a logout, then deletes them
+    (what ``clearsessions`` does), in batches over the indexed ``expire_date``."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from telemetry.usage.auth import SESSION_LOGIN_KEY, record_session_end
+
+    if "django.contrib.sessions" not in settings.INSTALLED_APPS:
+        return 0
+    now = timezone.now()
+    recorded = 0
+    user_model = get_user_model()
+    while True:
+        expired = list(Session.objects.filter(expire_date__lt=now).order_by("expire_date")[:batch_size])
+        if not expired:
+            break
+        for session in expired:
+            with guard.guarded("expired_sessions"):
+                data = session.get_decoded()
+                login_at = data.get(SESSION_LOGIN_KEY)
+                if login_at is not None:
+                    user = user_model.objects.filter(pk=data.get("_auth_user_id")).first()
+                    record_session_end(user, session.expire_date.timestamp() - float(login_at))
+                    recorded += 1
+        Session.objects.filter(pk__in=[session.pk for session in expired]).delete()
+    recorder.flush()
+    return recorded
+
+
+@shared_task(name="telemetry.compare_releases", time_limit=300, soft_time_limit=280, ignore_result=True)
+def compare_releases():
+    """Release comparison: drives the ``<namespace>_benchmark_*`` metrics."""
+    from telemetry.usage import releases
+
+    summary = releases.compare()
+    recorder.flush()
+    return summary
+
+
+@shared_task(name="telemetry.purge_usage", time_limit=300, soft_time_limit=280, ignore_result=True)
+def purge_usage():
+    """Retention of the usage rollups (``USAGE_RETENTION_DAYS``)."""
+    return usage.purge()
+

@@ -1,0 +1,125 @@
+"""Layout of one stored trace for the waterfall page and the trace API: spans nested by
+parent, placed by offset and width, slow and failed ones marked, the critical path.
+
+Pure functions over plain dicts (the rows of ``Span.objects.values(...)``), so the admin
+page, the API and tests share them without a database.
+"""
+
+from operator import itemgetter
+
+from telemetry.core import conf
+
+#: Spans shown per trace; a runaway trace (a loop of queries) must not stall the page.
+MAX_SPANS = 2000
+
+
+def critical_path(spans):
+    """Span ids on the critical path of a span tree.
+
+    From the root, walk back from the parent's end: the child that ends last (within the
+    parent) is on the path; then the child that ends last before that child started, and
+    so on (the sequential work the parent waited for); recurse into each. Children that end
+    after their parent (fire-and-forget work such as an enqueued task) are never on it.
+    ``spans`` are dicts with ``span_id``, ``parent_span_id``, ``start_ns``, ``end_ns``.
+    """
+    if not spans:
+        return set()
+    by_id = {span["span_id"]: span for span in spans}
+    return _walk_critical_path(_root(spans, by_id), _children(spans, by_id))
+
+
+def _children(spans, by_id):
+    """Child lists by parent id, in the order of ``spans``; a span is never its own child."""
+    children = {}
+    for span in spans:
+        parent_id = span["parent_span_id"]
+        if parent_id and parent_id != span["span_id"] and parent_id in by_id:
+            children.setdefault(parent_id, []).append(span)
+    return children
+
+
+def _walk_critical_path(root, children):
+    path, stack = set(), [root]
+    while stack:
+        span = stack.pop()
+        if span["span_id"] in path:  # a malformed parent cycle must not loop forever
+            continue
+        path.add(span["span_id"])
+        cursor = end = span["end_ns"]
+        within = [child for child in children.get(span["span_id"], ()) if child["end_ns"] <= end]
+        for child in sorted(within, key=_end, reverse=True):
+            if child["end_ns"] <= cursor:
+                stack.append(child)
+                cursor = child["start_ns"]
+    return path
+
+
+_start, _end = itemgetter("start_ns"), itemgetter("end_ns")
+
+
+def _root(spans, by_id):
+    """The local root: a span without a (stored) parent, the longest if several."""
+    orphans = [span for span in spans if not span["parent_span_id"] or span["parent_span_id"] not in by_id]
+    return max(orphans or spans, key=lambda span: (span["end_ns"] - span["start_ns"], -span["start_ns"]))
+
+
+def is_slow(span, slow_query_ms, slow_span_ms):
+    """Database spans flagged slow or over ``SLOW_QUERY_MS``; other spans over
+    ``TRACE_SLOW_MS`` (what makes a whole trace slow)."""
+    attributes = span.get("attributes") or {}
+    if attributes.get("db.query.is_slow") in (True, "true", "True", 1):
+        return True
+    if "db.system" in attributes:
+        return span["duration_ms"] >= slow_query_ms
+    return span["duration_ms"] >= slow_span_ms
+
+
+def layout(spans, logs=()):
+    """Rows in display order (depth-first, children by start): the span dicts, with ``depth``,
+    ``offset_percent``, ``width_percent``, ``is_slow``, ``is_error``, ``on_critical_path``
+    and ``logs`` (the log records of that span) added to each span dict. Logs whose span
+    is not shown are returned apart. Returns ``(rows, unmatched_logs)``."""
+    if not spans:
+        return [], list(logs)
+    # One stable sort (linear on the start-ordered rows the callers read) puts every child
+    # list in display order, instead of a sort per span.
+    spans = sorted(spans, key=_start)
+    trace_start = spans[0]["start_ns"]
+    total = max(max(map(_end, spans)) - trace_start, 1)
+    by_id = {span["span_id"]: span for span in spans}
+    children = _children(spans, by_id)
+    roots = [span for span in spans if span["parent_span_id"] == span["span_id"]
+             or not span["parent_span_id"] or span["parent_span_id"] not in by_id]
+    on_path = _walk_critical_path(_root(spans, by_id), children)
+    slow_query_ms, slow_span_ms = conf.get("SLOW_QUERY_MS"), conf.get("TRACE_SLOW_MS", 1000)
+    logs_by_span, unmatched = {}, []
+    for log in logs:
+        if log.get("span_id") in by_id:
+            logs_by_span.setdefault(log["span_id"], []).append(log)
+        else:
+            unmatched.append(log)
+
+    rows, seen = [], set()
+    stack = [(root, 0) for root in reversed(roots)]
+    while stack:
+        span, depth = stack.pop()
+        span_id = span["span_id"]
+        if span_id in seen:  # a span id stored twice
+            continue
+        seen.add(span_id)
+        start = span["start_ns"]
+        offset = (start - trace_start) * 100.0 / total
+        width = (span["end_ns"] - start) * 100.0 / total
+        # The caller's dicts are extended in place: copying 2,000 of them cost more than the layout.
+        span["depth"] = depth
+        span["offset_percent"] = round(offset, 3)
+        span["width_percent"] = round(min(max(width, 0.15), 100.0 - offset), 3)
+        span["is_slow"] = is_slow(span, slow_query_ms, slow_span_ms)
+        span["is_error"] = span["status"] == "error"
+        span["on_critical_path"] = span_id in on_path
+        span["logs"] = logs_by_span.get(span_id, [])
+        rows.append(span)
+        if span_id in children:
+            depth += 1
+            stack.extend([(child, depth) for child in reversed(children[span_id])])
+    return rows, unmatched

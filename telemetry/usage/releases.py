@@ -1,0 +1,167 @@
+"""Latency per release and route, and release comparison.
+
+Request handlers aggregate into an in-process table; the periodic sampler writes it with
+one increment-upsert. :func:`compare` (a Celery beat task) reads the stored rows and
+drives the five ``<namespace>_benchmark_*`` metrics: per-route duration, comparisons by
+significance (Welch's t-test on the per-route means), regressions by class, an
+Apdex-based performance score, and a trend coefficient over recent releases.
+"""
+
+import math
+import threading
+
+from django.conf import settings
+from django.db.models import Min, Sum
+
+from telemetry import api
+
+_pending = {}
+_lock = threading.Lock()
+
+#: |t| above this is a significant change (about 95 %).
+SIGNIFICANCE_T = 1.96
+
+
+def current_release():
+    return getattr(settings, "RELEASE_VERSION", "") or "unknown"
+
+
+def observe(batch, route, seconds):
+    """Called by the request handler (flusher thread)."""
+    target = batch.settings["APDEX_TARGET_SECONDS"]
+    key = (current_release(), route, batch.hour)
+    entry = _pending.get(key)
+    if entry is None:
+        entry = _pending[key] = [0, 0.0, 0.0, 0, 0, 0.0]
+    entry[0] += 1
+    entry[1] += seconds
+    entry[2] += seconds * seconds
+    if seconds <= target:
+        entry[3] += 1
+    elif seconds <= 4 * target:
+        entry[4] += 1
+    entry[5] = max(entry[5], seconds)
+
+
+def write_pending(batch=None):
+    from telemetry.models import ReleaseRouteStats
+    from telemetry.core.upsert import increment
+
+    with _lock:
+        pending = dict(_pending)
+        _pending.clear()
+    rows = [
+        {"release": release, "route": route, "hour": hour, "count": count, "total_seconds": total,
+         "total_squares": squares, "satisfied": satisfied, "tolerating": tolerating, "max_seconds": maximum}
+        for (release, route, hour), (count, total, squares, satisfied, tolerating, maximum) in pending.items()
+    ]
+    increment(ReleaseRouteStats, rows, key_fields=("release", "route", "hour"),
+              sum_fields=("count", "total_seconds", "total_squares", "satisfied", "tolerating"),
+              max_fields=("max_seconds",))
+
+
+def _route_stats(release):
+    from telemetry.models import ReleaseRouteStats
+    from telemetry.core.routers import telemetry_alias
+
+    rows = (ReleaseRouteStats.objects.using(telemetry_alias()).filter(release=release).values("route")
+            .annotate(count=Sum("count"), total=Sum("total_seconds"), squares=Sum("total_squares"),
+                      satisfied=Sum("satisfied"), tolerating=Sum("tolerating")).order_by())
+    return {row["route"]: row for row in rows}
+
+
+def _mean_variance(row):
+    count = row["count"]
+    mean = row["total"] / count
+    variance = max(row["squares"] / count - mean * mean, 0.0) * count / max(count - 1, 1)
+    return mean, variance
+
+
+def significance(previous, current, min_samples=30):
+    """``improvement``, ``regression`` or ``no_change`` by Welch's t on the means."""
+    if previous["count"] < min_samples or current["count"] < min_samples:
+        return "insufficient_data"
+    previous_mean, previous_variance = _mean_variance(previous)
+    current_mean, current_variance = _mean_variance(current)
+    error = math.sqrt(previous_variance / previous["count"] + current_variance / current["count"])
+    if error == 0:
+        return "no_change" if current_mean == previous_mean else (
+            "regression" if current_mean > previous_mean else "improvement")
+    t = (current_mean - previous_mean) / error
+    if abs(t) < SIGNIFICANCE_T:
+        return "no_change"
+    return "regression" if t > 0 else "improvement"
+
+
+def regression_type(previous, current):
+    ratio = _mean_variance(current)[0] / max(_mean_variance(previous)[0], 1e-9) - 1
+    return "severe" if ratio >= 0.5 else "moderate" if ratio >= 0.2 else "minor"
+
+
+def performance_score(stats):
+    """Apdex x 100 over all routes: (satisfied + tolerating / 2) / count."""
+    count = sum(row["count"] for row in stats.values())
+    if not count:
+        return None
+    satisfied = sum(row["satisfied"] for row in stats.values())
+    tolerating = sum(row["tolerating"] for row in stats.values())
+    return 100.0 * (satisfied + tolerating / 2) / count
+
+
+def trend_coefficient(means):
+    """Least-squares slope of a route's mean latency over release order, relative to the
+    average mean: +0.15 means 15 % slower per release."""
+    if len(means) < 2:
+        return 0.0
+    xs = range(len(means))
+    x_mean = sum(xs) / len(means)
+    y_mean = sum(means) / len(means)
+    denominator = sum((x - x_mean) ** 2 for x in xs)
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, means)) / denominator
+    return slope / y_mean if y_mean else 0.0
+
+
+def releases_in_order():
+    from telemetry.models import ReleaseRouteStats
+    from telemetry.core.routers import telemetry_alias
+
+    first_seen = (ReleaseRouteStats.objects.using(telemetry_alias()).values("release")
+                  .annotate(first=Min("hour")).order_by("first"))
+    return [row["release"] for row in first_seen]
+
+
+def compare(history=5):
+    """Compares the current release with the previous one and updates the benchmark
+    metrics. Returns a summary (also what the task returns)."""
+    releases = releases_in_order()
+    current = current_release() if current_release() in releases else (releases[-1] if releases else None)
+    if current is None:
+        return {"current": None}
+    index = releases.index(current)
+    current_stats = _route_stats(current)
+    summary = {"current": current, "previous": None, "routes": {}}
+    score = performance_score(current_stats)
+    if score is not None:
+        api.set_performance_score(current, score)
+        summary["score"] = round(score, 2)
+    recent = [_route_stats(release) for release in releases[max(0, index - history + 1):index + 1]]
+    for route in current_stats:
+        means = [stats[route]["total"] / stats[route]["count"] for stats in recent
+                 if route in stats and stats[route]["count"]]
+        api.set_trend_coefficient(current, route, trend_coefficient(means))
+    if index == 0:
+        return summary
+    previous = releases[index - 1]
+    summary["previous"] = previous
+    previous_stats = _route_stats(previous)
+    for route, row in current_stats.items():
+        if route not in previous_stats:
+            continue
+        verdict = significance(previous_stats[route], row)
+        summary["routes"][route] = verdict
+        api.record_benchmark_comparison(current, previous, verdict)
+        if verdict == "regression":
+            api.record_regression(current, regression_type(previous_stats[route], row))
+    return summary
+
+
