@@ -8,7 +8,6 @@ from opentelemetry import trace
 
 import plugins
 from telemetry import api as telemetry
-from telemetry import tracing as telemetry_tracing
 
 from .models import App, AppTemplate, AppVersion, DataQuery, DataSource
 
@@ -32,7 +31,7 @@ def run_query(query, parameters=None):
     outcome (with the plugin's error), never an exception."""
     data_source = query.data_source
     started = perf_counter()
-    with telemetry_tracing.span("app_query.run", **{"app.id": str(query.app_id), "datasource.kind": data_source.kind}):
+    with telemetry.span("app_query.run", **{"app.id": str(query.app_id), "datasource.kind": data_source.kind}):
         try:
             result = plugins.run_query(
                 data_source_id=data_source.pk, kind=data_source.kind, options=data_source.connection_options(),
@@ -69,7 +68,7 @@ def create_version(app, name):
 
 
 def release(version):
-    with telemetry_tracing.span("app_lifecycle.release", **{"app.id": str(version.app_id)}):
+    with telemetry.span("app_lifecycle.release", **{"app.id": str(version.app_id)}):
         version.release()
     telemetry.track_feature("app_builder", "release_version", version.app.organization_id)
     return version

@@ -57,7 +57,7 @@ def drainer(asked, done):
     # The flusher's own thread, as in a server: its database connections persist (a
     # request's end closes the request thread's connections when CONN_MAX_AGE is 0).
     try:
-        from telemetry.db.wrapper import suppress_in_this_thread
+        from telemetry.core.context import suppress_in_this_thread
         suppress_in_this_thread()
     except ImportError:
         pass

@@ -85,7 +85,7 @@ def main():
 
     from telemetry.core import recorder
     from telemetry.queries import reports
-    from telemetry.db.wrapper import suppress_in_this_thread
+    from telemetry.core.context import suppress_in_this_thread
 
     recorder.run_in_foreground()
     suppress_in_this_thread()

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.core.management import call_command
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind
-from telemetry.core import conf
+from telemetry import conf
 from telemetry.models import Span, Trace
 from telemetry.tracing import processor, spans as builder
 

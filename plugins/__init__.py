@@ -5,6 +5,8 @@ data source's options merged with its secrets, ``query`` the data query's option
 ``{"query": "SELECT ... WHERE id = :id"}``), ``parameters`` the run's values.
 """
 
+from telemetry import api as telemetry_api
+
 from . import conf
 from .base import PHASES, Deadline
 from .cache import ConnectionCache
@@ -57,34 +59,22 @@ def run_query(*, data_source_id, kind, options, query, parameters=None, timeout=
     )
 
 
-_reported_gauges = set()
-
-
 def cache_gauges():
-    """Gauge values of the connection cache, sampled by telemetry off the request path.
-    Series reported before and now empty are reported as 0."""
-    from telemetry.core import labels
-
+    """The connection cache as pools, one per datasource kind, sampled by telemetry off
+    the request path (``telemetry.api.register_pool_sampler``)."""
     stats = connection_cache.stats()
-    values = {}
-    for kind, counts in stats["kinds"].items():
-        values[(("plugins", "connection_pool_size"), (kind, "active"))] = counts["active"]
-        values[(("plugins", "connection_pool_size"), (kind, "idle"))] = counts["idle"]
-        if kind != "restapi":
-            pool = f"plugins.{kind}"
-            values[(("db", "connection_count"), (pool, kind))] = counts["active"] + counts["idle"]
-            values[(("db", "connection_idle_max"), (pool,))] = conf.get("CONNECTION_CACHE_MAX_SIZE")
-            # The cache never queues a caller: it opens a new connection instead.
-            values[(("db", "connection_pending_requests"), (pool,))] = 0
+    organizations = {}
     for (kind, organization_id), count in stats["organizations"].items():
-        organization = labels.organization(organization_id)
-        for family in (("plugins", "connection_cached_active"), ("business", "datasource_connections")):
-            key = (family, (kind, organization))
-            values[key] = values.get(key, 0) + count
-    for key in _reported_gauges - values.keys():
-        values[key] = 0
-    _reported_gauges.update(values)
-    return [(family, label_values, value) for (family, label_values), value in values.items()]
+        organizations.setdefault(kind, {})[organization_id] = count
+    max_size = conf.get("CONNECTION_CACHE_MAX_SIZE")
+    return [
+        telemetry_api.PoolSample(
+            kind, counts["active"], counts["idle"], organizations.get(kind, {}),
+            # Database kinds are pools in the db_client_connection_* families too.
+            pool="" if kind == "restapi" else f"plugins.{kind}", max_idle=max_size,
+        )
+        for kind, counts in stats["kinds"].items()
+    ]
 
 
 def test_connection(*, kind, options, timeout=None):

@@ -10,4 +10,4 @@ class PluginsConfig(AppConfig):
 
         from . import cache_gauges
 
-        api.register_sampler(cache_gauges)
+        api.register_pool_sampler(cache_gauges)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 from telemetry import api as telemetry_api
-from telemetry import tracing as telemetry_tracing
 
 from .errors import ConnectionFailed, PluginError, QueryFailed, QueryTimeout
 from .result import QueryResult, serialized_size, to_json_value
@@ -80,7 +79,7 @@ class RunRecord:
         started = time.perf_counter()
         # One span per phase (a no-op when tracing is off): the driver's own spans
         # (psycopg2, requests) become children of the execute phase.
-        with telemetry_tracing.span(f"plugin.{name}", **{"plugin.kind": self.kind}):
+        with telemetry_api.span(f"plugin.{name}", **{"plugin.kind": self.kind}):
             try:
                 yield
             finally:

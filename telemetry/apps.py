@@ -9,9 +9,10 @@ class TelemetryConfig(AppConfig):
     def ready(self):
         """Installs the hooks once per process; a second call does nothing."""
         from telemetry import checks, tracing
-        from telemetry.core import conf, recorder
+        from telemetry import conf
+        from telemetry.core import recorder
         from telemetry.db import wrapper as db
-        from telemetry.metrics import handlers, sampler
+        from telemetry.pipeline import handlers, sampler
         from telemetry.tasks import receivers as jobs
         from telemetry.usage import auth as signals  # noqa: F401
         from telemetry.tracing import logs

@@ -1,20 +1,46 @@
-"""Public API for the platform and its plugins to report what only they know.
+"""The public API: what the platform and its plugins report that only they know, and
+the few calls a host needs (``flush``, ``span``). Nothing else of telemetry is a surface
+for hosts; telemetry's own modules report through ``telemetry.core.bus``.
 
 Every function is cheap (one event appended) and fail-open. Label values that are
 open-ended (organization, app, query name) are capped in the flusher.
 """
 
-from telemetry.core import conf, guard, labels, recorder
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from telemetry import conf, tracing
+from telemetry.core import labels, recorder
+from telemetry.core.bus import emit as _emit
 from telemetry.core.context import add_external_time
 
+#: A business or plugin span around a block: ``with api.span("app_lifecycle.create", **attributes):``;
+#: a no-op context when tracing is off.
+span = tracing.span
 
-def _emit(operation, family_path, label_values, value):
-    if not conf.get("METRICS_ENABLED"):
-        return
-    try:
-        recorder.record(("metric", operation, family_path, label_values, value))
-    except Exception as exc:  # noqa: BLE001
-        guard.report("api", exc)
+
+class PoolSample(NamedTuple):
+    """One connection pool of a datasource kind, as a :func:`register_pool_sampler`
+    callback reports it. ``organizations`` maps organization ids to the connections held
+    for them; ``pool`` names a database pool, which is then also reported in the
+    ``db_client_connection_*`` families with ``max_idle`` as its idle maximum."""
+
+    kind: str
+    active: int
+    idle: int
+    organizations: Mapping[Any, int] = {}
+    pool: str = ""
+    max_idle: int = 0
+
+
+def register_pool_sampler(callback: Callable[[], Iterable[PoolSample]]) -> None:
+    """``callback()`` is called every ``SAMPLE_INTERVAL_SECONDS`` off the request path; a
+    pool or organization it stops reporting is reported as 0."""
+    # Imported here: hosts import this module while Django loads apps, before models exist.
+    from telemetry.pipeline import sampler
+
+    sampler.register_pools(callback)
 
 
 def _org(organization_id):
@@ -80,29 +106,18 @@ def set_trend_coefficient(release, route, coefficient):
     _emit("set", ("analytics", "benchmark_trend"), (release, route), coefficient)
 
 
-_samplers = {}
+def record_release_baseline(release: str, path: str, hour: datetime, requests: int, mean_seconds: float,
+                            variance_ratio: float = 1.04) -> bool:
+    """What an earlier ``release`` measured on ``path`` in ``hour`` (imported from another
+    system, or seeded), so that the release comparison has a baseline. Returns False
+    when the path matches no route."""
+    from telemetry.usage import releases  # see register_pool_sampler
 
-
-def register_sampler(callback):
-    """``callback()`` returns ``[((group, family), label_values, value), ...]`` gauge
-    values, sampled periodically off the request path (e.g. connection cache sizes)."""
-    if callback in _samplers:
-        return
-
-    def sample(batch):
-        from telemetry.metrics import families
-
-        for (group, name), label_values, value in callback():
-            batch.set(getattr(getattr(families(), group), name), tuple(label_values), value)
-
-    _samplers[callback] = sample
-    recorder.register_periodic(sample)
+    return releases.record_baseline(release, path, hour, requests, mean_seconds, variance_ratio)
 
 
 def flush(sample=False):
     """Applies buffered events now (tests, and ``/metrics`` before it renders), then
     writes the spans and log records they produced to the trace store."""
     recorder.flush(sample=sample)
-    from telemetry import tracing
-
     tracing.flush()

@@ -19,7 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from telemetry import api
-from telemetry.core import conf, guard
+from telemetry import conf
+from telemetry.core import guard
 from telemetry.metrics import multiprocess
 from telemetry.tracing import waterfall
 from telemetry.metrics import families

@@ -1,5 +1,7 @@
-"""Per-request state, held in a contextvar so it works for sync and async views."""
+"""Per-request state, held in a contextvar so it works for sync and async views, and
+per-thread suppression: telemetry's own statements are not recorded."""
 
+import threading
 from contextvars import ContextVar
 
 #: Queries kept per request for per-request analysis; beyond it they are counted only.
@@ -31,3 +33,23 @@ def add_external_time(seconds):
     context = current_request.get()
     if context is not None:
         context.external_time += seconds
+
+
+#: ``suppression.active`` is True in a thread whose statements the execute wrapper skips.
+suppression = threading.local()
+
+
+class suppressed:
+    """Statements run inside this block (telemetry's own writes) are not recorded."""
+
+    def __enter__(self):
+        self.previous = getattr(suppression, "active", False)
+        suppression.active = True
+
+    def __exit__(self, *exc_info):
+        suppression.active = self.previous
+
+
+def suppress_in_this_thread():
+    """For telemetry's own threads (flusher, trace store writer): nothing they run is recorded."""
+    suppression.active = True

@@ -7,25 +7,17 @@ and logged once per component and error type, never raised.
 import logging
 from contextlib import contextmanager
 
+from prometheus_client import REGISTRY
+
+from telemetry.metrics import internal
+
 logger = logging.getLogger("telemetry")
 _logged = set()
-_counter = None
-
-
-def _internal_errors():
-    global _counter
-    if _counter is None:
-        from prometheus_client import Counter
-
-        _counter = Counter(
-            "telemetry_internal_errors", "Errors inside telemetry, by component; never raised.", ["component"]
-        )
-    return _counter
 
 
 def report(component, exc):
     try:
-        _internal_errors().labels(component).inc()
+        internal.internal_errors().labels(component).inc()
         key = (component, type(exc).__name__)
         if key not in _logged:
             _logged.add(key)
@@ -44,6 +36,4 @@ def guarded(component):
 
 def internal_error_count(component):
     """Current count for a component (tests and the health page)."""
-    from prometheus_client import REGISTRY
-
     return REGISTRY.get_sample_value("telemetry_internal_errors_total", {"component": component}) or 0.0

@@ -23,7 +23,7 @@ class CappedValues:
         value = str(value)
         if value in self._admitted:
             return value
-        from telemetry.core import conf
+        from telemetry import conf
 
         with self._lock:
             if len(self._admitted) < conf.get(self._limit_setting, self._default_limit):

@@ -2,7 +2,7 @@
 
 from django.utils.module_loading import import_string
 
-from telemetry.core import conf
+from telemetry import conf
 
 _resolver_cache = {}
 

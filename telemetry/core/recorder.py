@@ -16,17 +16,19 @@ import threading
 import time
 from collections import deque
 
-from telemetry.core import conf, guard
+from telemetry import conf
+from telemetry.core import guard
+from telemetry.metrics import internal
 
 _handlers = {}
 _periodic = []
 _events = deque()
 _drain_lock = threading.Lock()
-_state = {"pid": None, "thread": None, "wake": None, "dropped": 0, "dropped_reported": 0}
+_state = {"pid": None, "thread": None, "wake": None}
 #: Hot-path copies of settings and state, so ``record`` does no look-ups: the buffer
 #: bound, and whether this process (reset after fork) has its flusher.
 _hot = {"max_events": 100_000, "started": False}
-_dropped_counter = []
+_dropped = internal.DropCounter(internal.dropped_events)
 
 
 def register(kind, handler):
@@ -48,7 +50,7 @@ def record(event):
     request whose start was kept is also finished (at most one end per kept start)."""
     length = len(_events)
     if length >= _hot["max_events"] and (event[0] != "request" or length >= 2 * _hot["max_events"]):
-        _state["dropped"] += 1
+        _dropped.count()
         return False
     _events.append(event)
     if not _hot["started"]:
@@ -57,7 +59,7 @@ def record(event):
 
 
 def dropped_events():
-    return _state["dropped"]
+    return _dropped.total()
 
 
 def flush(sample=False):
@@ -83,26 +85,13 @@ def flush(sample=False):
                 except Exception as exc:  # noqa: BLE001
                     guard.report("periodic", exc)
         batch.apply()
-        _report_dropped()
-
-
-def _report_dropped():
-    dropped = _state["dropped"]
-    if dropped > _state["dropped_reported"]:
-        if not _dropped_counter:
-            from prometheus_client import Counter
-
-            _dropped_counter.append(Counter(
-                "telemetry_dropped_events", "Telemetry events dropped because the buffer was full."
-            ))
-        _dropped_counter[0].inc(dropped - _state["dropped_reported"])
-        _state["dropped_reported"] = dropped
+        _dropped.report()
 
 
 def _run(wake):
     from django.db import connections
 
-    from telemetry.db.wrapper import suppress_in_this_thread
+    from telemetry.core.context import suppress_in_this_thread
 
     suppress_in_this_thread()
     last_sample = 0.0
@@ -158,24 +147,6 @@ def _flush_at_exit():
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_flush_at_exit)
-
-
-class Family:
-    """A prometheus-client metric plus a cache of its children by label tuple."""
-
-    __slots__ = ("metric", "kind", "upper_bounds", "_children")
-
-    def __init__(self, metric, kind, upper_bounds=None):
-        self.metric = metric
-        self.kind = kind
-        self.upper_bounds = upper_bounds
-        self._children = {}
-
-    def child(self, label_values):
-        child = self._children.get(label_values)
-        if child is None:
-            child = self._children[label_values] = self.metric.labels(*label_values)
-        return child
 
 
 class Batch:

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from telemetry.core import conf
+from telemetry import conf
 
 APP_LABEL = "telemetry"
 

@@ -8,7 +8,7 @@ processes writing the same rows. Telemetry's own statements are not instrumented
 
 from django.db import connections
 
-from telemetry.db.wrapper import suppressed
+from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 
 

@@ -4,7 +4,6 @@ or Celery worker, are covered). It times the statement and hands it to the recor
 analysis happens off the request thread, cached by statement text.
 """
 
-import threading
 import weakref
 from time import perf_counter
 
@@ -12,33 +11,18 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 
 from telemetry.db import callsite
-from telemetry.core import conf, guard, recorder
-from telemetry.core.context import MAX_QUERIES_PER_REQUEST, current_request
+from telemetry import conf
+from telemetry.core import guard, recorder
+from telemetry.core.context import MAX_QUERIES_PER_REQUEST, current_request, suppression
 from telemetry.tracing import current_context_var, span_key
 from telemetry.tracing import state as tracing_state
 
-_local = threading.local()
 #: Django connection wrappers seen connecting, for the connection-count gauges.
 tracked_connections = weakref.WeakSet()
 
 
-class suppressed:
-    """Statements run inside this block (telemetry's own writes) are not recorded."""
-
-    def __enter__(self):
-        self.previous = getattr(_local, "suppressed", False)
-        _local.suppressed = True
-
-    def __exit__(self, *exc_info):
-        _local.suppressed = self.previous
-
-
-def suppress_in_this_thread():
-    _local.suppressed = True
-
-
 def execute_wrapper(execute, sql, params, many, context):
-    if getattr(_local, "suppressed", False):
+    if getattr(suppression, "active", False):
         return execute(sql, params, many, context)
     error = None
     started = perf_counter()

@@ -18,8 +18,9 @@ from opentelemetry import propagate
 from opentelemetry.instrumentation.wsgi import wsgi_getter  # request.META is the WSGI environ's shape
 from opentelemetry.trace import NonRecordingSpan, get_current_span, set_span_in_context
 
-from telemetry.core import conf, guard, organization, recorder
-from telemetry.http import routes
+from telemetry import conf
+from telemetry.core import guard, organization, recorder
+from telemetry.core import routes
 from telemetry.core.context import RequestContext, current_request
 from telemetry.tracing import state as tracing_state
 from telemetry.tracing.spans import new_server_context

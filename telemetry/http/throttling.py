@@ -5,8 +5,8 @@ from time import perf_counter
 
 from rest_framework import throttling
 
-from telemetry.http import routes
-from telemetry.api import _emit
+from telemetry.core import routes
+from telemetry.core.bus import emit
 
 
 class ReportingThrottleMixin:
@@ -21,9 +21,9 @@ class ReportingThrottleMixin:
         endpoint = routes.of_request(request)
         scope = getattr(self, "scope", None) or type(self).__name__
         authenticated = "true" if getattr(request.user, "is_authenticated", False) else "false"
-        _emit("inc", ("jobs", "rate_limit_requests"), (endpoint, authenticated), 1)
-        _emit("inc", ("jobs", "rate_limit_allowed" if allowed else "rate_limit_rejected"), (scope,), 1)
-        _emit("observe", ("jobs", "rate_limit_check_duration"), (endpoint,), seconds)
+        emit("inc", ("jobs", "rate_limit_requests"), (endpoint, authenticated), 1)
+        emit("inc", ("jobs", "rate_limit_allowed" if allowed else "rate_limit_rejected"), (scope,), 1)
+        emit("observe", ("jobs", "rate_limit_check_duration"), (endpoint,), seconds)
         return allowed
 
 

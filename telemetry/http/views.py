@@ -14,9 +14,10 @@ from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
-from telemetry.core import conf, guard, recorder
+from telemetry import conf
+from telemetry.core import guard, recorder
 from telemetry.metrics import multiprocess
-from telemetry.api import _emit
+from telemetry.core.bus import emit
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -117,9 +118,9 @@ def health(request):
         seconds = time.perf_counter() - started
         results[service]["seconds"] = round(seconds, 4)
         up = results[service]["status"] == "up"
-        _emit("inc", ("jobs", "health_checks"), (service, "up" if up else "down"), 1)
-        _emit("observe", ("jobs", "health_check_duration"), (service,), seconds)
-        _emit("set", ("jobs", "dependency_status"), (service,), 1 if up else 0)
+        emit("inc", ("jobs", "health_checks"), (service, "up" if up else "down"), 1)
+        emit("observe", ("jobs", "health_check_duration"), (service,), seconds)
+        emit("set", ("jobs", "dependency_status"), (service,), 1 if up else 0)
     healthy = all(result["status"] == "up" for result in results.values())
     body = {"status": "ok" if healthy else "degraded", "release": getattr(settings, "RELEASE_VERSION", ""),
             "checks": results}

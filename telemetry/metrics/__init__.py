@@ -3,7 +3,7 @@
 import threading
 from types import SimpleNamespace
 
-from telemetry.core import conf
+from telemetry import conf
 from telemetry.metrics import analytics, business, db, http, jobs, plugins
 
 _lock = threading.Lock()

@@ -6,7 +6,6 @@ registry (multiprocess-aware when ``PROMETHEUS_MULTIPROC_DIR`` is set before sta
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from telemetry.core.recorder import Family
 
 #: Seconds: 1 ms .. 30 s.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -16,6 +15,24 @@ SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 167
 ROW_BUCKETS = (0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 #: Session lengths: 1 min .. 1 day.
 SESSION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+
+
+class Family:
+    """A prometheus-client metric plus a cache of its children by label tuple."""
+
+    __slots__ = ("metric", "kind", "upper_bounds", "_children")
+
+    def __init__(self, metric, kind, upper_bounds=None):
+        self.metric = metric
+        self.kind = kind
+        self.upper_bounds = upper_bounds
+        self._children = {}
+
+    def child(self, label_values):
+        child = self._children.get(label_values)
+        if child is None:
+            child = self._children[label_values] = self.metric.labels(*label_values)
+        return child
 
 
 def counter(name, documentation, labels):

@@ -154,7 +154,7 @@ def unused_indexes(alias, min_rows):
     statistics were last reset)."""
     from django.db import connections
 
-    from telemetry.db.wrapper import suppressed
+    from telemetry.core.context import suppressed
 
     connection = connections[alias]
     quote = connection.ops.quote_name

@@ -20,7 +20,8 @@ import time
 from collections import deque
 from time import perf_counter
 
-from telemetry.core import conf, guard
+from telemetry import conf
+from telemetry.core import guard
 
 MAX_QUEUE = 20
 MAX_REMEMBERED_FINGERPRINTS = 10_000
@@ -100,7 +101,7 @@ def capture(alias, sql, params, fingerprint_id, fingerprint):
     from django.utils import timezone
 
     from telemetry.queries import advice
-    from telemetry.db.wrapper import suppressed
+    from telemetry.core.context import suppressed
     from telemetry.models import QueryPlan
     from telemetry.core.routers import telemetry_alias
 

@@ -14,7 +14,8 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from telemetry.queries import advice
-from telemetry.core import conf, guard
+from telemetry import conf
+from telemetry.core import guard
 
 MAX_FINGERPRINT_TEXT = 2000
 MAX_SUGGESTIONS = 200
@@ -119,7 +120,7 @@ def _public(row, total_ms):
 def build_slow_query_report(hours=None, end=None):
     """Top fingerprints by total time and by p95, with the change against the previous
     period of the same length."""
-    from telemetry.db.wrapper import suppressed
+    from telemetry.core.context import suppressed
 
     start, end = period(hours, end)
     length = end - start
@@ -166,7 +167,7 @@ def build_optimization_report(hours=None, end=None):
     """Every suggestion of the period, ranked by the share of database time of the
     fingerprints it affects: statement rules, runtime findings, proven missing indexes
     (from captured plans) and unused indexes (from the statistics views)."""
-    from telemetry.db.wrapper import suppressed
+    from telemetry.core.context import suppressed
     from telemetry.models import QueryFinding, QueryPlan, QuerySuggestion
     from telemetry.core.routers import telemetry_alias
 

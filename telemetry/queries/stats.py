@@ -22,7 +22,7 @@ import time
 
 from django.utils import timezone
 
-from telemetry.core import conf
+from telemetry import conf
 from telemetry.queries import explain
 
 MAX_PENDING_FINDINGS = 1000
@@ -154,7 +154,7 @@ def _params_key(params):
 
 
 def write_pending(batch=None):
-    from telemetry.db.wrapper import suppressed
+    from telemetry.core.context import suppressed
     from telemetry.models import QueryFinding, QueryStat
     from telemetry.core.routers import telemetry_alias
     from telemetry.core.upsert import increment

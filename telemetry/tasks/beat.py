@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery.beat import PersistentScheduler
 
 from telemetry.core import guard, recorder
-from telemetry.api import _emit
+from telemetry.core.bus import emit
 
 #: Lateness tolerated before a run counts as missed, as a share of the interval.
 TOLERANCE = 0.5
@@ -33,7 +33,7 @@ class TelemetryScheduler(PersistentScheduler):
         with guard.guarded("beat"):
             missed = missed_runs(entry, self.app.now())
             # Also when zero: every entry has a series (0 scrapes, absent does not alert).
-            _emit("inc", ("jobs", "beat_missed"), (entry.name,), missed)
+            emit("inc", ("jobs", "beat_missed"), (entry.name,), missed)
             if missed:
                 recorder.flush()
         return super().apply_entry(entry, producer=producer)

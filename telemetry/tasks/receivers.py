@@ -1,15 +1,19 @@
 """Celery task metrics from Celery's signals: executions by status, run time, queue wait
-(from a publish timestamp put in the message headers), tasks running now. Worker
-processes flush at shutdown and fold their multiprocess files into the archive."""
+(from a publish timestamp put in the message headers), tasks running now. Prefork
+children install tracing when they start (its threads start lazily after the fork); worker
+processes flush metrics and spans at shutdown (prefork children leave through
+``os._exit``, so atexit does not run there) and fold their multiprocess files into the
+archive."""
 
 import os
 import time
 
 from celery import signals
 
+from telemetry import tracing
 from telemetry.core import guard, recorder
 from telemetry.metrics import multiprocess
-from telemetry.api import _emit
+from telemetry.core.bus import emit
 
 PUBLISHED_HEADER = "telemetry_published_at"
 _started = {}
@@ -33,27 +37,38 @@ def on_prerun(task_id=None, task=None, **kwargs):
     with guard.guarded("celery_prerun"):
         _started[task_id] = time.perf_counter()
         name = task.name
-        _emit("add", ("jobs", "tasks_active"), (name,), 1)
+        emit("add", ("jobs", "tasks_active"), (name,), 1)
         published = getattr(task.request, PUBLISHED_HEADER, None)
         if published is None and isinstance(getattr(task.request, "headers", None), dict):
             published = task.request.headers.get(PUBLISHED_HEADER)
         if published:
-            _emit("observe", ("jobs", "task_queue_wait"), (name,), max(time.time() - float(published), 0.0))
+            emit("observe", ("jobs", "task_queue_wait"), (name,), max(time.time() - float(published), 0.0))
 
 
 def on_postrun(task_id=None, task=None, state=None, **kwargs):
     with guard.guarded("celery_postrun"):
         name = task.name
         started = _started.pop(task_id, None)
-        _emit("add", ("jobs", "tasks_active"), (name,), -1)
+        emit("add", ("jobs", "tasks_active"), (name,), -1)
         if started is not None:
-            _emit("observe", ("jobs", "task_duration"), (name,), time.perf_counter() - started)
-        _emit("inc", ("jobs", "task_executions"), (name, (state or "unknown").lower()), 1)
+            emit("observe", ("jobs", "task_duration"), (name,), time.perf_counter() - started)
+        emit("inc", ("jobs", "task_executions"), (name, (state or "unknown").lower()), 1)
+
+
+def on_process_init(**kwargs):
+    with guard.guarded("celery_process_init"):
+        tracing.setup()
+
+
+def on_worker_shutdown(**kwargs):
+    with guard.guarded("celery_shutdown"):
+        recorder.flush(sample=False)
+        tracing.flush()
 
 
 def on_process_shutdown(**kwargs):
+    on_worker_shutdown()
     with guard.guarded("celery_shutdown"):
-        recorder.flush(sample=False)
         multiprocess.merge_dead_process(os.getpid())
 
 
@@ -61,4 +76,6 @@ def connect():
     signals.before_task_publish.connect(on_publish, dispatch_uid="telemetry.publish", weak=False)
     signals.task_prerun.connect(on_prerun, dispatch_uid="telemetry.prerun", weak=False)
     signals.task_postrun.connect(on_postrun, dispatch_uid="telemetry.postrun", weak=False)
+    signals.worker_process_init.connect(on_process_init, dispatch_uid="telemetry.process_init", weak=False)
     signals.worker_process_shutdown.connect(on_process_shutdown, dispatch_uid="telemetry.shutdown", weak=False)
+    signals.worker_shutdown.connect(on_worker_shutdown, dispatch_uid="telemetry.worker_shutdown", weak=False)

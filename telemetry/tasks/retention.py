@@ -31,8 +31,8 @@ def purge_traces(batch_size=500):
     never locked for long. Returns the number of traces deleted."""
     from django.utils import timezone
 
-    from telemetry.core import conf
-    from telemetry.db.wrapper import suppressed
+    from telemetry import conf
+    from telemetry.core.context import suppressed
     from telemetry.models import LogEntry, Span, Trace
     from telemetry.core.routers import telemetry_alias
 

@@ -4,9 +4,10 @@ from celery import shared_task
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from telemetry.core import conf, guard, recorder
+from telemetry import conf
+from telemetry.core import guard, labels, recorder
 from telemetry.usage import rollups as usage
-from telemetry.api import _emit, set_storage_usage
+from telemetry.core.bus import emit
 
 
 @shared_task(name="telemetry.sample_storage_usage", time_limit=120, soft_time_limit=100, ignore_result=True)
@@ -19,7 +20,7 @@ def sample_storage_usage():
         return 0
     rows = list(import_string(path)())
     for storage_type, organization_id, size_bytes in rows:
-        set_storage_usage(storage_type, organization_id, size_bytes)
+        emit("set", ("business", "storage_usage"), (storage_type, labels.organization(organization_id)), size_bytes)
     with guard.guarded("usage:storage"):
         usage.write_storage(rows)
     recorder.flush()
@@ -39,7 +40,7 @@ def sample_queue_depth():
             with guard.guarded("queue_depth"):
                 depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
     for queue, depth in depths.items():
-        _emit("set", ("jobs", "queue_depth"), (queue,), depth)
+        emit("set", ("jobs", "queue_depth"), (queue,), depth)
     recorder.flush()
     return depths
 

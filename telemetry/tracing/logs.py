@@ -16,7 +16,7 @@ _hot = {"on": True, "level": logging.WARNING}
 
 
 def read_settings():
-    from telemetry.core import conf
+    from telemetry import conf
 
     _hot["on"] = bool(conf.get("LOGS_ENABLED"))
     level = conf.get("LOG_STORE_LEVEL")

@@ -24,7 +24,9 @@ import orjson
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from telemetry.core import conf, guard
+from telemetry import conf
+from telemetry.core import guard
+from telemetry.metrics import internal
 
 MAX_PENDING_TRACES = 5000
 MAX_SPANS_PER_PENDING_TRACE = 1000
@@ -38,14 +40,12 @@ _spans = deque()
 _logs = deque()
 _hot = {"max_spans": 50_000, "max_logs": 10_000, "started": False}
 _state = {"pid": None, "wake": None, "foreground": False}
-_dropped = {}
-_reported = {}
+_dropped = internal.DropCounter(internal.trace_dropped, labelled=True)
 _lock = threading.Lock()
 _pending = OrderedDict()  # trace id -> [first seen (monotonic), spans]
 _decisions = OrderedDict()  # trace id -> kept_because or "" (dropped)
 _failed = deque()  # [attempts, batch]
 _export = {"processor": None, "checked": False}
-_counters = {}
 
 
 class StoreSpanProcessor(SpanProcessor):
@@ -86,7 +86,7 @@ def sampled_by_ratio(trace_id, settings):
 def submit(span):
     """Never blocks, never raises; a full queue drops and counts."""
     if len(_spans) >= _hot["max_spans"]:
-        _dropped["queue_full"] = _dropped.get("queue_full", 0) + 1
+        _dropped.count("queue_full")
         return
     _spans.append(span)
     if not _hot["started"]:
@@ -95,7 +95,7 @@ def submit(span):
 
 def submit_log(row):
     if len(_logs) >= _hot["max_logs"]:
-        _dropped["log_queue_full"] = _dropped.get("log_queue_full", 0) + 1
+        _dropped.count("log_queue_full")
         return
     _logs.append(row)
     if not _hot["started"]:
@@ -151,13 +151,13 @@ def _flush_locked():
                 _count_lost(entry[1])
             else:
                 _failed.append(entry)
-    _report_dropped()
+    _dropped.report()
 
 
 def _count_lost(batch):
     kept, _, logs = batch
-    _dropped["store_failed"] = _dropped.get("store_failed", 0) + len(kept)
-    _dropped["log_store_failed"] = _dropped.get("log_store_failed", 0) + len(logs)
+    _dropped.count("store_failed", len(kept))
+    _dropped.count("log_store_failed", len(logs))
 
 
 def _is_local_root(span):
@@ -209,19 +209,19 @@ def _decide(spans, settings):
         entry = _pending.get(trace_id)
         if entry is None:
             if len(_pending) >= MAX_PENDING_TRACES:
-                _dropped["pending_full"] = _dropped.get("pending_full", 0) + 1
+                _dropped.count("pending_full")
                 continue
             entry = _pending[trace_id] = [now, []]
         if len(entry[1]) < MAX_SPANS_PER_PENDING_TRACE:
             entry[1].append(span)
         else:
-            _dropped["pending_full"] = _dropped.get("pending_full", 0) + 1
+            _dropped.count("pending_full")
     while _pending:
         trace_id, (first_seen, waiting) = next(iter(_pending.items()))
         if now - first_seen < PENDING_TTL_SECONDS:
             break
         del _pending[trace_id]
-        _dropped["expired"] = _dropped.get("expired", 0) + len(waiting)
+        _dropped.count("expired", len(waiting))
     return kept, summaries
 
 
@@ -321,7 +321,7 @@ def _write(kept, summaries, logs):
     and turns "error" when one of them failed."""
     from django.db import connections, transaction
 
-    from telemetry.db.wrapper import suppressed
+    from telemetry.core.context import suppressed
     from telemetry.models import LogEntry
     from telemetry.core.routers import telemetry_alias
 
@@ -340,7 +340,7 @@ def _write(kept, summaries, logs):
                 _write_any(connection, rows, traces)
         if logs:
             LogEntry.objects.using(alias).bulk_create([LogEntry(**row) for row in logs], batch_size=500)
-    _counter("telemetry_trace_spans_stored", "Spans written to the embedded trace store.").inc(len(rows))
+    internal.trace_spans_stored().inc(len(rows))
 
 
 def _write_postgresql(connection, rows, traces):
@@ -480,34 +480,16 @@ def export_processor():
 
 
 def count_dropped(reason, amount=1):
-    _dropped[reason] = _dropped.get(reason, 0) + amount
-
-
-def _counter(name, documentation, labels=()):
-    counter = _counters.get(name)
-    if counter is None:
-        from prometheus_client import Counter
-
-        counter = _counters[name] = Counter(name, documentation, list(labels))
-    return counter
-
-
-def _report_dropped():
-    for reason, count in list(_dropped.items()):
-        delta = count - _reported.get(reason, 0)
-        if delta > 0:
-            _counter("telemetry_trace_dropped", "Spans and log records not stored, by reason.",
-                     ("reason",)).labels(reason).inc(delta)
-            _reported[reason] = count
+    _dropped.count(reason, amount)
 
 
 def dropped(reason):
     """Spans (or log records) dropped for ``reason`` in this process so far."""
-    return _dropped.get(reason, 0)
+    return _dropped.total(reason)
 
 
 def _run(wake):
-    from telemetry.db.wrapper import suppress_in_this_thread
+    from telemetry.core.context import suppress_in_this_thread
 
     suppress_in_this_thread()
     while True:

@@ -9,7 +9,8 @@ import os
 
 from django.conf import settings
 
-from telemetry.core import conf, guard
+from telemetry import conf
+from telemetry.core import guard
 
 _installed = {"provider": None, "resource": None}
 

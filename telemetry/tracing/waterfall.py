@@ -7,7 +7,7 @@ page, the API and tests share them without a database.
 
 from operator import itemgetter
 
-from telemetry.core import conf
+from telemetry import conf
 
 #: Spans shown per trace; a runaway trace (a loop of queries) must not stall the page.
 MAX_SPANS = 2000

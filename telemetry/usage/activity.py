@@ -7,7 +7,8 @@ from datetime import timedelta
 from django.db.models import Count
 from django.utils import timezone
 
-from telemetry.core import conf, labels
+from telemetry import conf
+from telemetry.core import labels
 
 _pending = {}
 _reported = set()
@@ -27,7 +28,7 @@ def seen(user_id, organization_id):
 
 
 def write_and_count(batch):
-    from telemetry.db.wrapper import suppressed
+    from telemetry.core.context import suppressed
     from telemetry.metrics import families
     from telemetry.models import UserActivity
     from telemetry.core.routers import telemetry_alias

@@ -5,8 +5,9 @@ import time
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.utils.module_loading import import_string
 
-from telemetry.core import conf, guard, labels
-from telemetry.api import _emit
+from telemetry import conf
+from telemetry.core import guard, labels
+from telemetry.core.bus import emit
 
 SESSION_LOGIN_KEY = "_telemetry_login_at"
 
@@ -35,7 +36,7 @@ def _method(request):
 def on_login(sender, request, user, **kwargs):
     with guard.guarded("signals"):
         organization = labels.organization(_user_organization(user))
-        _emit("inc", ("business", "logins"), ("success", _method(request), organization), 1)
+        emit("inc", ("business", "logins"), ("success", _method(request), organization), 1)
         session = getattr(request, "session", None)
         if session is not None:
             session[SESSION_LOGIN_KEY] = time.time()
@@ -43,7 +44,7 @@ def on_login(sender, request, user, **kwargs):
 
 def on_login_failed(sender, credentials, request=None, **kwargs):
     with guard.guarded("signals"):
-        _emit("inc", ("business", "logins"), ("failure", _method(request), ""), 1)
+        emit("inc", ("business", "logins"), ("failure", _method(request), ""), 1)
 
 
 def on_logout(sender, request, user, **kwargs):
@@ -56,7 +57,7 @@ def on_logout(sender, request, user, **kwargs):
 
 def record_session_end(user, seconds):
     organization = labels.organization(_user_organization(user))
-    _emit("observe", ("business", "session_duration"), (organization,), max(seconds, 0.0))
+    emit("observe", ("business", "session_duration"), (organization,), max(seconds, 0.0))
 
 
 def connect():

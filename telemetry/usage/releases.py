@@ -13,7 +13,13 @@ import threading
 from django.conf import settings
 from django.db.models import Min, Sum
 
-from telemetry import api
+from django.urls import Resolver404, resolve
+
+from telemetry.core.bus import emit
+from telemetry.core.routers import telemetry_alias
+from telemetry.core.upsert import increment
+from telemetry.core import routes
+from telemetry.models import ReleaseRouteStats
 
 _pending = {}
 _lock = threading.Lock()
@@ -44,9 +50,6 @@ def observe(batch, route, seconds):
 
 
 def write_pending(batch=None):
-    from telemetry.models import ReleaseRouteStats
-    from telemetry.core.upsert import increment
-
     with _lock:
         pending = dict(_pending)
         _pending.clear()
@@ -61,9 +64,6 @@ def write_pending(batch=None):
 
 
 def _route_stats(release):
-    from telemetry.models import ReleaseRouteStats
-    from telemetry.core.routers import telemetry_alias
-
     rows = (ReleaseRouteStats.objects.using(telemetry_alias()).filter(release=release).values("route")
             .annotate(count=Sum("count"), total=Sum("total_seconds"), squares=Sum("total_squares"),
                       satisfied=Sum("satisfied"), tolerating=Sum("tolerating")).order_by())
@@ -122,9 +122,6 @@ def trend_coefficient(means):
 
 
 def releases_in_order():
-    from telemetry.models import ReleaseRouteStats
-    from telemetry.core.routers import telemetry_alias
-
     first_seen = (ReleaseRouteStats.objects.using(telemetry_alias()).values("release")
                   .annotate(first=Min("hour")).order_by("first"))
     return [row["release"] for row in first_seen]
@@ -142,13 +139,13 @@ def compare(history=5):
     summary = {"current": current, "previous": None, "routes": {}}
     score = performance_score(current_stats)
     if score is not None:
-        api.set_performance_score(current, score)
+        emit("set", ("analytics", "benchmark_score"), (current,), score)
         summary["score"] = round(score, 2)
     recent = [_route_stats(release) for release in releases[max(0, index - history + 1):index + 1]]
     for route in current_stats:
         means = [stats[route]["total"] / stats[route]["count"] for stats in recent
                  if route in stats and stats[route]["count"]]
-        api.set_trend_coefficient(current, route, trend_coefficient(means))
+        emit("set", ("analytics", "benchmark_trend"), (current, route), trend_coefficient(means))
     if index == 0:
         return summary
     previous = releases[index - 1]
@@ -159,9 +156,23 @@ def compare(history=5):
             continue
         verdict = significance(previous_stats[route], row)
         summary["routes"][route] = verdict
-        api.record_benchmark_comparison(current, previous, verdict)
+        emit("inc", ("analytics", "benchmark_comparison"), (current, previous, verdict), 1)
         if verdict == "regression":
-            api.record_regression(current, regression_type(previous_stats[route], row))
+            emit("inc", ("analytics", "benchmark_regression"), (current, regression_type(previous_stats[route], row)), 1)
     return summary
 
 
+def record_baseline(release, path, hour, requests, mean_seconds, variance_ratio=1.04):
+    """Stores an earlier release's latency for the route ``path`` resolves to (see
+    ``telemetry.api.record_release_baseline``); False when it resolves to no route."""
+    try:
+        route = routes.normalize(resolve(path).route)
+    except Resolver404:
+        return False
+    ReleaseRouteStats.objects.using(telemetry_alias()).update_or_create(
+        release=release, route=route, hour=hour.replace(minute=0, second=0, microsecond=0),
+        defaults={"count": requests, "total_seconds": requests * mean_seconds,
+                  "total_squares": requests * mean_seconds * mean_seconds * variance_ratio, "satisfied": requests,
+                  "tolerating": 0, "max_seconds": mean_seconds * 3},
+    )
+    return True

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from telemetry.usage import activity
 from telemetry.core import guard
+from telemetry.metrics import internal
 
 #: Distinct (organization, hour[, kind]) keys held per table between two writes.
 MAX_PENDING = 10_000
@@ -22,15 +23,14 @@ _pending = {}
 #: (organization, hour, kind) -> [runs, failures]
 _pending_datasources = {}
 _lock = threading.Lock()
-_dropped = {"count": 0, "reported": 0}
-_counter = []
+_dropped = internal.DropCounter(internal.usage_dropped)
 
 
 def _entry(table, key, size):
     entry = table.get(key)
     if entry is None:
         if len(table) >= MAX_PENDING:
-            _dropped["count"] += 1
+            _dropped.count()
             return None
         entry = table[key] = [0] * size
     return entry
@@ -74,19 +74,7 @@ def query_run(batch, organization_id, kind, status):
 
 def dropped():
     """Events not counted in this process because a table was full."""
-    return _dropped["count"]
-
-
-def _report_dropped():
-    count = _dropped["count"]
-    if count > _dropped["reported"]:
-        if not _counter:
-            from prometheus_client import Counter
-
-            _counter.append(Counter("telemetry_usage_dropped",
-                                    "Usage events not counted because the in-process table was full."))
-        _counter[0].inc(count - _dropped["reported"])
-        _dropped["reported"] = count
+    return _dropped.total()
 
 
 def write_pending(batch=None):
@@ -99,7 +87,7 @@ def write_pending(batch=None):
         _pending.clear()
         datasources = dict(_pending_datasources)
         _pending_datasources.clear()
-    _report_dropped()
+    _dropped.report()
     if batch is not None:
         with guard.guarded("usage:active_users"):
             for organization, count in activity.counts_of(batch).items():
@@ -145,8 +133,8 @@ def purge(days=None):
     returns the number of rows deleted."""
     from django.utils import timezone
 
-    from telemetry.core import conf
-    from telemetry.db.wrapper import suppressed
+    from telemetry import conf
+    from telemetry.core.context import suppressed
     from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage
     from telemetry.core.routers import telemetry_alias
 

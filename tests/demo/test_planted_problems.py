@@ -9,7 +9,7 @@ from django.utils import timezone
 from apps_builder.models import App, AppVersion, AuditEvent, DataQuery, DataSource
 from telemetry.queries import advice, explain, stats as querystats
 from telemetry import api
-from telemetry.db.wrapper import suppressed
+from telemetry.core.context import suppressed
 from telemetry.models import QueryFinding, QueryPlan
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])

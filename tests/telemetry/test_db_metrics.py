@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection, connections
 
-from telemetry.db import wrapper as telemetry_db
+from telemetry.core.context import suppressed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,7 +67,7 @@ def test_connections_opened_later_in_other_threads_are_instrumented(samples):
 def test_suppressed_statements_are_not_recorded(samples):
     delta = samples.snapshot("db_client_operation_count_total", {
         "db_system": "postgresql", "db_operation_name": "select", "db_collection_name": "auth_group"})
-    with telemetry_db.suppressed():
+    with suppressed():
         list(Group.objects.all())
     assert delta() == 0
 

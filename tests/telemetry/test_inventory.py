@@ -20,9 +20,10 @@ from prometheus_client import REGISTRY
 import plugins
 from apps_builder.models import App, AppVersion, DataQuery, DataSource
 from telemetry import api
-from telemetry.core import conf, labels, recorder
-from telemetry.http import routes
-from telemetry.metrics import sampler
+from telemetry import conf
+from telemetry.core import labels, recorder
+from telemetry.core import routes
+from telemetry.pipeline import sampler
 from telemetry.queries.sql import analyze
 from telemetry.metrics import families
 from tests.live import ROOT, free_port

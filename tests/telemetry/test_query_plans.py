@@ -9,7 +9,7 @@ from django.db import connection
 from telemetry.queries import advice, explain, stats as querystats
 from telemetry import api
 from telemetry.core import guard
-from telemetry.db.wrapper import suppressed
+from telemetry.core.context import suppressed
 from telemetry.models import QueryPlan
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])

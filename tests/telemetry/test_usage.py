@@ -184,7 +184,7 @@ def test_the_pending_tables_are_bounded_and_drops_are_counted(monkeypatch):
     assert len(usage._pending) == 3 and usage.dropped() - before == 4
     assert [entry[0] for entry in usage._pending.values()] == [2, 2, 2]  # admitted keys keep counting
     usage._pending.clear()
-    usage._report_dropped()
+    usage._dropped.report()
     assert REGISTRY.get_sample_value("telemetry_usage_dropped_total") == usage.dropped()
 
 

@@ -120,25 +120,13 @@ class Command(BaseCommand):
     def _seed_release_history(self):
         """Per-route latency of an earlier release, as if the platform had run it, so the
         release comparison (and its benchmark metrics) has a baseline from the start."""
-        from django.urls import Resolver404, resolve
         from django.utils import timezone
 
-        from telemetry.models import ReleaseRouteStats
-        from telemetry.core.routers import telemetry_alias
-        from telemetry.http.routes import normalize
+        from telemetry import api
 
-        hour = (timezone.now() - timezone.timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
+        hour = timezone.now() - timezone.timedelta(days=7)
         for path, count, mean in demo_data.RELEASE_HISTORY:
-            try:
-                route = normalize(resolve(path).route)
-            except Resolver404:
-                continue
-            ReleaseRouteStats.objects.using(telemetry_alias()).update_or_create(
-                release=demo_data.PREVIOUS_RELEASE, route=route, hour=hour,
-                defaults={"count": count, "total_seconds": count * mean,
-                          "total_squares": count * (mean * mean * 1.04), "satisfied": count,
-                          "tolerating": 0, "max_seconds": mean * 3},
-            )
+            api.record_release_baseline(demo_data.PREVIOUS_RELEASE, path, hour, count, mean)
 
     def _ensure_admin(self):
         user_model = get_user_model()

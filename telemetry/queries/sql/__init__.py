@@ -22,7 +22,9 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
-from telemetry.core import conf, guard
+from telemetry import conf
+from telemetry.core import guard
+from telemetry.metrics import internal
 from telemetry.queries.sql import fingerprint as fingerprints
 from telemetry.queries.sql import placeholders
 
@@ -73,7 +75,6 @@ class _Cached:
 
 
 _limits = None
-_unparsed_counter = None
 _schema = None
 
 
@@ -272,15 +273,7 @@ def _simple_analysis(operation, renamed, dialect, score=None):
 
 
 def _count_unparsed(vendor):
-    global _unparsed_counter
-    if _unparsed_counter is None:
-        from prometheus_client import Counter
-
-        _unparsed_counter = Counter(
-            "telemetry_sql_unparsed", "Statements the SQL analyzer could not parse (operation 'other'), by vendor.",
-            ["vendor"],
-        )
-    _unparsed_counter.labels(vendor if vendor in _COUNTED_VENDORS else "other").inc()
+    internal.sql_unparsed().labels(vendor if vendor in _COUNTED_VENDORS else "other").inc()
 
 
 _OPERATIONS = None

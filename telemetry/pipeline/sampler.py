@@ -10,20 +10,13 @@ from django.conf import settings
 from django.db import connections
 
 from telemetry.usage import activity, releases, rollups as usage
-from telemetry.core import guard
+from telemetry.core import guard, labels
 from telemetry.queries import stats as querystats
 from telemetry.db.wrapper import tracked_connections
-from telemetry.metrics.handlers import DB_SYSTEMS
+from telemetry.pipeline.handlers import DB_SYSTEMS
 from telemetry.metrics import families
 
-_samplers = []
 _process = {}
-
-
-def register(callback):
-    """``callback(batch)`` is called at every sample; use the public API's setters."""
-    if callback not in _samplers:
-        _samplers.append(callback)
 
 
 def component():
@@ -84,9 +77,43 @@ def _database_connections(batch):
 def sample(batch):
     for name, step in (("resources", _resources), ("db_connections", _database_connections),
                        ("active_users", activity.write_and_count), ("releases", releases.write_pending),
-                       ("query_stats", querystats.write_pending), ("usage", usage.write_pending)):
+                       ("query_stats", querystats.write_pending), ("usage", usage.write_pending),
+                       ("pools", _pools)):
         with guard.guarded(f"sample:{name}"):
             step(batch)
-    for callback in list(_samplers):
-        with guard.guarded("sample:callback"):
-            callback(batch)
+
+
+_pool_samplers = []
+#: Pool series set at an earlier sample: one that is not reported again is set to 0.
+_pool_series = set()
+
+
+def register_pools(callback):
+    """See ``telemetry.api.register_pool_sampler``."""
+    if callback not in _pool_samplers:
+        _pool_samplers.append(callback)
+
+
+def _pools(batch):
+    metrics = families()
+    values = {}
+    for callback in list(_pool_samplers):
+        with guard.guarded("sample:pools"):
+            for pool in callback():
+                values[(metrics.plugins.connection_pool_size, (pool.kind, "active"))] = pool.active
+                values[(metrics.plugins.connection_pool_size, (pool.kind, "idle"))] = pool.idle
+                if pool.pool:
+                    values[(metrics.db.connection_count, (pool.pool, pool.kind))] = pool.active + pool.idle
+                    values[(metrics.db.connection_idle_max, (pool.pool,))] = pool.max_idle
+                    # A cache that never queues a caller (it opens a new connection instead).
+                    values[(metrics.db.connection_pending_requests, (pool.pool,))] = 0
+                for organization_id, count in pool.organizations.items():
+                    organization = labels.organization(organization_id)
+                    for family in (metrics.plugins.connection_cached_active, metrics.business.datasource_connections):
+                        key = (family, (pool.kind, organization))
+                        values[key] = values.get(key, 0) + count
+    for key in _pool_series - values.keys():
+        values[key] = 0
+    _pool_series.update(values)
+    for (family, label_values), value in values.items():
+        batch.set(family, label_values, value)
