@@ -3,6 +3,7 @@ Redis, and the worker's spans reach the store from the worker process."""
 
 import os
 import subprocess
+import uuid
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ def enqueue(request):
     from celery import Celery
 
     client = Celery("config", broker=_broker["url"], backend=_broker["url"])
-    result = client.send_task("config.celery.ping")
+    result = client.send_task("config.celery.ping", queue=_broker["queue"])
     return JsonResponse({"task_id": result.id})
 
 
@@ -39,16 +40,18 @@ def _test_db_url(alias):
 
 @pytest.fixture
 def traced_worker(redis_url, tmp_path):
+    """A worker on its own queue: other test runs may share the Redis database."""
+    queue = f"trace-celery-{uuid.uuid4().hex[:8]}"
     env = {key: value for key, value in os.environ.items() if key != "TEST_DB_SUFFIX"}
     env.update(CELERY_BROKER_URL=redis_url, CELERY_RESULT_BACKEND=redis_url, VAR_DIR=str(tmp_path),
                DATABASE_URL=_test_db_url("default"), TELEMETRY_DATABASE_URL=_test_db_url("telemetry"),
                TELEMETRY_TRACE_SAMPLE_RATE="1.0")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"],
+         "-Q", queue, "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    _broker["url"] = redis_url
+    _broker.update(url=redis_url, queue=queue)
     yield worker
     worker.terminate()
     worker.wait(timeout=20)
