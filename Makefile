@@ -11,13 +11,13 @@ TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://tooljet:tooljet@127.0.0.1:5
 	TEST_POSTGRES_PLUGIN_URL=$${TEST_POSTGRES_PLUGIN_URL:-postgres://tooljet:tooljet@127.0.0.1:5432/tooljet_plugin_data} \
 	TEST_MYSQL_URL=$${TEST_MYSQL_URL:-mysql://tooljet:tooljet@127.0.0.1:3306/tooljet_plugin_data}
 
-.PHONY: install services test demo migrate seed clean bench
+.PHONY: install services test lint demo migrate seed clean bench
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 services:
@@ -25,6 +25,12 @@ services:
 
 test: install services
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Lint (ruff), import contracts (import-linter, pyproject.toml) and types (mypy on telemetry/).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 migrate: install
 	@# The telemetry alias first: the platform's migrate already records its statements there.
