@@ -97,6 +97,9 @@ for _alias, _db in DATABASES.items():
             "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
         )
         _db["OPTIONS"].setdefault("timeout", 20)
+        # Writers take the write lock when their transaction begins: a read lock upgraded
+        # later fails at once with "database is locked", whatever the timeout.
+        _db["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
         _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / f"test_{_alias}.sqlite3")
     elif _db["ENGINE"] == "django.db.backends.postgresql":
         _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
@@ -168,6 +171,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery" / "broker"
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"  # messages written atomically
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
@@ -193,6 +197,7 @@ CELERY_BEAT_SCHEDULE = {
     "telemetry-compare-releases": {"task": "telemetry.compare_releases", "schedule": 30.0},
     "telemetry-purge-traces": {"task": "telemetry.purge_traces", "schedule": 3600.0},
     "telemetry-purge-usage": {"task": "telemetry.purge_usage", "schedule": 3600.0},
+    "telemetry-purge-stored": {"task": "telemetry.purge_stored", "schedule": 3600.0},
     "telemetry-slow-query-report": {"task": "telemetry.build_slow_query_report", "schedule": 120.0},
     "telemetry-optimization-report": {"task": "telemetry.build_optimization_report", "schedule": 180.0},
 }

@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.core import checks
 
+from telemetry import conf
+
 MIDDLEWARE_PATH = "telemetry.http.middleware.TelemetryMiddleware"
 
 
@@ -21,3 +23,18 @@ def check_middleware(app_configs, **kwargs):
             hint="Move it to the first position.", id="telemetry.W002",
         ))
     return errors
+
+
+@checks.register(checks.Tags.security)
+def check_metrics_behind_proxy(app_configs, **kwargs):
+    """Behind a reverse proxy, loopback is the proxy: only a token keeps /metrics private."""
+    behind_proxy = (getattr(settings, "USE_X_FORWARDED_HOST", False) or getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+                    or conf.get("METRICS_TRUSTED_PROXIES"))
+    if behind_proxy and not conf.get("METRICS_TOKEN"):
+        return [checks.Warning(
+            "The site runs behind a reverse proxy and TELEMETRY['METRICS_TOKEN'] is empty: /metrics is open to "
+            "whatever the proxy forwards from the allowed addresses.",
+            hint="Set METRICS_TOKEN (Prometheus: authorization credentials) or block /metrics at the proxy.",
+            id="telemetry.W003",
+        )]
+    return []

@@ -30,9 +30,25 @@ DEFAULTS = {
     # Retention of stored traces and logs (Celery beat, in batches).
     "TRACE_RETENTION_DAYS": 7,
     "TRACE_RETENTION_MAX_SPANS": 1_000_000,
+    "LOG_RETENTION_MAX_ROWS": 200_000,
+    # Retention of query intelligence, release statistics and user activity (Celery beat,
+    # ``telemetry.purge_stored``): rows older than the days, then the oldest beyond the count.
+    "QUERY_STATS_RETENTION_DAYS": 30,
+    "QUERY_STATS_MAX_ROWS": 500_000,
+    "QUERY_FINDINGS_RETENTION_DAYS": 30,
+    "QUERY_FINDINGS_MAX_ROWS": 100_000,
+    "QUERY_PLANS_RETENTION_DAYS": 30,
+    "QUERY_PLANS_MAX_ROWS": 10_000,
+    "QUERY_REPORTS_RETENTION_DAYS": 30,
+    "QUERY_REPORTS_MAX_ROWS": 2_000,
+    "RELEASE_STATS_RETENTION_DAYS": 180,
+    "RELEASE_STATS_MAX_ROWS": 200_000,
+    "USER_ACTIVITY_RETENTION_DAYS": 7,
     # Log records at this level and above are kept with their trace (LogEntry).
     "LOG_STORE_LEVEL": "WARNING",
     "LOG_QUEUE_MAX": 10_000,
+    # Stored log rows per logger and message template a minute; the rest are counted.
+    "LOG_RATE_LIMIT_PER_MINUTE": 10,
     # Prefix of the ``tooljet_*`` families (the seed's names use ``tooljet``).
     "NAMESPACE": "tooljet",
     # Database alias that holds what telemetry stores; "default" when the project has none.
@@ -47,6 +63,15 @@ DEFAULTS = {
     # with neither, only loopback may scrape.
     "METRICS_TOKEN": "",
     "METRICS_ALLOWED_IPS": [],
+    # Reverse proxies whose X-Forwarded-For /metrics believes (addresses or CIDR networks).
+    # A request that carries forwarding headers from any other peer is never loopback.
+    "METRICS_TRUSTED_PROXIES": [],
+    # Readiness (/health): each check waits at most this long, one run per check is in
+    # flight and its result is reused for HEALTH_CACHE_SECONDS; the broker is checked when
+    # Celery is configured (None: when CELERY_BROKER_URL is set), or as forced here.
+    "HEALTH_CHECK_TIMEOUT_SECONDS": 2.0,
+    "HEALTH_CACHE_SECONDS": 1.0,
+    "HEALTH_CHECK_BROKER": None,
     # Cardinality caps: distinct values per label before the ``other`` bucket.
     "MAX_ORGANIZATIONS": 200,
     "MAX_APPS": 500,

@@ -87,6 +87,15 @@ def fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_log_rate_limits():
+    """Stored log rows are rate-limited per message and minute in a process: each test
+    starts without the counts that earlier tests left."""
+    from telemetry.tracing.logs import rate_limit
+
+    rate_limit.reset()
+
+
 @pytest.fixture
 def browser():
     """Debian's headless Chromium through chromedriver (installed by .ci/services)."""

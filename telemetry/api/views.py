@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema
 from prometheus_client import REGISTRY
 from rest_framework import generics
 from rest_framework.pagination import CursorPagination
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -99,6 +99,8 @@ class TraceListView(generics.ListAPIView):
     """Stored traces, newest first, filtered by route, status, organization, minimum
     duration and time range."""
 
+    permission_classes = [IsAuthenticated]  # whatever the host's DRF default is
+
     serializer_class = TraceSerializer
     pagination_class = TracePagination
 
@@ -118,6 +120,8 @@ class TraceDetailView(APIView):
     """One trace: its summary, its spans as on the waterfall (depth, offsets, slow,
     failed, critical path; at most ``waterfall.MAX_SPANS``) and its log lines."""
 
+    permission_classes = [IsAuthenticated]
+
     def get(self, request, trace_id):
         trace = get_object_or_404(visible_traces(request.user), trace_id=trace_id.lower())
         spans = list(Span.objects.filter(trace_id=trace.trace_id).order_by("start_ns").values(
@@ -134,6 +138,8 @@ class TraceDetailView(APIView):
 class LogListView(generics.ListAPIView):
     """Stored log records, newest first, by minimum level, trace id, text and time range.
     Non-staff users see the records of their organization's traces only."""
+
+    permission_classes = [IsAuthenticated]  # whatever the host's DRF default is
 
     serializer_class = LogEntrySerializer
     pagination_class = LogPagination

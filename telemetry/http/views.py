@@ -1,10 +1,13 @@
-"""``/metrics`` (Prometheus text or OpenMetrics) and ``/health``."""
+"""``/metrics`` (Prometheus text or OpenMetrics), readiness (``/health``, ``/health/ready``)
+and liveness (``/health/live``)."""
 
 import hmac
 import ipaddress
-
+import os
+import threading
 import time
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
@@ -16,17 +19,44 @@ from prometheus_client.exposition import choose_encoder
 
 from telemetry import conf
 from telemetry.core import guard, recorder
+from telemetry.core.context import suppressed
+from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import multiprocess
 from telemetry.core.bus import emit
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
-def _client_ip(request):
+#: Headers a reverse proxy adds: a request carrying one came through a proxy.
+FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
+def _address(text):
     try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        return ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+
+
+def _client_ip(request):
+    """The scraper's address. Behind a trusted proxy (``METRICS_TRUSTED_PROXIES``) it is the
+    nearest untrusted address of ``X-Forwarded-For``; a request that carries forwarding
+    headers from any other peer has no known client (a proxy on the same host would
+    otherwise make every scraper look like loopback)."""
+    peer = _address(request.META.get("REMOTE_ADDR", ""))
+    proxied = any(header in request.META for header in FORWARDING_HEADERS)
+    if peer is None or not proxied:
+        return peer
+    trusted = _networks(conf.get("METRICS_TRUSTED_PROXIES") or [])
+    if not any(peer in network for network in trusted):
+        return None
+    for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        address = _address(hop)
+        if address is None:
+            return None
+        if not any(address in network for network in trusted):
+            return address
+    return None
 
 
 def _networks(entries):
@@ -35,7 +65,7 @@ def _networks(entries):
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
-            guard.report("metrics_allowlist", ValueError(f"bad METRICS_ALLOWED_IPS entry {entry!r}"))
+            guard.report("metrics_allowlist", ValueError(f"bad network entry {entry!r}"))
     return networks
 
 
@@ -81,15 +111,27 @@ def metrics(request):
 
 
 def _check_databases():
-    for alias in connections:
-        with connections[alias].cursor() as cursor:
+    """The host's databases: every alias but telemetry's own store."""
+    store = telemetry_alias()
+    try:
+        for alias in connections:
+            if alias != store or alias == "default":
+                with connections[alias].cursor() as cursor:
+                    cursor.execute("SELECT 1")
+    finally:
+        connections.close_all()  # this thread's own connections
+
+
+def _check_store():
+    try:
+        with suppressed(), connections[telemetry_alias()].cursor() as cursor:
             cursor.execute("SELECT 1")
+    finally:
+        connections.close_all()
 
 
-def _check_broker():
-    from celery import current_app
-
-    with current_app.connection_for_write() as connection:
+def _check_broker(app):
+    with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
 
 
@@ -100,30 +142,135 @@ def _check_cache():
         raise RuntimeError("cache did not return what was stored")
 
 
-CHECKS = {"database": _check_databases, "broker": _check_broker, "cache": _check_cache}
+def _broker_configured():
+    setting = conf.get("HEALTH_CHECK_BROKER")
+    if setting is None:
+        return bool(getattr(settings, "CELERY_BROKER_URL", None) or os.environ.get("CELERY_BROKER_URL"))
+    return bool(setting)
+
+
+class Check:
+    """One dependency check, run in a daemon thread of its own so that a probe waits at
+    most ``HEALTH_CHECK_TIMEOUT_SECONDS`` however the dependency fails (refused, hung, slow).
+    One run per check is in flight: concurrent probes share it, and its result serves the
+    probes of the next ``HEALTH_CACHE_SECONDS``, so probes cannot pile up threads or
+    connections on a dependency that hangs. A run still hanging after
+    ``STALE_AFTER_SECONDS`` is given up (at most ``MAX_STUCK`` of them linger), so a
+    dependency that recovers is seen as up again."""
+
+    STALE_AFTER_SECONDS = 10.0
+    MAX_STUCK = 3
+
+    def __init__(self, service, function):
+        self.service = service
+        self.function = function
+        self._lock = threading.Lock()
+        self._done = None  # threading.Event of the run in flight, or of the last run
+        self._started_at = 0.0
+        self._stuck = 0
+        self._result = None
+        self._finished_at = -1e9
+
+    def _run(self, done, args):
+        started = time.perf_counter()
+        try:
+            self.function(*args)
+            result = {"status": "up"}
+        except Exception as exc:  # noqa: BLE001 - a failing dependency is a result, not an error
+            result = {"status": "down", "error": type(exc).__name__}
+        result["seconds"] = round(time.perf_counter() - started, 4)
+        with self._lock:
+            if done is self._done:
+                self._result, self._finished_at = result, time.monotonic()
+            else:
+                self._stuck -= 1  # a run given up earlier ended at last
+        done.set()
+
+    def _start(self, args):
+        self._done = threading.Event()
+        self._started_at = time.monotonic()
+        threading.Thread(target=self._run, args=(self._done, args), name=f"telemetry-health-{self.service}",
+                         daemon=True).start()
+
+    def result(self, timeout, max_age, args=()):
+        """(result dict, whether it comes from a run this call waited for); ``args`` go to
+        the check function."""
+        now = time.monotonic()
+        with self._lock:
+            if self._done is None:
+                self._start(args)
+            elif self._done.is_set():
+                if self._result is not None and now - self._finished_at < max_age:
+                    return self._result, False
+                self._start(args)
+            elif now - self._started_at > self.STALE_AFTER_SECONDS and self._stuck < self.MAX_STUCK:
+                self._stuck += 1
+                self._start(args)
+            done = self._done
+        if not done.wait(timeout):
+            return {"status": "down", "error": "Timeout", "seconds": round(timeout, 4)}, True
+        with self._lock:
+            return self._result, True
+
+    def reset(self):
+        with self._lock:
+            self._result, self._finished_at = None, -1e9
+
+
+#: Checks of the host: a failing one makes readiness fail.
+HOST_CHECKS = {"database": Check("database", _check_databases), "broker": Check("broker", _check_broker),
+               "cache": Check("cache", _check_cache)}
+#: Telemetry's own store: reported, never failing readiness.
+STORE_CHECK = Check("telemetry_store", _check_store)
+
+
+def reset_health():
+    """Forgets cached check results (tests)."""
+    for check in (*HOST_CHECKS.values(), STORE_CHECK):
+        check.reset()
+
+
+def _observe(service, result):
+    up = result["status"] == "up"
+    emit("inc", ("jobs", "health_checks"), (service, "up" if up else "down"), 1)
+    emit("observe", ("jobs", "health_check_duration"), (service,), result["seconds"])
+    emit("set", ("jobs", "dependency_status"), (service,), 1 if up else 0)
+
+
+def _run_checks(checks):
+    timeout = conf.get("HEALTH_CHECK_TIMEOUT_SECONDS")
+    max_age = conf.get("HEALTH_CACHE_SECONDS")
+    # Celery's current app is per thread: the check thread gets this thread's.
+    arguments = {"broker": (current_app._get_current_object(),)}
+    results = {}
+    for name, check in checks.items():
+        result, ran = check.result(timeout, max_age, arguments.get(name, ()))
+        results[name] = dict(result)
+        if ran:
+            _observe(check.service, result)
+    return results
+
+
+@login_not_required
+@require_GET
+def live(request):
+    """Liveness: the process answers. Checks nothing, so a slow dependency never gets a
+    healthy process restarted."""
+    return JsonResponse({"status": "ok"})
 
 
 @login_not_required
 @require_GET
 def health(request):
-    """Checks each dependency; 200 when all are up, else 503. Errors show their class only."""
-    results = {}
-    for service, check in CHECKS.items():
-        started = time.perf_counter()
-        try:
-            check()
-            results[service] = {"status": "up"}
-        except Exception as exc:  # noqa: BLE001 - a failing dependency is a result, not an error
-            results[service] = {"status": "down", "error": type(exc).__name__}
-        seconds = time.perf_counter() - started
-        results[service]["seconds"] = round(seconds, 4)
-        up = results[service]["status"] == "up"
-        emit("inc", ("jobs", "health_checks"), (service, "up" if up else "down"), 1)
-        emit("observe", ("jobs", "health_check_duration"), (service,), seconds)
-        emit("set", ("jobs", "dependency_status"), (service,), 1 if up else 0)
-    healthy = all(result["status"] == "up" for result in results.values())
-    body = {"status": "ok" if healthy else "degraded", "release": getattr(settings, "RELEASE_VERSION", ""),
-            "checks": results}
-    return JsonResponse(body, status=200 if healthy else 503, json_dumps_params={"indent": None})
-
-
+    """Readiness: 200 when the host's databases (every alias but telemetry's store), the
+    cache and, when Celery is configured, the broker are up, else 503. Telemetry's own
+    store is reported under ``telemetry`` and only ever makes the status ``degraded``.
+    Errors show their class only."""
+    checks = {name: check for name, check in HOST_CHECKS.items() if name != "broker" or _broker_configured()}
+    results = _run_checks(checks)
+    store = _run_checks({"store": STORE_CHECK})["store"]
+    ready = all(result["status"] == "up" for result in results.values())
+    status = "down" if not ready else "ok" if store["status"] == "up" else "degraded"
+    body = {"status": status, "release": getattr(settings, "RELEASE_VERSION", ""), "checks": results,
+            "telemetry": {"store": store}}
+    return JsonResponse(body, status=200 if ready else 503, json_dumps_params={"indent": None})

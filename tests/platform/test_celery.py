@@ -60,3 +60,27 @@ def test_worker_and_beat_start_on_the_embedded_file_broker(tmp_path):
         for proc in (worker, beat):
             proc.terminate()
             proc.wait(timeout=20)
+
+
+def test_a_broken_message_on_the_embedded_broker_does_not_stop_the_worker(tmp_path):
+    """A message file that is not JSON (kombu's own filesystem transport died on one read
+    half-written) is skipped; the worker goes on with the next message."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL")}
+    env["VAR_DIR"] = str(tmp_path)
+    queue = tmp_path / "celery" / "broker" / "queue"
+    queue.mkdir(parents=True)
+    (queue / "0_broken.celery.msg").write_text('{"body": "half-writ')
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-l", "WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        code = "import config.celery as c, json; r=c.ping.delay(); print(json.dumps(r.get(timeout=60)))"
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=90)
+        assert '"pong": true' in out.stdout, out.stderr
+        assert worker.poll() is None, worker.stdout.read()
+        assert not list(queue.glob(".partial-*")), "a message was left half-written"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

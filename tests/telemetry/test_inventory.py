@@ -414,7 +414,8 @@ def test_optimization_suggestions_are_counted_per_statement(samples):
 # ---------------------------------------------------------------------------- seed 004 families
 
 
-def test_health_checks_count_duration_and_a_dependency_going_down(client, samples):
+def test_health_checks_count_duration_and_a_dependency_going_down(client, samples, settings):
+    settings.TELEMETRY = {**settings.TELEMETRY, "HEALTH_CACHE_SECONDS": 0}
     from celery import current_app
 
     services = ("database", "broker", "cache")
@@ -423,12 +424,13 @@ def test_health_checks_count_duration_and_a_dependency_going_down(client, sample
     broker_down = samples.snapshot("tooljet_health_checks_total", {"service": "broker", "status": "down"})
     assert client.get("/health").status_code == 200
     assert samples.value("tooljet_health_dependency_status", {"dependency": "broker"}) == 1
-    previous = current_app.conf.broker_url
-    current_app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    previous = current_app.conf.broker_url, current_app.conf.broker_transport
+    # Nothing listens there (the URL's scheme names the transport, not the embedded one's).
+    current_app.conf.broker_url, current_app.conf.broker_transport = f"redis://127.0.0.1:{free_port()}/0", None
     try:
         response = client.get("/health")
     finally:
-        current_app.conf.broker_url = previous
+        current_app.conf.broker_url, current_app.conf.broker_transport = previous
     assert response.status_code == 503
     assert response.json()["checks"]["broker"]["status"] == "down"
     assert {service: delta() for service, delta in durations.items()} == {service: 2 for service in services}

@@ -73,3 +73,16 @@ def test_store_level_is_a_setting(trace_settings):
     logger.error("at the level")
     flush()
     assert list(LogEntry.objects.filter(logger=logger.name).values_list("message", flat=True)) == ["at the level"]
+
+
+def test_a_flood_of_bad_host_requests_stores_a_bounded_number_of_rows(client, trace_settings):
+    from telemetry.tracing import processor
+
+    trace_settings(LOG_RATE_LIMIT_PER_MINUTE=3)
+    folded = processor.dropped("log_rate_limited")
+    for _ in range(40):
+        assert client.get("/api/apps/", HTTP_HOST="evil.example").status_code == 400
+    flush()
+    rows = LogEntry.objects.filter(logger="django.security.DisallowedHost")
+    assert rows.count() == 3
+    assert processor.dropped("log_rate_limited") - folded == 37
