@@ -99,12 +99,9 @@ else:
     print(" ".join(f"{{value:.9f}}" for value in rounds))
 if os.environ.get("BENCH_NO_DRAIN"):
     os._exit(0)  # no drain at exit either: the request thread's share alone
-try:
-    from telemetry.tracing import processor
-    stored = processor._counters.get("telemetry_trace_spans_stored")
-    print(f"spans_stored={{int(stored._value.get()) if stored else 0}}", file=sys.stderr)
-except ImportError:
-    pass
+from prometheus_client import REGISTRY
+stored = REGISTRY.get_sample_value("telemetry_trace_spans_stored_total")
+print(f"spans_stored={{int(stored or 0)}}", file=sys.stderr)
 """
 
 

@@ -6,6 +6,8 @@ registry (multiprocess-aware when ``PROMETHEUS_MULTIPROC_DIR`` is set before sta
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from telemetry.adapters import prometheus
+
 
 #: Seconds: 1 ms .. 30 s.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -41,7 +43,7 @@ def counter(name, documentation, labels):
 
 def histogram(name, documentation, labels, buckets=DURATION_BUCKETS):
     metric = Histogram(name, documentation, labels, buckets=buckets)
-    return Family(metric, "histogram", list(metric._upper_bounds))
+    return Family(metric, "histogram", prometheus.upper_bounds(metric))
 
 
 def gauge(name, documentation, labels, multiprocess_mode="livesum"):

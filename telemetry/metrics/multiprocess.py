@@ -8,12 +8,12 @@ keeps a scrape from seeing a worker's values both merged and unmerged.
 """
 
 import fcntl
-import glob
 import os
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, multiprocess
-from prometheus_client.mmap_dict import MmapedDict
+
+from telemetry.adapters import prometheus
 
 ARCHIVE_PID = "archive"
 
@@ -47,25 +47,19 @@ def merge_dead_process(pid, path=None):
         return
     with locked(path, exclusive=True):
         for kind in ("counter", "histogram"):
-            dead_file = os.path.join(path, f"{kind}_{pid}.db")
+            dead_file = prometheus.process_file(path, kind, pid)
             if not os.path.exists(dead_file):
                 continue
-            archive = MmapedDict(os.path.join(path, f"{kind}_{ARCHIVE_PID}.db"))
-            try:
-                for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(dead_file):
-                    current, _ = archive.read_value(key)
-                    archive.write_value(key, current + value, 0.0)
-            finally:
-                archive.close()
+            prometheus.add_file_values(dead_file, prometheus.process_file(path, kind, ARCHIVE_PID))
             os.remove(dead_file)
         multiprocess.mark_process_dead(pid, path)
         # Gauges in "all"/"max"/"min"/"mostrecent" modes of a dead process go too.
-        for gauge_file in glob.glob(os.path.join(path, f"gauge_*_{pid}.db")):
+        for gauge_file in prometheus.gauge_files(path, pid):
             os.remove(gauge_file)
 
 
 def prepare_directory(path):
     """Empties the directory at server start: values from a previous run must not leak in."""
     os.makedirs(path, exist_ok=True)
-    for stale in glob.glob(os.path.join(path, "*.db")):
+    for stale in prometheus.value_files(path):
         os.remove(stale)

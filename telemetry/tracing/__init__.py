@@ -11,21 +11,11 @@ which decides per trace when its local root ends (errors, slow, a share of the r
 
 from contextlib import nullcontext
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
-from opentelemetry.trace.propagation import _SPAN_KEY as span_key  # noqa: F401 - for telemetry.db
 
-
-class _PublicContext:
-    """Fallback for a runtime context that is not the contextvars one."""
-
-    def get(self):
-        return otel_context.get_current()
-
-
-#: The execute wrapper reads the current span straight from OpenTelemetry's context
-#: variable (one lookup instead of four calls per query); the public API otherwise.
-current_context_var = getattr(otel_context._RUNTIME_CONTEXT, "_current_context", None) or _PublicContext()
+# For the execute wrapper: the current span is ``current_context_var.get().get(span_key)``,
+# one context-variable lookup per query instead of four calls.
+from telemetry.adapters.opentelemetry import SPAN_KEY as span_key, current_context_var  # noqa: F401
 
 #: Hot-path switch read by the middleware and the execute wrapper: True once the
 #: provider is installed in this process and ``TRACES_ENABLED`` is on.

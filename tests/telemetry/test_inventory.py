@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 import plugins
 from apps_builder.models import App, AppVersion, DataQuery, DataSource
 from telemetry import api
+from telemetry.adapters import prometheus
 from telemetry import conf
 from telemetry.core import labels, recorder
 from telemetry.core import routes
@@ -131,9 +132,10 @@ def registered_families():
     for group in vars(families()).values():
         for family in vars(group).values():
             metric = family.metric
-            name = metric._name + ("_total" if metric._type == "counter" else "")
-            assert REGISTRY._names_to_collectors.get(metric._name) is metric, f"{name} is not registered"
-            found[name] = (metric._type, set(metric._labelnames))
+            described = metric.describe()[0]
+            name = described.name + ("_total" if described.type == "counter" else "")
+            assert prometheus.is_registered(REGISTRY, metric), f"{name} is not registered"
+            found[name] = (described.type, set(prometheus.label_names(metric)))
     return found
 
 

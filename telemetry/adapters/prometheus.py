@@ -1,0 +1,196 @@
+"""prometheus-client internals telemetry relies on, checked with prometheus-client 0.26.0.
+
+Histograms (the flusher applies one drain's observations per series at once, instead of
+one ``observe`` per value):
+
+- ``Histogram._upper_bounds``: the bucket bounds, +Inf last, index for index with a
+  child's ``_buckets``;
+- a child's ``_sum`` and ``_buckets[i]`` value objects and their ``inc(amount)``: buckets
+  hold non-cumulative counts (``observe`` increments the first bucket whose bound is >=
+  the value; collection accumulates), so adding per-bucket counts and their total
+  equals observing each value;
+- ``_buckets[i].set_exemplar(Exemplar)``: the exemplar shown on bucket ``i``, what
+  ``observe(value, exemplar)`` sets (a no-op in multiprocess mode, there as here);
+- a metric's ``_labelnames`` and a registry's ``_names_to_collectors`` (the inventory
+  test's view of what is registered).
+
+Multiprocess mode (:mod:`telemetry.metrics.multiprocess` folds a dead worker's files into
+one archive file per type):
+
+- ``prometheus_client.mmap_dict.MmapedDict``: ``read_all_values_from_file(path)`` yielding
+  ``(key, value, timestamp, position)``, and ``read_value``, ``write_value``, ``close``;
+- the directory's layout: a process writes ``<type>_<pid>.db`` (counter, histogram) and
+  ``gauge_<mode>_<pid>.db``; ``MultiProcessCollector`` reads every ``*.db`` file, takes
+  the type from the name's first ``_``-separated part and sums counter and histogram
+  values across files, so ``<type>_archive.db`` is read as one more process.
+
+:func:`verify` checks all of it against the installed version.
+"""
+
+import bisect
+import glob
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.samples import Exemplar
+
+from telemetry.adapters import checking, expect
+
+CHECKED_VERSION = "0.26.0"
+
+# ---------------------------------------------------------------------------- histograms
+
+
+def upper_bounds(histogram: Histogram) -> list[float]:
+    """The bucket bounds of ``histogram`` (+Inf last): bucket ``i`` of
+    :func:`add_observations` holds the values whose ``bisect_left`` index is ``i``."""
+    return list(histogram._upper_bounds)
+
+
+def add_observations(child: Histogram, bucket_counts: Sequence[int], total: float) -> None:
+    """Adds to a histogram child what observing the values would: ``bucket_counts[i]``
+    values in bucket ``i`` summing to ``total``, one increment per bucket."""
+    child._sum.inc(total)
+    buckets = child._buckets
+    for index, count in enumerate(bucket_counts):
+        if count:
+            buckets[index].inc(count)
+
+
+def set_bucket_exemplar(child: Histogram, index: int, labels: dict[str, str], value: float) -> None:
+    """Shows ``labels`` (a trace id) as the exemplar of bucket ``index``, as
+    ``observe(value, labels)`` would."""
+    child._buckets[index].set_exemplar(Exemplar(labels, value, time.time()))
+
+
+def label_names(metric: Counter | Histogram) -> tuple[str, ...]:
+    """The label keys a metric was declared with."""
+    return tuple(metric._labelnames)
+
+
+def is_registered(registry: CollectorRegistry, metric: Counter | Histogram) -> bool:
+    """Whether ``registry`` holds ``metric`` itself under its name."""
+    return registry._names_to_collectors.get(metric.describe()[0].name) is metric
+
+
+# ---------------------------------------------------------------------------- multiprocess files
+
+
+def process_file(directory: str, kind: str, pid: int | str) -> str:
+    """The file process ``pid`` writes its ``kind`` ("counter", "histogram") values to; an
+    archive file is one more such file, with a name in place of the pid."""
+    return os.path.join(directory, f"{kind}_{pid}.db")
+
+
+def gauge_files(directory: str, pid: int | str) -> list[str]:
+    """The gauge files of process ``pid``, of every multiprocess mode."""
+    return glob.glob(os.path.join(directory, f"gauge_*_{pid}.db"))
+
+
+def value_files(directory: str) -> list[str]:
+    """Every file the collector reads in ``directory``."""
+    return glob.glob(os.path.join(directory, "*.db"))
+
+
+def add_file_values(source: str, target: str) -> None:
+    """Adds each value of the file ``source`` to the same series in ``target`` (created when
+    missing). For counter and histogram files, whose values the collector sums."""
+    archive = MmapedDict(target)
+    try:
+        for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(source):
+            current, _ = archive.read_value(key)
+            archive.write_value(key, current + value, 0.0)
+    finally:
+        archive.close()
+
+
+# ---------------------------------------------------------------------------- verify
+
+
+def verify() -> None:
+    """Raises :class:`telemetry.adapters.IncompatibleLibrary` unless every internal named
+    above exists and behaves as relied on. Makes throwaway metrics in no registry and
+    files in a temporary directory: call it where ``PROMETHEUS_MULTIPROC_DIR`` is unset
+    (tests), as in multiprocess mode even unregistered metrics write to the process's files."""
+    _verify_histogram_path()
+    _verify_metric_metadata()
+    _verify_multiprocess_files()
+
+
+def _check(what):
+    return checking("prometheus-client", CHECKED_VERSION, what)
+
+
+def _samples(metric):
+    """Name suffix, labels, value and exemplar (labels, value) of each sample but ``_created``."""
+    family = metric.collect()[0]
+    return [(sample.name[len(family.name):], sample.labels, sample.value,
+             sample.exemplar and (sample.exemplar.labels, sample.exemplar.value))
+            for sample in family.samples if not sample.name.endswith("_created")]
+
+
+def _verify_histogram_path():
+    values = [0.05, 0.1, 0.5, 1.0, 3.0, 10.0, 50.0]  # on and between bounds, and past the last
+    exemplar = {"trace_id": "0af7651916cd43dd8448eb211c80319c"}
+    with _check("Histogram._upper_bounds"):
+        added = Histogram("adapter_histogram", "Verify.", ["route"], buckets=(0.1, 1.0, 10.0), registry=None)
+        bounds = upper_bounds(added)
+        expect(bounds == [0.1, 1.0, 10.0, math.inf], f"bounds {bounds}, expected the buckets and +Inf")
+    with _check("adding bucket counts through child._sum and child._buckets equals observing"):
+        observed = Histogram("adapter_histogram", "Verify.", ["route"], buckets=(0.1, 1.0, 10.0), registry=None)
+        counts = [0] * len(bounds)
+        for value in values:
+            counts[bisect.bisect_left(bounds, value)] += 1
+            observed.labels("/r").observe(value, exemplar if value == 3.0 else None)
+        child = added.labels("/r")
+        add_observations(child, counts, sum(values))
+        set_bucket_exemplar(child, bisect.bisect_left(bounds, 3.0), exemplar, 3.0)
+        expect(_samples(added) == _samples(observed),
+               f"added {_samples(added)} != observed {_samples(observed)}")
+
+
+def _verify_metric_metadata():
+    with _check("metric._labelnames and registry._names_to_collectors"):
+        registry = CollectorRegistry()
+        counter = Counter("adapter_checked", "Verify.", ["alias", "vendor"], registry=registry)
+        expect(label_names(counter) == ("alias", "vendor"), f"label names {label_names(counter)}")
+        expect(is_registered(registry, counter), "a registered counter is not found in its registry")
+        expect(not is_registered(CollectorRegistry(), counter), "a counter is found in a registry it is not in")
+
+
+def _write(path, key, value):
+    values = MmapedDict(path)
+    try:
+        values.write_value(key, value, 0.0)
+    finally:
+        values.close()
+
+
+def _verify_multiprocess_files():
+    with _check("MmapedDict and the multiprocess directory layout"), tempfile.TemporaryDirectory() as directory:
+        key = mmap_key("adapter_checked", "adapter_checked_total", ("alias",), ("default",), "Verify.")
+        archive = process_file(directory, "counter", "archive")
+        for pid, value in ((101, 2.0), (102, 3.0), (103, 7.0)):
+            _write(process_file(directory, "counter", pid), key, value)
+        for dead in (101, 102):
+            add_file_values(process_file(directory, "counter", dead), archive)
+            os.remove(process_file(directory, "counter", dead))
+        stored = list(MmapedDict.read_all_values_from_file(archive))
+        expect(len(stored) == 1 and stored[0][:3] == (key, 5.0, 0.0),
+               f"archive holds {stored}, expected one (key, 5.0, 0.0, position)")
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        total = registry.get_sample_value("adapter_checked_total", {"alias": "default"})
+        expect(total == 12.0, f"the collector reads {total} from the archive and a live file, expected 12.0")
+        for mode in ("livesum", "max"):
+            _write(os.path.join(directory, f"gauge_{mode}_101.db"), key, 1.0)
+        expect(len(gauge_files(directory, 101)) == 2, f"gauge files of 101: {gauge_files(directory, 101)}")
+        multiprocess.mark_process_dead(101, directory)
+        expect([os.path.basename(path) for path in gauge_files(directory, 101)] == ["gauge_max_101.db"],
+               "mark_process_dead no longer removes exactly the live gauges' files")
+        expect(len(value_files(directory)) == 3, f"value files: {value_files(directory)}")
