@@ -103,6 +103,12 @@ for _alias, _db in DATABASES.items():
         _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / f"test_{_alias}.sqlite3")
     elif _db["ENGINE"] == "django.db.backends.postgresql":
         _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+        if _alias == "telemetry":
+            # Telemetry's store must never hold a thread long: a dead or black-holed
+            # server fails the connection attempt after this many seconds.
+            _db.setdefault("OPTIONS", {}).setdefault(
+                "connect_timeout", env.int("TELEMETRY_DATABASE_CONNECT_TIMEOUT", default=2)
+            )
         if env.bool("DATABASE_POOL", default=False):
             _db["CONN_MAX_AGE"] = 0
             _db.setdefault("OPTIONS", {})["pool"] = {
