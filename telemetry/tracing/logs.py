@@ -3,7 +3,9 @@ warnings and errors (``LOG_STORE_LEVEL``) with their trace in the store (``LogEn
 batched and bounded by the trace store writer like spans. A flood is rate-limited: at most
 ``LOG_RATE_LIMIT_PER_MINUTE`` rows per logger and message template a minute; the records
 folded meanwhile are counted (``telemetry_trace_dropped_total{reason="log_rate_limited"}``)
-and the next stored row of that message says how many (``attributes.repeated``).
+and the next stored row of that message says how many (``attributes.repeated``). The
+OpenTelemetry SDK's own records are never stored; its export queue's drops are counted
+(``reason="export_queue_full"``).
 
 Both are configured from ``LOGGING`` before apps are ready, so neither imports models
 or reads settings until a record arrives.
@@ -104,6 +106,12 @@ class TraceStoreHandler(logging.Handler):
         try:
             from telemetry.tracing import processor  # LOGGING configures this before apps are ready
 
+            if record.name.startswith("opentelemetry"):
+                # The SDK's own warnings (a full export queue, exporter retries) are about
+                # telemetry, not the application: counted, never stored.
+                if str(record.msg).startswith("Queue full, dropping"):
+                    processor.count_dropped("export_queue_full")
+                return
             folded = rate_limit.admit((record.name, str(record.msg)), _hot["per_minute"])
             if folded is None:
                 processor.count_dropped("log_rate_limited")

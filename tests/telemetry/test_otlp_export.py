@@ -116,3 +116,19 @@ def test_unavailable_store_never_fails_a_request_retries_then_counts(world, api_
     assert processor.dropped("store_failed") - before_dropped >= 2
     assert not processor._failed
     assert Trace.objects.count() == 0  # the batch's transaction rolled back whole
+
+
+def test_a_full_export_queue_is_counted_and_the_sdk_warnings_are_not_stored(
+        world, api_client_for, trace_settings, otlp_env, monkeypatch):
+    from telemetry.models import LogEntry
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "2")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
+    otlp_env("http://127.0.0.1:9")  # nothing listens: exports fail slowly and the queue fills
+    before = processor.dropped("export_queue_full")
+    for _ in range(5):
+        assert _view(world, api_client_for).status_code == 200
+    flush()
+    assert processor.dropped("export_queue_full") - before > 0
+    flush()
+    assert not LogEntry.objects.filter(logger__startswith="opentelemetry").exists()
