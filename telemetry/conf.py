@@ -79,6 +79,10 @@ DEFAULTS = {
     "MAX_QUERY_PATTERNS": 200,
     "MAX_ROUTES": 500,
     "MAX_TABLES": 500,
+    # Series budgets: beyond these, a family's new label sets fold into one series whose
+    # labels are all "other" (counted in telemetry_series_folded_total{family}).
+    "MAX_SERIES_PER_FAMILY": 1000,
+    "MAX_SERIES_TOTAL": 20_000,
     # Path prefixes whose requests count as API calls (``api_calls_total``).
     "API_PATH_PREFIXES": ["/api/"],
     # Statements slower than this are "slow" (milliseconds).

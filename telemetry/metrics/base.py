@@ -6,7 +6,9 @@ registry (multiprocess-aware when ``PROMETHEUS_MULTIPROC_DIR`` is set before sta
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from telemetry import conf
 from telemetry.adapters import prometheus
+from telemetry.metrics import internal
 
 
 #: Seconds: 1 ms .. 30 s.
@@ -20,21 +22,42 @@ SESSION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 
 
 class Family:
-    """A prometheus-client metric plus a cache of its children by label tuple."""
+    """A prometheus-client metric plus a cache of its children by label tuple, with a
+    series budget: once the family holds ``MAX_SERIES_PER_FAMILY`` series, or all families
+    together ``MAX_SERIES_TOTAL``, a new label set is folded into one series whose every
+    label is ``other`` (its values still count there) and the fold is counted in
+    ``telemetry_series_folded_total{family}``. Per-label caps (``MAX_APPS``, ...) bound
+    each label; this bounds their product."""
 
-    __slots__ = ("metric", "kind", "upper_bounds", "_children")
+    __slots__ = ("metric", "kind", "upper_bounds", "name", "_children", "_series")
+
+    #: Series held by all families of this process.
+    total_series = 0
 
     def __init__(self, metric, kind, upper_bounds=None):
         self.metric = metric
         self.kind = kind
         self.upper_bounds = upper_bounds
+        self.name = metric.describe()[0].name
         self._children = {}
+        self._series = 0
 
     def child(self, label_values):
         child = self._children.get(label_values)
         if child is None:
-            child = self._children[label_values] = self.metric.labels(*label_values)
+            child = self._children[label_values] = self._new_child(label_values)
         return child
+
+    def _new_child(self, label_values):
+        settings = conf.get_settings()
+        if self._series >= settings["MAX_SERIES_PER_FAMILY"] or Family.total_series >= settings["MAX_SERIES_TOTAL"]:
+            folded = ("other",) * len(label_values)
+            if label_values != folded:
+                internal.series_folded().labels(self.name).inc()
+                return self.child(folded)
+        self._series += 1
+        Family.total_series += 1
+        return self.metric.labels(*label_values)
 
 
 def counter(name, documentation, labels):

@@ -83,7 +83,13 @@ class DropCounter:
                 self._reported[reason] = count
 
 
+def series_folded() -> Counter:
+    return _counter("telemetry_series_folded",
+                    "Label sets folded into a family's 'other' series because its series budget was spent.",
+                    ("family",))
+
+
 def define_all() -> list[Counter]:
     """Every ``telemetry_*`` family, created now (otherwise each waits for its first use)."""
     return [internal_errors(), dropped_events(), usage_dropped(), trace_spans_stored(), trace_dropped(),
-            sql_unparsed()]
+            sql_unparsed(), series_folded()]

@@ -49,3 +49,21 @@ def test_ten_thousand_random_paths_and_organizations_leave_series_bounded(client
     assert "other" in org_values
     assert routes <= {"unmatched", "/orgs/<org_id>/ping"}
     assert len(added) <= 23
+
+
+def test_forty_apps_by_ten_query_names_stay_within_the_family_budget(settings, samples):
+    """Each label is capped on its own (500 apps, 500 query names): their product is what
+    the family budget bounds."""
+    family = "app_query_execution_seconds"
+    before = series(family)
+    settings.TELEMETRY = {**settings.TELEMETRY, "MAX_SERIES_PER_FAMILY": len(before) + 25}
+    folded = samples.snapshot("telemetry_series_folded_total", {"family": family})
+    for app in range(40):
+        for name in range(10):
+            api.record_app_query(f"budget-app-{app}", f"query-{name}", "success", "postgresql", 0.01)
+    after = series(family)
+    others = {labels for labels in after if dict(labels)["app_id"] == "other"}
+    assert len(after) <= len(before) + 25 + 1
+    assert len(others) == 1 and dict(next(iter(others))) == {
+        "app_id": "other", "query_name": "other", "status": "other", "datasource_type": "other"}
+    assert folded() == 400 - 25
