@@ -17,7 +17,7 @@ class CappedValues:
     def __init__(self, limit_setting: str, default_limit: int) -> None:
         self._limit_setting = limit_setting
         self._default_limit = default_limit
-        self._admitted = set()
+        self._admitted: set[str] = set()
         self._lock = threading.Lock()
 
     def __call__(self, value) -> str:

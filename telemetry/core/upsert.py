@@ -74,7 +74,7 @@ class Row:
     ``slots=True``) whose slots are the stored fields; :meth:`fields` gives them to the
     upsert. A row that holds more than its stored fields overrides :meth:`fields`."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}

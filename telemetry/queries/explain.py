@@ -64,9 +64,9 @@ class ExplainQueue:
     def __init__(self) -> None:
         self._queue: deque[PendingExplain] = deque()
         #: (alias, fingerprint id) -> monotonic time of its last offer.
-        self._last_offer = {}
+        self._last_offer: dict[tuple[str, str], float] = {}
         #: Monotonic times of the offers of the last minute.
-        self._recent = deque()
+        self._recent: deque[float] = deque()
         #: Counters of this process (the admin and the tests read them; errors also go to
         #: ``telemetry_internal_errors_total{component="explain"}``).
         self.stats = {"offered": 0, "explained": 0, "failed": 0, "rate_limited": 0, "refused": 0}

@@ -91,9 +91,9 @@ class QueryStatistics:
             max_fields=("max_ms", "last_seen"), min_fields=("min_ms", "first_seen"),
             set_fields=("fingerprint", "operation", "tables", "complexity", "complexity_score", "suggestions"),
             max_keys=max_keys, drops=self.drops, drop_reason="query_stats")
-        self._findings = []
+        self._findings: list[QueryFinding] = []
         #: (code, fingerprint id) -> monotonic time of its last kept finding.
-        self._last_finding = {}
+        self._last_finding: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def observe(self, batch, analysis, alias, duration, rowcount) -> None:

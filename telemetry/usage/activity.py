@@ -2,7 +2,8 @@
 bulk upsert per interval and counts the window with an indexed query."""
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count
 from django.utils import timezone
@@ -20,12 +21,12 @@ class ActiveUsers:
 
     def __init__(self) -> None:
         #: user id -> (organization id or "", last seen)
-        self._seen = {}
+        self._seen: dict[Any, tuple[str, datetime]] = {}
         #: Organization labels given a value by an earlier sample (set to 0 once idle).
-        self._reported = set()
+        self._reported: set[str] = set()
         #: The last count per organization and the batch of the sample that made it.
         self._counted_batch = None
-        self._counted = {}
+        self._counted: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def seen(self, user_id, organization_id) -> None:
@@ -61,7 +62,7 @@ class ActiveUsers:
             )
         self._counted_batch, self._counted = batch, per_organization
         gauge = families().business.active_users
-        counts = {}
+        counts: dict[str, int] = {}
         for org, count in per_organization.items():
             if org:
                 label = labels.organization(org)

@@ -128,7 +128,7 @@ def write_storage(rows, now: datetime | None = None) -> int:
     """``rows``: what ``STORAGE_USAGE_PROVIDER`` returned, ``[(type, organization, bytes)]``;
     the sum per organization becomes the hour's ``storage_bytes`` (latest sample wins)."""
     hour = (now or timezone.now()).replace(minute=0, second=0, microsecond=0)
-    totals = {}
+    totals: dict[str, int] = {}
     for _, organization_id, size_bytes in rows:
         organization = _organization(organization_id)
         if organization:

@@ -85,5 +85,6 @@ def test_reset_empties_the_tables_queue_caps_and_rate_limits(client, django_user
     assert (requests_of["r1"](), requests_of["r2"](), requests_of["other"]()) == (1, 1, 1)
     assert stored("permissions") == (0, 0, 0)
     assert stored("groups") == (2, 2, 1)
-    assert QueryPlan.objects.get(fingerprint_id=fingerprint_of("groups")).captured_at > explained_at  # explained again: one plan per statement
+    # Explained again at once (one plan per statement, replaced).
+    assert QueryPlan.objects.get(fingerprint_id=fingerprint_of("groups")).captured_at > explained_at
     assert (usage("r2"), release_requests(), active(second), active(third)) == ([1], 2, False, True)
