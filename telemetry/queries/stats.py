@@ -40,6 +40,8 @@ MAX_REMEMBERED_FINDINGS = 10_000
 #: ``<namespace>_db_query_optimization_suggestions_total``.
 RUNTIME_SUGGESTIONS = frozenset({"n_plus_one", "duplicate_query", "add_limit_clause"})
 FINDING_INTERVAL_SECONDS = 60.0
+#: Upper bounds of the latency histogram and the fields its counts are stored in.
+BUCKET_BOUNDS_MS = QueryStat.BUCKETS_MS
 BUCKET_FIELDS = tuple(QueryStat.bucket_fields())
 
 
@@ -111,7 +113,7 @@ class QueryStatistics:
         if milliseconds > row.max_ms:
             row.max_ms = milliseconds
         row.rows += max(rowcount, 0)
-        row.buckets[bisect.bisect_left(QueryStat.BUCKETS_MS, milliseconds)] += 1
+        row.buckets[bisect.bisect_left(BUCKET_BOUNDS_MS, milliseconds)] += 1
         row.last_seen = now
 
     def finding(self, code, analysis, alias, route, organization, call_site, duration, repetitions=1, rows=-1,
