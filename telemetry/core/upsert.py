@@ -33,7 +33,7 @@ def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(),
     fields = [*key_fields, *sum_fields, *max_fields, *min_fields, *set_fields, *insert_fields]
     model_fields = [model._meta.get_field(name) for name in fields]
     columns = [field.column for field in model_fields]
-    column_of = dict(zip(fields, columns))
+    column_of = dict(zip(fields, columns, strict=True))
     vendor = connection.vendor
     if vendor == "mysql":
         new = "VALUES({})".format
@@ -59,7 +59,7 @@ def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(),
         conflict = f"ON CONFLICT ({keys}) DO UPDATE SET " + ", ".join(updates)
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     column_list = ", ".join(quote(column) for column in columns)
-    prepared = [[field.get_db_prep_save(row[name], connection) for name, field in zip(fields, model_fields)]
+    prepared = [[field.get_db_prep_save(row[name], connection) for name, field in zip(fields, model_fields, strict=True)]
                 for row in rows]
     with suppressed(), connection.cursor() as cursor:
         for start in range(0, len(prepared), chunk_size):
@@ -140,7 +140,7 @@ class IncrementTable(Generic[RowType]):
         if rows is None:
             rows = self.take()
         self.drops.report()
-        increment(self.model, [{**dict(zip(self.key_fields, key)), **row.fields()} for key, row in rows.items()],
+        increment(self.model, [{**dict(zip(self.key_fields, key, strict=True)), **row.fields()} for key, row in rows.items()],
                   key_fields=self.key_fields, sum_fields=self.sum_fields, max_fields=self.max_fields,
                   min_fields=self.min_fields, set_fields=self.set_fields)
 

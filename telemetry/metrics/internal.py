@@ -91,5 +91,5 @@ class DropCounter:
 
 def define_all() -> list[Counter]:
     """Every ``telemetry_*`` family, created now (otherwise each waits for its first use)."""
-    return [internal_errors(), dropped_events(), usage_dropped(), table_dropped(), trace_spans_stored(), trace_dropped(),
-            sql_unparsed()]
+    return [internal_errors(), dropped_events(), usage_dropped(), table_dropped(), trace_spans_stored(),
+            trace_dropped(), sql_unparsed()]

@@ -74,7 +74,7 @@ class QueryStatRow(Row):
             "min_ms": self.min_ms, "max_ms": self.max_ms, "rows": self.rows,
             "first_seen": self.first_seen, "last_seen": self.last_seen,
         }
-        fields.update(zip(BUCKET_FIELDS, self.buckets))
+        fields.update(zip(BUCKET_FIELDS, self.buckets, strict=True))
         return fields
 
 

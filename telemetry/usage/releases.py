@@ -138,7 +138,7 @@ def trend_coefficient(means):
     x_mean = sum(xs) / len(means)
     y_mean = sum(means) / len(means)
     denominator = sum((x - x_mean) ** 2 for x in xs)
-    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, means)) / denominator
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, means, strict=True)) / denominator
     return slope / y_mean if y_mean else 0.0
 
 
@@ -179,7 +179,8 @@ def compare(history=5):
         summary["routes"][route] = verdict
         emit("inc", ("analytics", "benchmark_comparison"), (current, previous, verdict), 1)
         if verdict == "regression":
-            emit("inc", ("analytics", "benchmark_regression"), (current, regression_type(previous_stats[route], row)), 1)
+            regression = regression_type(previous_stats[route], row)
+            emit("inc", ("analytics", "benchmark_regression"), (current, regression), 1)
     return summary
 
 

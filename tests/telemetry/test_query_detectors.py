@@ -7,7 +7,6 @@ from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.http import JsonResponse
 from django.urls import path
-
 from prometheus_client import REGISTRY
 
 from telemetry import api

@@ -6,11 +6,11 @@ import json
 import pytest
 from django.db import connection
 
-from telemetry.queries import advice, explain
 from telemetry import api, testing
 from telemetry.core import guard
 from telemetry.core.context import suppressed
 from telemetry.models import QueryPlan
+from telemetry.queries import advice, explain
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 

@@ -7,8 +7,8 @@ import pytest
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
-from telemetry.usage import releases
 from telemetry.models import ReleaseRouteStats
+from telemetry.usage import releases
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -9,8 +9,7 @@ from django.http import JsonResponse
 from django.urls import path
 
 from telemetry import api, testing
-from telemetry.models import (OrganizationUsage, QueryFinding, QueryPlan, QueryStat, ReleaseRouteStats,
-                              UserActivity)
+from telemetry.models import OrganizationUsage, QueryFinding, QueryPlan, QueryStat, ReleaseRouteStats, UserActivity
 from telemetry.queries.sql import analyze
 
 QUERIES = {

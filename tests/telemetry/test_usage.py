@@ -22,9 +22,9 @@ from apps_builder import views
 from apps_builder.models import DataQuery
 from apps_builder.telemetry_hooks import storage_usage
 from telemetry import api, testing
-from telemetry.usage import rollups as usage
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage, ReleaseRouteStats
 from telemetry.tasks import purge_usage, sample_storage_usage
+from telemetry.usage import rollups as usage
 from tests.apps_builder.conftest import world  # noqa: F401 - fixture
 from tests.live import ROOT, admin_login
 
