@@ -88,12 +88,12 @@ def fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
-def fresh_log_rate_limits():
-    """Stored log rows are rate-limited per message and minute in a process: each test
-    starts without the counts that earlier tests left."""
-    from telemetry.tracing.logs import rate_limit
+def fresh_telemetry_state():
+    """Each test starts without the label caps, pending rows and rate limits (findings,
+    stored log rows) that earlier tests left in this process."""
+    from telemetry import testing
 
-    rate_limit.reset()
+    testing.reset()
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 becomes a label, so the number of series stays within the configured caps."""
 
 import threading
+from collections.abc import Callable
+
+from telemetry import conf
 
 OTHER = "other"
 UNMATCHED_ROUTE = "unmatched"
@@ -11,37 +14,64 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 class CappedValues:
     """Admits the first ``limit`` distinct values; later ones become ``other``."""
 
-    def __init__(self, limit_setting, default_limit):
+    def __init__(self, limit_setting: str, default_limit: int) -> None:
         self._limit_setting = limit_setting
         self._default_limit = default_limit
-        self._admitted = set()
+        self._admitted: set[str] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, value):
+    def __call__(self, value) -> str:
         if value is None or value == "":
             return ""
         value = str(value)
         if value in self._admitted:
             return value
-        from telemetry import conf
-
         with self._lock:
             if len(self._admitted) < conf.get(self._limit_setting, self._default_limit):
                 self._admitted.add(value)
                 return value
         return OTHER
 
-    def reset(self):
+    def reset(self) -> None:
         with self._lock:
             self._admitted.clear()
 
 
-organization = CappedValues("MAX_ORGANIZATIONS", 200)
-app = CappedValues("MAX_APPS", 500)
-query_name = CappedValues("MAX_QUERY_NAMES", 500)
-query_pattern = CappedValues("MAX_QUERY_PATTERNS", 200)
-route = CappedValues("MAX_ROUTES", 500)
-table = CappedValues("MAX_TABLES", 500)
+class LabelCaps:
+    """The capped labels of this process, and the caches of values derived from them
+    (emptied with them, so no cache keeps a value the caps would now map differently)."""
+
+    def __init__(self) -> None:
+        self.organization = CappedValues("MAX_ORGANIZATIONS", 200)
+        self.app = CappedValues("MAX_APPS", 500)
+        self.query_name = CappedValues("MAX_QUERY_NAMES", 500)
+        self.query_pattern = CappedValues("MAX_QUERY_PATTERNS", 200)
+        self.route = CappedValues("MAX_ROUTES", 500)
+        self.table = CappedValues("MAX_TABLES", 500)
+        self._derived_caches: list[Callable[[], None]] = []
+
+    def on_reset(self, callback: Callable[[], None]) -> None:
+        """``callback()`` runs on :meth:`reset`: for caches of label values."""
+        if callback not in self._derived_caches:
+            self._derived_caches.append(callback)
+
+    def reset(self) -> None:
+        """Admits values anew (``telemetry.testing.reset``)."""
+        for capped in (self.organization, self.app, self.query_name, self.query_pattern, self.route, self.table):
+            capped.reset()
+        for callback in self._derived_caches:
+            callback()
+
+
+#: This process's caps; callers use the names below.
+caps = LabelCaps()
+organization = caps.organization
+app = caps.app
+query_name = caps.query_name
+query_pattern = caps.query_pattern
+route = caps.route
+table = caps.table
+on_reset = caps.on_reset
 
 
 def method(value):
@@ -62,18 +92,3 @@ def count_bucket(count):
     if count <= 20:
         return "6-20"
     return ">20"
-
-
-_reset_callbacks = []
-
-
-def on_reset(callback):
-    """``callback()`` runs on :func:`reset_all`: for caches of label values."""
-    _reset_callbacks.append(callback)
-
-
-def reset_all():
-    for capped in (organization, app, query_name, query_pattern, route, table):
-        capped.reset()
-    for callback in _reset_callbacks:
-        callback()

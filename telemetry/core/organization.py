@@ -1,10 +1,10 @@
 """How telemetry learns the organization of a request, without importing the platform."""
 
+from collections.abc import Callable
+
 from django.utils.module_loading import import_string
 
 from telemetry import conf
-
-_resolver_cache = {}
 
 
 def from_request_attribute(request):
@@ -12,9 +12,24 @@ def from_request_attribute(request):
     return getattr(request, "organization_id", None)
 
 
-def resolve(request):
-    path = conf.get("ORGANIZATION_RESOLVER")
-    resolver = _resolver_cache.get(path)
-    if resolver is None:
-        resolver = _resolver_cache[path] = import_string(path)
-    return resolver(request)
+class OrganizationResolver:
+    """Calls the ``ORGANIZATION_RESOLVER`` setting's function, imported once per path."""
+
+    def __init__(self) -> None:
+        self._imported: dict[str, Callable] = {}
+
+    def resolve(self, request):
+        path = conf.get("ORGANIZATION_RESOLVER")
+        resolver = self._imported.get(path)
+        if resolver is None:
+            resolver = self._imported[path] = import_string(path)
+        return resolver(request)
+
+    def reset(self) -> None:
+        """Imports the resolvers again on next use (``telemetry.testing.reset``)."""
+        self._imported.clear()
+
+
+#: This process's resolver; the middleware calls :func:`resolve`.
+resolver = OrganizationResolver()
+resolve = resolver.resolve

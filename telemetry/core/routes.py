@@ -5,21 +5,39 @@ import re
 from telemetry.core import labels
 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
-_normalized = {}
+_CONVERTER = re.compile(r"<(?:\w+):(\w+)>")
+#: Distinct resolver patterns whose label is cached; beyond it a new one is ``other``.
+MAX_ROUTES_CACHED = 10_000
 
 
-def normalize(route):
-    """``api/^apps/(?P<slug>[^/.]+)/view$`` -> ``/api/apps/<slug>/view``; cached."""
-    cached = _normalized.get(route)
-    if cached is None:
-        text = _GROUP.sub(r"<\1>", route).replace("^", "").replace("$", "").replace("/?", "/").replace("\\.", ".")
-        text = re.sub(r"<(?:\w+):(\w+)>", r"<\1>", text)
-        text = "/" + text.lstrip("/")
-        cached = _normalized[route] = labels.route(text) if len(_normalized) < 10_000 else labels.OTHER
-    return cached
+class RouteLabels:
+    """Resolver patterns -> route labels, cached per process (bounded)."""
+
+    def __init__(self) -> None:
+        self._labels: dict[str, str] = {}
+
+    def normalize(self, route: str) -> str:
+        """``api/^apps/(?P<slug>[^/.]+)/view$`` -> ``/api/apps/<slug>/view``, capped as a label."""
+        cached = self._labels.get(route)
+        if cached is None:
+            text = _GROUP.sub(r"<\1>", route).replace("^", "").replace("$", "").replace("/?", "/").replace("\\.", ".")
+            text = "/" + _CONVERTER.sub(r"<\1>", text).lstrip("/")
+            cached = labels.route(text) if len(self._labels) < MAX_ROUTES_CACHED else labels.OTHER
+            self._labels[route] = cached
+        return cached
+
+    def reset(self) -> None:
+        """Forgets the cached labels (with the label caps they came from)."""
+        self._labels.clear()
 
 
-def of_request(request):
+#: This process's route labels, emptied with the label caps.
+route_labels = RouteLabels()
+normalize = route_labels.normalize
+labels.on_reset(route_labels.reset)
+
+
+def of_request(request) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None or match.route is None:
         return labels.UNMATCHED_ROUTE

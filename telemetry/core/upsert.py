@@ -4,12 +4,19 @@ Counts that admin pages show are aggregated in process and written here in one
 statement per batch: ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``
 (``ON DUPLICATE KEY UPDATE`` on MySQL), so they stay exact with any number of
 processes writing the same rows. Telemetry's own statements are not instrumented.
+:class:`IncrementTable` is the in-process table such counts are aggregated in.
 """
 
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
 from django.db import connections
+from django.db.models import Model
 
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
+from telemetry.metrics.internal import DropCounter
 
 
 def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(), set_fields=(), insert_fields=(),
@@ -26,7 +33,7 @@ def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(),
     fields = [*key_fields, *sum_fields, *max_fields, *min_fields, *set_fields, *insert_fields]
     model_fields = [model._meta.get_field(name) for name in fields]
     columns = [field.column for field in model_fields]
-    column_of = dict(zip(fields, columns))
+    column_of = dict(zip(fields, columns, strict=True))
     vendor = connection.vendor
     if vendor == "mysql":
         new = "VALUES({})".format
@@ -52,7 +59,7 @@ def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(),
         conflict = f"ON CONFLICT ({keys}) DO UPDATE SET " + ", ".join(updates)
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     column_list = ", ".join(quote(column) for column in columns)
-    prepared = [[field.get_db_prep_save(row[name], connection) for name, field in zip(fields, model_fields)]
+    prepared = [[field.get_db_prep_save(row[name], connection) for name, field in zip(fields, model_fields, strict=True)]
                 for row in rows]
     with suppressed(), connection.cursor() as cursor:
         for start in range(0, len(prepared), chunk_size):
@@ -60,3 +67,83 @@ def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(),
             sql = (f"INSERT INTO {table} ({column_list}) VALUES "
                    + ", ".join([placeholders] * len(chunk)) + f" {conflict}")
             cursor.execute(sql, [value for row in chunk for value in row])
+
+
+class Row:
+    """A row of an :class:`IncrementTable`: a ``__slots__`` class (or a dataclass with
+    ``slots=True``) whose slots are the stored fields; :meth:`fields` gives them to the
+    upsert. A row that holds more than its stored fields overrides :meth:`fields`."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+RowType = TypeVar("RowType", bound=Row)
+
+
+class IncrementTable(Generic[RowType]):
+    """An in-process table flushed by one increment-upsert into ``model``.
+
+    Keys are tuples of the ``key_fields`` values; the flusher thread adds through
+    :meth:`row` (a dict look-up, no lock: adds and writes both run under the flusher's
+    drain). At most ``max_keys`` keys are held between two writes: a new key beyond them is
+    dropped and counted in ``drops`` (as ``drop_reason`` when it is labelled), reported on
+    each :meth:`write`. :meth:`take` swaps the table for an empty one under a lock, so
+    any thread may write.
+    """
+
+    __slots__ = ("model", "row_type", "key_fields", "sum_fields", "max_fields", "min_fields", "set_fields",
+                 "max_keys", "drops", "drop_reason", "_rows", "_lock")
+
+    def __init__(self, model: type[Model], row_type: Callable[..., RowType], key_fields: Sequence[str],
+                 sum_fields: Sequence[str], max_fields: Sequence[str] = (), min_fields: Sequence[str] = (),
+                 set_fields: Sequence[str] = (), *, max_keys: int, drops: DropCounter,
+                 drop_reason: str = "") -> None:
+        self.model = model
+        self.row_type = row_type
+        self.key_fields = tuple(key_fields)
+        self.sum_fields = tuple(sum_fields)
+        self.max_fields = tuple(max_fields)
+        self.min_fields = tuple(min_fields)
+        self.set_fields = tuple(set_fields)
+        self.max_keys = max_keys
+        self.drops = drops
+        self.drop_reason = drop_reason
+        self._rows: dict[tuple, RowType] = {}
+        self._lock = threading.Lock()
+
+    def row(self, key: tuple, *arguments: Any) -> RowType | None:
+        """The row of ``key`` to add to; a new key gets ``row_type(*arguments)``. None when
+        the table is full (the drop is counted)."""
+        row = self._rows.get(key)
+        if row is None:
+            if len(self._rows) >= self.max_keys:
+                self.drops.count(self.drop_reason)
+                return None
+            row = self._rows[key] = self.row_type(*arguments)
+        return row
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def take(self) -> dict[tuple, RowType]:
+        """Everything added since the last take, leaving the table empty."""
+        with self._lock:
+            rows, self._rows = self._rows, {}
+        return rows
+
+    def write(self, rows: dict[tuple, RowType] | None = None) -> None:
+        """Upserts ``rows`` (by default what :meth:`take` returns) in one increment-upsert
+        and reports the drops counted so far."""
+        if rows is None:
+            rows = self.take()
+        self.drops.report()
+        increment(self.model, [{**dict(zip(self.key_fields, key, strict=True)), **row.fields()} for key, row in rows.items()],
+                  key_fields=self.key_fields, sum_fields=self.sum_fields, max_fields=self.max_fields,
+                  min_fields=self.min_fields, set_fields=self.set_fields)
+
+    def reset(self) -> None:
+        """Forgets what is pending (tests: ``telemetry.testing.reset``)."""
+        self.take()

@@ -38,6 +38,12 @@ def usage_dropped() -> Counter:
     return _counter("telemetry_usage_dropped", "Usage events not counted because the in-process table was full.")
 
 
+def table_dropped() -> Counter:
+    return _counter("telemetry_table_dropped",
+                    "Rows not aggregated because an in-process table was full, by table (query statistics, "
+                    "findings, release latency).", ("table",))
+
+
 def trace_spans_stored() -> Counter:
     return _counter("telemetry_trace_spans_stored", "Spans written to the embedded trace store.")
 
@@ -91,5 +97,5 @@ def series_folded() -> Counter:
 
 def define_all() -> list[Counter]:
     """Every ``telemetry_*`` family, created now (otherwise each waits for its first use)."""
-    return [internal_errors(), dropped_events(), usage_dropped(), trace_spans_stored(), trace_dropped(),
-            sql_unparsed(), series_folded()]
+    return [internal_errors(), dropped_events(), usage_dropped(), table_dropped(), trace_spans_stored(),
+            trace_dropped(), sql_unparsed(), series_folded()]

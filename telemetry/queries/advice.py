@@ -72,6 +72,11 @@ def _table_facts(cursor, schema, table):
     return reltuples, {row[0] for row in cursor.fetchall()}
 
 
+def reset():
+    """Forgets which aliases could not install HypoPG (``telemetry.testing.reset``)."""
+    _hypopg_unavailable_until.clear()
+
+
 def hypopg_ready(connection, cursor):
     """HypoPG usable in this database: installed, or installed now (needs the right
     privileges; a failure is counted, the proof skipped and not retried for an hour)."""

@@ -14,14 +14,23 @@ The parameters live in memory until the EXPLAIN has run and are never stored: li
 are scrubbed from every expression of the stored plan.
 """
 
+import json
 import math
 import re
 import time
 from collections import deque
 from time import perf_counter
+from typing import Any, NamedTuple
+
+from django.db import connections, transaction
+from django.utils import timezone
 
 from telemetry import conf
-from telemetry.core import guard
+from telemetry.core import guard, recorder
+from telemetry.core.context import suppressed
+from telemetry.core.routers import telemetry_alias
+from telemetry.models import QueryPlan
+from telemetry.queries import advice
 
 MAX_QUEUE = 20
 MAX_REMEMBERED_FINGERPRINTS = 10_000
@@ -29,12 +38,6 @@ STATEMENT_TIMEOUT_MS = 2000
 
 _EXPLAINABLE = {"select", "insert", "update", "delete", "with"}
 _FIRST_WORD = re.compile(r"^\s*(?:/\*.*?\*/\s*)*\(*\s*(\w+)", re.S)
-_queue = deque()
-_last_offer = {}
-_recent = deque()
-#: Counters of this process (the admin and the tests read them; errors also go to
-#: ``telemetry_internal_errors_total{component="explain"}``).
-stats = {"offered": 0, "explained": 0, "failed": 0, "rate_limited": 0, "refused": 0}
 
 
 def explainable(sql):
@@ -45,66 +48,88 @@ def explainable(sql):
     return ";" not in sql.rstrip().rstrip(";")
 
 
-def offer(alias, vendor, sql, params, many, analysis):
-    """Queues one slow statement for EXPLAIN; True when queued. Never raises."""
-    try:
-        if vendor != "postgresql" or many or not conf.get("EXPLAIN_ENABLED"):
-            return False
-        if not explainable(sql):
-            stats["refused"] += 1
-            return False
-        now = time.monotonic()
-        key = (alias, analysis.fingerprint_id)
-        if now - _last_offer.get(key, -math.inf) < conf.get("EXPLAIN_INTERVAL_SECONDS"):
-            return False
-        while _recent and now - _recent[0] >= 60.0:
-            _recent.popleft()
-        if len(_recent) >= conf.get("EXPLAIN_PER_MINUTE") or len(_queue) >= MAX_QUEUE:
-            stats["rate_limited"] += 1
-            return False
-        if len(_last_offer) >= MAX_REMEMBERED_FINGERPRINTS:
-            _last_offer.clear()
-        _last_offer[key] = now
-        _recent.append(now)
-        _queue.append((alias, sql, params, analysis.fingerprint_id, analysis.fingerprint))
-        stats["offered"] += 1
-        _register()
-        return True
-    except Exception as exc:  # noqa: BLE001
-        guard.report("explain_offer", exc)
-        return False
+class PendingExplain(NamedTuple):
+    """A slow statement waiting for its EXPLAIN (its parameters are never stored)."""
+
+    alias: str
+    sql: str
+    params: Any
+    fingerprint_id: str
+    fingerprint: str
 
 
-def _register():
-    from telemetry.core import recorder
+class ExplainQueue:
+    """The statements waiting for an EXPLAIN in this process, with its rate limits."""
 
-    recorder.register_periodic(run_pending)
+    def __init__(self) -> None:
+        self._queue: deque[PendingExplain] = deque()
+        #: (alias, fingerprint id) -> monotonic time of its last offer.
+        self._last_offer: dict[tuple[str, str], float] = {}
+        #: Monotonic times of the offers of the last minute.
+        self._recent: deque[float] = deque()
+        #: Counters of this process (the admin and the tests read them; errors also go to
+        #: ``telemetry_internal_errors_total{component="explain"}``).
+        self.stats = {"offered": 0, "explained": 0, "failed": 0, "rate_limited": 0, "refused": 0}
 
-
-def run_pending(batch=None):
-    """Explains what is queued (periodic callback of the flusher). Each failure is
-    counted and reported, never raised."""
-    while _queue:
-        alias, sql, params, fingerprint_id, fingerprint = _queue.popleft()
+    def offer(self, alias, vendor, sql, params, many, analysis) -> bool:
+        """Queues one slow statement for EXPLAIN; True when queued. Never raises."""
         try:
-            capture(alias, sql, params, fingerprint_id, fingerprint)
-            stats["explained"] += 1
+            if vendor != "postgresql" or many or not conf.get("EXPLAIN_ENABLED"):
+                return False
+            if not explainable(sql):
+                self.stats["refused"] += 1
+                return False
+            now = time.monotonic()
+            key = (alias, analysis.fingerprint_id)
+            if now - self._last_offer.get(key, -math.inf) < conf.get("EXPLAIN_INTERVAL_SECONDS"):
+                return False
+            recent = self._recent
+            while recent and now - recent[0] >= 60.0:
+                recent.popleft()
+            if len(recent) >= conf.get("EXPLAIN_PER_MINUTE") or len(self._queue) >= MAX_QUEUE:
+                self.stats["rate_limited"] += 1
+                return False
+            if len(self._last_offer) >= MAX_REMEMBERED_FINGERPRINTS:
+                self._last_offer.clear()
+            self._last_offer[key] = now
+            recent.append(now)
+            self._queue.append(PendingExplain(alias, sql, params, analysis.fingerprint_id, analysis.fingerprint))
+            self.stats["offered"] += 1
+            recorder.register_periodic(self.run_pending)
+            return True
         except Exception as exc:  # noqa: BLE001
-            stats["failed"] += 1
-            guard.report("explain", exc)
+            guard.report("explain_offer", exc)
+            return False
+
+    def run_pending(self, batch=None) -> None:
+        """Explains what is queued (periodic callback of the flusher). Each failure is
+        counted and reported, never raised."""
+        while self._queue:
+            pending = self._queue.popleft()
+            try:
+                capture(*pending)
+                self.stats["explained"] += 1
+            except Exception as exc:  # noqa: BLE001
+                self.stats["failed"] += 1
+                guard.report("explain", exc)
+
+    def reset(self) -> None:
+        """Forgets rate limits and the queue (``telemetry.testing.reset``); the counters stay."""
+        self._queue.clear()
+        self._last_offer.clear()
+        self._recent.clear()
+
+
+#: This process's EXPLAIN queue; the detectors and the tests use the names below.
+queue = ExplainQueue()
+offer = queue.offer
+run_pending = queue.run_pending
+stats = queue.stats
 
 
 def capture(alias, sql, params, fingerprint_id, fingerprint):
     """EXPLAINs on ``alias`` with the real parameters, proves index candidates, stores the
     scrubbed plan as the latest of its fingerprint."""
-    from django.db import connections, transaction
-    from django.utils import timezone
-
-    from telemetry.queries import advice
-    from telemetry.core.context import suppressed
-    from telemetry.models import QueryPlan
-    from telemetry.core.routers import telemetry_alias
-
     settings = conf.get_settings()
     started = perf_counter()
     connection = connections[alias]
@@ -134,8 +159,6 @@ def explain(cursor, sql, params):
     cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
     value = cursor.fetchone()[0]
     if isinstance(value, (str, bytes)):
-        import json
-
         value = json.loads(value)
     return value
 
@@ -162,10 +185,3 @@ def scrub(value, key=None):
     if isinstance(value, str) and key not in _NAME_KEYS:
         return _LITERAL.sub("?", value)
     return value
-
-
-def reset():
-    """Forgets rate limits and the queue (tests)."""
-    _queue.clear()
-    _last_offer.clear()
-    _recent.clear()

@@ -1,8 +1,8 @@
 """Per-fingerprint statistics and runtime detectors, fed by the flusher thread.
 
 Statistics (calls, total / min / max / standard deviation, rows, a latency histogram)
-are aggregated per fingerprint, database alias and hour in process and written by one
-increment-upsert per sample interval. Detectors look at one request's statements:
+are aggregated per fingerprint, database alias and hour in a bounded in-process table and
+written by one increment-upsert per sample interval. Detectors look at one request's statements:
 
 - ``n_plus_one``: one fingerprint run ``N_PLUS_ONE_THRESHOLD`` times or more with
   different parameters;
@@ -13,7 +13,8 @@ increment-upsert per sample interval. Detectors look at one request's statements
 
 Findings keep the normalized statement, call site, route, organization and duration,
 never parameter values; each (code, fingerprint) is kept at most once a minute per
-process and the pending list is bounded.
+process and the pending list is bounded. What a full table or list cannot take is counted
+in ``telemetry_table_dropped_total{table}``.
 """
 
 import bisect
@@ -23,73 +24,145 @@ import time
 from django.utils import timezone
 
 from telemetry import conf
+from telemetry.core.context import suppressed
+from telemetry.core.routers import telemetry_alias
+from telemetry.core.upsert import IncrementTable, Row
+from telemetry.metrics import families, internal
+from telemetry.models import QueryFinding, QueryStat
 from telemetry.queries import explain
 
+#: Distinct (fingerprint, alias, hour) keys held between two writes.
+MAX_PENDING_STATS = 10_000
 MAX_PENDING_FINDINGS = 1000
+#: (code, fingerprint) pairs whose last finding time is kept; forgotten all at once beyond it.
+MAX_REMEMBERED_FINDINGS = 10_000
 #: Findings that are advice (``slow`` is a symptom): they also count in
 #: ``<namespace>_db_query_optimization_suggestions_total``.
 RUNTIME_SUGGESTIONS = frozenset({"n_plus_one", "duplicate_query", "add_limit_clause"})
 FINDING_INTERVAL_SECONDS = 60.0
-
-_pending_stats = {}
-_bucket_bounds = None
-
-
-def _load_bucket_bounds():
-    """``QueryStat.BUCKETS_MS``, read once: an import inside a per-statement function costs
-    more than the rest of it."""
-    global _bucket_bounds
-    from telemetry.models import QueryStat
-
-    _bucket_bounds = QueryStat.BUCKETS_MS
-    return _bucket_bounds
-_pending_findings = []
-_last_finding = {}
-_lock = threading.Lock()
+#: Upper bounds of the latency histogram and the fields its counts are stored in.
+BUCKET_BOUNDS_MS = QueryStat.BUCKETS_MS
+BUCKET_FIELDS = tuple(QueryStat.bucket_fields())
 
 
-def observe(batch, analysis, alias, duration, rowcount):
-    bounds = _bucket_bounds or _load_bucket_bounds()
-    milliseconds = duration * 1000.0
-    key = (analysis.fingerprint_id, alias, batch.hour)
-    entry = _pending_stats.get(key)
-    now = batch.now
-    if entry is None:
-        entry = _pending_stats[key] = {
-            "analysis": analysis, "calls": 0, "total_ms": 0.0, "total_squares_ms": 0.0, "min_ms": milliseconds,
-            "max_ms": milliseconds, "rows": 0, "buckets": [0] * (len(bounds) + 1),
-            "first_seen": now,
+class QueryStatRow(Row):
+    """A fingerprint's hour on one alias (``QueryStat``); the analysis gives the
+    descriptive fields, the latency histogram its ``bucket_<n>`` fields."""
+
+    __slots__ = ("analysis", "calls", "total_ms", "total_squares_ms", "min_ms", "max_ms", "rows", "buckets",
+                 "first_seen", "last_seen")
+
+    def __init__(self, analysis, milliseconds, now):
+        self.analysis = analysis
+        self.calls = 0
+        self.total_ms = 0.0
+        self.total_squares_ms = 0.0
+        self.min_ms = milliseconds
+        self.max_ms = milliseconds
+        self.rows = 0
+        self.buckets = [0] * len(BUCKET_FIELDS)
+        self.first_seen = now
+        self.last_seen = now
+
+    def fields(self):
+        analysis = self.analysis
+        fields = {
+            "fingerprint": analysis.fingerprint[:10000], "operation": analysis.operation[:32],
+            "tables": ",".join(analysis.tables)[:255], "complexity": (analysis.complexity or "unknown")[:16],
+            "complexity_score": analysis.complexity_score, "suggestions": ",".join(analysis.suggestions)[:255],
+            "calls": self.calls, "total_ms": self.total_ms, "total_squares_ms": self.total_squares_ms,
+            "min_ms": self.min_ms, "max_ms": self.max_ms, "rows": self.rows,
+            "first_seen": self.first_seen, "last_seen": self.last_seen,
         }
-    entry["calls"] += 1
-    entry["total_ms"] += milliseconds
-    entry["total_squares_ms"] += milliseconds * milliseconds
-    entry["min_ms"] = min(entry["min_ms"], milliseconds)
-    entry["max_ms"] = max(entry["max_ms"], milliseconds)
-    entry["rows"] += max(rowcount, 0)
-    entry["buckets"][bisect.bisect_left(bounds, milliseconds)] += 1
-    entry["last_seen"] = now
+        fields.update(zip(BUCKET_FIELDS, self.buckets, strict=True))
+        return fields
 
 
-def _finding(code, analysis, alias, route, organization, call_site, duration, repetitions=1, rows=-1,
-             trace_id=""):
-    if code in RUNTIME_SUGGESTIONS:
-        # Every detection counts in the metric; only the stored evidence is rate-limited.
-        from telemetry.metrics import families
+class QueryStatistics:
+    """This process's statistics table and pending findings, with the findings' rate limits.
 
-        families().analytics.optimization_suggestions.child((code,)).inc()
-    key = (code, analysis.fingerprint_id)
-    now = time.monotonic()
-    if now - _last_finding.get(key, -FINDING_INTERVAL_SECONDS) < FINDING_INTERVAL_SECONDS:
-        return
-    if len(_pending_findings) >= MAX_PENDING_FINDINGS:
-        return
-    _last_finding[key] = now
-    _pending_findings.append({
-        "code": code, "fingerprint_id": analysis.fingerprint_id, "fingerprint": analysis.fingerprint,
-        "alias": alias, "route": route or "", "organization_id": organization or "",
-        "call_site": (call_site or "")[:500], "duration_ms": duration * 1000.0, "repetitions": repetitions,
-        "rows": rows, "created_at": timezone.now(), "trace_id": trace_id,
-    })
+    The table and the findings list are bounded; what does not fit is counted in
+    ``telemetry_table_dropped_total{table="query_stats"|"query_findings"}``.
+    """
+
+    def __init__(self, max_keys: int = MAX_PENDING_STATS) -> None:
+        self.drops = internal.DropCounter(internal.table_dropped, labelled=True)
+        self.table: IncrementTable[QueryStatRow] = IncrementTable(
+            QueryStat, QueryStatRow, key_fields=("fingerprint_id", "alias", "hour"),
+            sum_fields=("calls", "total_ms", "total_squares_ms", "rows", *BUCKET_FIELDS),
+            max_fields=("max_ms", "last_seen"), min_fields=("min_ms", "first_seen"),
+            set_fields=("fingerprint", "operation", "tables", "complexity", "complexity_score", "suggestions"),
+            max_keys=max_keys, drops=self.drops, drop_reason="query_stats")
+        self._findings: list[QueryFinding] = []
+        #: (code, fingerprint id) -> monotonic time of its last kept finding.
+        self._last_finding: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, batch, analysis, alias, duration, rowcount) -> None:
+        """One statement (query handler, flusher thread)."""
+        milliseconds = duration * 1000.0
+        now = batch.now
+        row = self.table.row((analysis.fingerprint_id, alias, batch.hour), analysis, milliseconds, now)
+        if row is None:
+            return
+        row.calls += 1
+        row.total_ms += milliseconds
+        row.total_squares_ms += milliseconds * milliseconds
+        if milliseconds < row.min_ms:
+            row.min_ms = milliseconds
+        if milliseconds > row.max_ms:
+            row.max_ms = milliseconds
+        row.rows += max(rowcount, 0)
+        row.buckets[bisect.bisect_left(BUCKET_BOUNDS_MS, milliseconds)] += 1
+        row.last_seen = now
+
+    def finding(self, code, analysis, alias, route, organization, call_site, duration, repetitions=1, rows=-1,
+                trace_id="") -> None:
+        """A detection: counted when it is advice, kept as a ``QueryFinding`` at most once a
+        minute per (code, fingerprint)."""
+        if code in RUNTIME_SUGGESTIONS:
+            # Every detection counts in the metric; only the stored evidence is rate-limited.
+            families().analytics.optimization_suggestions.child((code,)).inc()
+        key = (code, analysis.fingerprint_id)
+        now = time.monotonic()
+        if now - self._last_finding.get(key, -FINDING_INTERVAL_SECONDS) < FINDING_INTERVAL_SECONDS:
+            return
+        if len(self._findings) >= MAX_PENDING_FINDINGS:
+            self.drops.count("query_findings")
+            return
+        if len(self._last_finding) >= MAX_REMEMBERED_FINDINGS:
+            self._last_finding.clear()
+        self._last_finding[key] = now
+        self._findings.append(QueryFinding(
+            code=code, fingerprint_id=analysis.fingerprint_id, fingerprint=analysis.fingerprint, alias=alias,
+            route=route or "", organization_id=organization or "", call_site=(call_site or "")[:500],
+            duration_ms=duration * 1000.0, repetitions=repetitions, rows=rows, created_at=timezone.now(),
+            trace_id=trace_id,
+        ))
+
+    def write_pending(self, batch=None) -> None:
+        """The sampler's step: one increment-upsert of the statistics, one insert of the findings."""
+        with self._lock:
+            findings, self._findings = self._findings, []
+        self.table.write()
+        if findings:
+            with suppressed():
+                QueryFinding.objects.using(telemetry_alias()).bulk_create(findings)
+
+    def reset(self) -> None:
+        """Forgets pending statistics and findings and the findings' rate limits
+        (``telemetry.testing.reset``)."""
+        self.table.reset()
+        with self._lock:
+            self._findings = []
+        self._last_finding.clear()
+
+
+#: This process's query statistics; the handlers and the sampler call the functions below.
+statistics = QueryStatistics()
+observe = statistics.observe
+_finding = statistics.finding
+write_pending = statistics.write_pending
 
 
 def _trace_id(event):
@@ -151,40 +224,3 @@ def _params_key(params):
         return repr(params)
     except Exception:  # noqa: BLE001
         return id(params)
-
-
-def write_pending(batch=None):
-    from telemetry.core.context import suppressed
-    from telemetry.models import QueryFinding, QueryStat
-    from telemetry.core.routers import telemetry_alias
-    from telemetry.core.upsert import increment
-
-    with _lock:
-        stats = dict(_pending_stats)
-        _pending_stats.clear()
-        findings = list(_pending_findings)
-        _pending_findings.clear()
-    bucket_fields = QueryStat.bucket_fields()
-    rows = []
-    for (fingerprint_id, alias, hour), entry in stats.items():
-        analysis = entry["analysis"]
-        row = {
-            "fingerprint_id": fingerprint_id, "alias": alias, "hour": hour,
-            "fingerprint": analysis.fingerprint[:10000], "operation": analysis.operation[:32],
-            "tables": ",".join(analysis.tables)[:255], "complexity": (analysis.complexity or "unknown")[:16],
-            "complexity_score": analysis.complexity_score, "suggestions": ",".join(analysis.suggestions)[:255],
-            "calls": entry["calls"], "total_ms": entry["total_ms"], "total_squares_ms": entry["total_squares_ms"],
-            "min_ms": entry["min_ms"], "max_ms": entry["max_ms"], "rows": entry["rows"],
-            "first_seen": entry["first_seen"], "last_seen": entry["last_seen"],
-        }
-        row.update(zip(bucket_fields, entry["buckets"]))
-        rows.append(row)
-    increment(
-        QueryStat, rows, key_fields=("fingerprint_id", "alias", "hour"),
-        sum_fields=("calls", "total_ms", "total_squares_ms", "rows", *bucket_fields),
-        max_fields=("max_ms", "last_seen"), min_fields=("min_ms", "first_seen"),
-        set_fields=("fingerprint", "operation", "tables", "complexity", "complexity_score", "suggestions"),
-    )
-    if findings:
-        with suppressed():
-            QueryFinding.objects.using(telemetry_alias()).bulk_create([QueryFinding(**row) for row in findings])

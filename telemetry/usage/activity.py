@@ -2,75 +2,96 @@
 bulk upsert per interval and counts the window with an indexed query."""
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count
 from django.utils import timezone
 
 from telemetry import conf
 from telemetry.core import labels
-
-_pending = {}
-_reported = set()
-_lock = threading.Lock()
-#: The last count per organization and the batch of the sample that made it.
-_counted = {"batch": None, "per_organization": {}}
+from telemetry.core.context import suppressed
+from telemetry.core.routers import telemetry_alias
+from telemetry.metrics import families
+from telemetry.models import UserActivity
 
 
-def seen(user_id, organization_id):
-    """A request of ``user_id``; one that names no organization keeps the known one."""
-    if organization_id is None or organization_id == "":
-        previous = _pending.get(user_id)
-        organization = previous[0] if previous else ""
-    else:
-        organization = str(organization_id)
-    _pending[user_id] = (organization, timezone.now())
+class ActiveUsers:
+    """Who was seen since the last sample, and what the last sample counted."""
+
+    def __init__(self) -> None:
+        #: user id -> (organization id or "", last seen)
+        self._seen: dict[Any, tuple[str, datetime]] = {}
+        #: Organization labels given a value by an earlier sample (set to 0 once idle).
+        self._reported: set[str] = set()
+        #: The last count per organization and the batch of the sample that made it.
+        self._counted_batch = None
+        self._counted: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, user_id, organization_id) -> None:
+        """A request of ``user_id``; one that names no organization keeps the known one."""
+        if organization_id is None or organization_id == "":
+            previous = self._seen.get(user_id)
+            organization = previous[0] if previous else ""
+        else:
+            organization = str(organization_id)
+        self._seen[user_id] = (organization, timezone.now())
+
+    def write_and_count(self, batch) -> None:
+        """The sampler's step: stores who was seen, counts the window per organization and
+        sets ``active_users_current``."""
+        with self._lock:
+            pending, self._seen = self._seen, {}
+        alias = telemetry_alias()
+        with suppressed():
+            # Requests that name no organization (a listing, say) refresh ``last_seen`` only:
+            # the stored organization stays, so the user keeps counting for it.
+            for with_organization, update_fields in ((True, ["organization_id", "last_seen"]),
+                                                     (False, ["last_seen"])):
+                rows = [UserActivity(user_id=user_id, organization_id=org, last_seen=last_seen)
+                        for user_id, (org, last_seen) in pending.items() if bool(org) == with_organization]
+                if rows:
+                    UserActivity.objects.using(alias).bulk_create(
+                        rows, update_conflicts=True, unique_fields=["user_id"], update_fields=update_fields,
+                    )
+            since = timezone.now() - timedelta(seconds=conf.get("ACTIVE_USER_WINDOW_SECONDS"))
+            per_organization = dict(
+                UserActivity.objects.using(alias).filter(last_seen__gte=since)
+                .values_list("organization_id").annotate(count=Count("id")).order_by()
+            )
+        self._counted_batch, self._counted = batch, per_organization
+        gauge = families().business.active_users
+        counts: dict[str, int] = {}
+        for org, count in per_organization.items():
+            if org:
+                label = labels.organization(org)
+                counts[label] = counts.get(label, 0) + count
+        # Organizations whose users all went idle drop to zero rather than keep their last value.
+        for label in self._reported - counts.keys():
+            counts[label] = 0
+        self._reported.update(counts)
+        for label, count in counts.items():
+            batch.set(gauge, (label, "organization"), count)
+        batch.set(gauge, ("", "platform"), sum(per_organization.values()))
+
+    def counts_of(self, batch) -> dict[str, int]:
+        """Active users per organization id as counted in ``batch``'s sample (uncapped),
+        or nothing when this sample did not count them."""
+        if self._counted_batch is not batch:
+            return {}
+        return {org: count for org, count in self._counted.items() if org and count > 0}
+
+    def reset(self) -> None:
+        """Forgets who was seen and what was counted (``telemetry.testing.reset``)."""
+        with self._lock:
+            self._seen = {}
+        self._reported.clear()
+        self._counted_batch, self._counted = None, {}
 
 
-def write_and_count(batch):
-    from telemetry.core.context import suppressed
-    from telemetry.metrics import families
-    from telemetry.models import UserActivity
-    from telemetry.core.routers import telemetry_alias
-
-    with _lock:
-        pending = dict(_pending)
-        _pending.clear()
-    alias = telemetry_alias()
-    with suppressed():
-        # Requests that name no organization (a listing, say) refresh ``last_seen`` only:
-        # the stored organization stays, so the user keeps counting for it.
-        for with_organization, update_fields in ((True, ["organization_id", "last_seen"]), (False, ["last_seen"])):
-            rows = [UserActivity(user_id=user_id, organization_id=org, last_seen=last_seen)
-                    for user_id, (org, last_seen) in pending.items() if bool(org) == with_organization]
-            if rows:
-                UserActivity.objects.using(alias).bulk_create(
-                    rows, update_conflicts=True, unique_fields=["user_id"], update_fields=update_fields,
-                )
-        since = timezone.now() - timedelta(seconds=conf.get("ACTIVE_USER_WINDOW_SECONDS"))
-        per_organization = dict(
-            UserActivity.objects.using(alias).filter(last_seen__gte=since)
-            .values_list("organization_id").annotate(count=Count("id")).order_by()
-        )
-    _counted.update(batch=batch, per_organization=per_organization)
-    gauge = families().business.active_users
-    counts = {}
-    for org, count in per_organization.items():
-        if org:
-            label = labels.organization(org)
-            counts[label] = counts.get(label, 0) + count
-    # Organizations whose users all went idle drop to zero rather than keep their last value.
-    for label in _reported - counts.keys():
-        counts[label] = 0
-    _reported.update(counts)
-    for label, count in counts.items():
-        batch.set(gauge, (label, "organization"), count)
-    batch.set(gauge, ("", "platform"), sum(per_organization.values()))
-
-
-def counts_of(batch):
-    """Active users per organization id as counted in ``batch``'s sample (uncapped),
-    or nothing when this sample did not count them."""
-    if _counted["batch"] is not batch:
-        return {}
-    return {org: count for org, count in _counted["per_organization"].items() if org and count > 0}
+#: This process's active users; the handlers and the sampler call the functions below.
+active_users = ActiveUsers()
+seen = active_users.seen
+write_and_count = active_users.write_and_count
+counts_of = active_users.counts_of

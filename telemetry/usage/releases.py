@@ -1,29 +1,29 @@
 """Latency per release and route, and release comparison.
 
 Request handlers aggregate into an in-process table; the periodic sampler writes it with
-one increment-upsert. :func:`compare` (a Celery beat task) reads the stored rows and
+one increment-upsert. Beyond ``MAX_PENDING`` keys a new one is dropped and counted in
+``telemetry_table_dropped_total{table="releases"}``. :func:`compare` (a Celery beat task) reads the stored rows and
 drives the five ``<namespace>_benchmark_*`` metrics: per-route duration, comparisons by
 significance (Welch's t-test on the per-route means), regressions by class, an
 Apdex-based performance score, and a trend coefficient over recent releases.
 """
 
 import math
-import threading
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Min, Sum
-
 from django.urls import Resolver404, resolve
 
+from telemetry.core import routes
 from telemetry.core.bus import emit
 from telemetry.core.routers import telemetry_alias
-from telemetry.core.upsert import increment
-from telemetry.core import routes
+from telemetry.core.upsert import IncrementTable, Row
+from telemetry.metrics import internal
 from telemetry.models import ReleaseRouteStats
 
-_pending = {}
-_lock = threading.Lock()
-
+#: Distinct (release, route, hour) keys held between two writes.
+MAX_PENDING = 10_000
 #: |t| above this is a significant change (about 95 %).
 SIGNIFICANCE_T = 1.96
 
@@ -32,35 +32,56 @@ def current_release():
     return getattr(settings, "RELEASE_VERSION", "") or "unknown"
 
 
-def observe(batch, route, seconds):
-    """Called by the request handler (flusher thread)."""
-    target = batch.settings["APDEX_TARGET_SECONDS"]
-    key = (current_release(), route, batch.hour)
-    entry = _pending.get(key)
-    if entry is None:
-        entry = _pending[key] = [0, 0.0, 0.0, 0, 0, 0.0]
-    entry[0] += 1
-    entry[1] += seconds
-    entry[2] += seconds * seconds
-    if seconds <= target:
-        entry[3] += 1
-    elif seconds <= 4 * target:
-        entry[4] += 1
-    entry[5] = max(entry[5], seconds)
+@dataclass(slots=True)
+class ReleaseRouteRow(Row):
+    """A route's hour in one release (``ReleaseRouteStats``)."""
+
+    count: int = 0
+    total_seconds: float = 0.0
+    total_squares: float = 0.0
+    satisfied: int = 0
+    tolerating: int = 0
+    max_seconds: float = 0.0
 
 
-def write_pending(batch=None):
-    with _lock:
-        pending = dict(_pending)
-        _pending.clear()
-    rows = [
-        {"release": release, "route": route, "hour": hour, "count": count, "total_seconds": total,
-         "total_squares": squares, "satisfied": satisfied, "tolerating": tolerating, "max_seconds": maximum}
-        for (release, route, hour), (count, total, squares, satisfied, tolerating, maximum) in pending.items()
-    ]
-    increment(ReleaseRouteStats, rows, key_fields=("release", "route", "hour"),
-              sum_fields=("count", "total_seconds", "total_squares", "satisfied", "tolerating"),
-              max_fields=("max_seconds",))
+class ReleaseLatency:
+    """Request latency per release, route and hour in this process, written by the sampler."""
+
+    def __init__(self, max_keys: int = MAX_PENDING) -> None:
+        self.table: IncrementTable[ReleaseRouteRow] = IncrementTable(
+            ReleaseRouteStats, ReleaseRouteRow, key_fields=("release", "route", "hour"),
+            sum_fields=("count", "total_seconds", "total_squares", "satisfied", "tolerating"),
+            max_fields=("max_seconds",), max_keys=max_keys,
+            drops=internal.DropCounter(internal.table_dropped, labelled=True), drop_reason="releases")
+
+    def observe(self, batch, route, seconds) -> None:
+        """A finished request (request handler, flusher thread)."""
+        row = self.table.row((current_release(), route, batch.hour))
+        if row is None:
+            return
+        target = batch.settings["APDEX_TARGET_SECONDS"]
+        row.count += 1
+        row.total_seconds += seconds
+        row.total_squares += seconds * seconds
+        if seconds <= target:
+            row.satisfied += 1
+        elif seconds <= 4 * target:
+            row.tolerating += 1
+        row.max_seconds = max(row.max_seconds, seconds)
+
+    def write_pending(self, batch=None) -> None:
+        """The sampler's step: one increment-upsert."""
+        self.table.write()
+
+    def reset(self) -> None:
+        """Forgets what is pending (``telemetry.testing.reset``)."""
+        self.table.reset()
+
+
+#: This process's release latency table; the handlers and the sampler call the functions below.
+latency = ReleaseLatency()
+observe = latency.observe
+write_pending = latency.write_pending
 
 
 def _route_stats(release):
@@ -117,7 +138,7 @@ def trend_coefficient(means):
     x_mean = sum(xs) / len(means)
     y_mean = sum(means) / len(means)
     denominator = sum((x - x_mean) ** 2 for x in xs)
-    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, means)) / denominator
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, means, strict=True)) / denominator
     return slope / y_mean if y_mean else 0.0
 
 
@@ -158,7 +179,8 @@ def compare(history=5):
         summary["routes"][route] = verdict
         emit("inc", ("analytics", "benchmark_comparison"), (current, previous, verdict), 1)
         if verdict == "regression":
-            emit("inc", ("analytics", "benchmark_regression"), (current, regression_type(previous_stats[route], row)), 1)
+            regression = regression_type(previous_stats[route], row)
+            emit("inc", ("analytics", "benchmark_regression"), (current, regression), 1)
     return summary
 
 

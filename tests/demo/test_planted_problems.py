@@ -7,8 +7,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps_builder.models import App, AppVersion, AuditEvent, DataQuery, DataSource
-from telemetry.queries import advice, explain, stats as querystats
-from telemetry import api
+from telemetry import api, testing
 from telemetry.core.context import suppressed
 from telemetry.models import QueryFinding, QueryPlan
 
@@ -19,9 +18,7 @@ pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 def fresh_detectors():
     """Findings are kept once a minute per fingerprint and process; plans once per interval."""
     api.flush(sample=True)
-    querystats._last_finding.clear()
-    explain.reset()
-    advice._hypopg_unavailable_until.clear()
+    testing.reset()
     QueryFinding.objects.using("telemetry").all().delete()
     QueryPlan.objects.using("telemetry").all().delete()
 

@@ -8,8 +8,7 @@ from django.test import override_settings
 from django.urls import path
 from prometheus_client import REGISTRY
 
-from telemetry import api
-from telemetry.core import labels
+from telemetry import api, testing
 
 
 def org_view(request, org_id):
@@ -33,7 +32,7 @@ def series(metric_name):
 
 @override_settings(TELEMETRY={"METRICS_ENABLED": True, "MAX_ORGANIZATIONS": 20, "MAX_ROUTES": 50})
 def test_ten_thousand_random_paths_and_organizations_leave_series_bounded(client):
-    labels.reset_all()
+    testing.reset()
     before = series("http_server_request_duration_seconds")
     generator = random.Random(7)
     for index in range(10_000):

@@ -9,6 +9,7 @@ from django.test import override_settings
 from django.urls import path
 
 import plugins
+from telemetry import testing
 from telemetry.core import guard, recorder
 
 
@@ -61,7 +62,7 @@ def test_runtime_detections_count_as_optimization_suggestions(samples):
               for group_id in range(6)]
     querystats.detect([(event, analysis) for event in events])
     querystats.detect([(event, analysis) for event in events])
-    querystats._pending_findings.clear()
+    testing.reset()
     assert suggestions() == 2
 
 

@@ -99,14 +99,18 @@ def test_readiness_reports_the_store_without_failing_on_it(client):
 def test_a_hung_store_leaves_readiness_up_and_probes_do_not_pile_up(client, hung_store):
     bodies = [client.get("/health") for _ in range(5)]
     assert all(response.status_code == 200 for response in bodies)
+    stores = [response.json()["telemetry"]["store"] for response in bodies]
     for response in bodies:
         body = response.json()
         assert body["status"] == "degraded"
-        assert body["telemetry"]["store"] == {"status": "down", "error": "Timeout", "seconds": 0.5}
         assert all(check["status"] == "up" for check in body["checks"].values())
-    # Five probes, one connection attempt in flight on the hung server.
-    assert len(_health_threads("telemetry_store")) == 1
-    assert len(hung_store.accepted) == 1
+    # A probe waits 0.5 s at most; the connection attempt itself gives up after the
+    # alias's connect timeout (2 s), and only then may a new one start.
+    assert {store["error"] for store in stores} <= {"Timeout", "OperationalError"}
+    assert all(store["status"] == "down" and store["seconds"] <= 2.5 for store in stores)
+    assert len(_health_threads("telemetry_store")) <= 1
+    finished_runs = sum(store["error"] == "OperationalError" for store in stores)
+    assert len(hung_store.accepted) <= 1 + finished_runs
 
 
 @override_settings(TELEMETRY={**BASE, "HEALTH_CHECK_TIMEOUT_SECONDS": 0.5})

@@ -1,13 +1,18 @@
 """Runtime detectors and per-fingerprint statistics through real views on PostgreSQL."""
 
+from datetime import datetime, timezone
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.http import JsonResponse
 from django.urls import path
+from prometheus_client import REGISTRY
 
 from telemetry import api
 from telemetry.models import QueryFinding, QueryStat
+from telemetry.queries import stats as querystats
+from telemetry.queries.sql import analyze
 
 pytestmark = [pytest.mark.django_db(databases=["default", "telemetry"]), pytest.mark.urls(__name__)]
 
@@ -117,3 +122,26 @@ def test_statistics_are_exact_per_fingerprint(client, groups):
     assert stat.rows == 24 * 3
     assert stat.min_ms <= stat.mean_ms <= stat.max_ms
     assert sum(getattr(stat, field) for field in QueryStat.bucket_fields()) == 24
+
+
+def test_statistics_and_findings_are_bounded_and_drops_are_counted():
+    class Batch:
+        hour = now = datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
+
+    def dropped(table):
+        return REGISTRY.get_sample_value("telemetry_table_dropped_total", {"table": table}) or 0.0
+
+    before = {table: dropped(table) for table in ("query_stats", "query_findings")}
+    statistics = querystats.QueryStatistics(max_keys=1)
+    analyses = [analyze(f"SELECT id FROM bounded_{index} WHERE id = %s", [1], "postgresql")
+                for index in range(querystats.MAX_PENDING_FINDINGS + 1)]
+    for analysis in analyses[:2]:
+        statistics.observe(Batch, analysis, "default", 0.004, 1)
+        statistics.observe(Batch, analysis, "default", 0.002, 1)
+    for analysis in analyses:
+        statistics.finding("slow", analysis, "default", "/r", "", "", 0.3)
+    statistics.write_pending()
+    [row] = QueryStat.objects.using("telemetry").filter(hour=Batch.hour)
+    assert (row.fingerprint_id, row.calls, row.min_ms, row.max_ms) == (analyses[0].fingerprint_id, 2, 2.0, 4.0)
+    assert QueryFinding.objects.filter(fingerprint__contains="bounded_").count() == querystats.MAX_PENDING_FINDINGS
+    assert {table: dropped(table) - before[table] for table in before} == {"query_stats": 2, "query_findings": 1}

@@ -6,11 +6,11 @@ import json
 import pytest
 from django.db import connection
 
-from telemetry.queries import advice, explain, stats as querystats
-from telemetry import api
+from telemetry import api, testing
 from telemetry.core import guard
 from telemetry.core.context import suppressed
 from telemetry.models import QueryPlan
+from telemetry.queries import advice, explain
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 
@@ -28,9 +28,7 @@ def orders(settings):
         cursor.execute("ANALYZE qi_orders")
         QueryPlan.objects.using("telemetry").all().delete()
     api.flush(sample=True)
-    explain.reset()
-    querystats._last_finding.clear()
-    advice._hypopg_unavailable_until.clear()
+    testing.reset()
 
 
 def run(sql, params):
@@ -80,7 +78,7 @@ def test_without_hypopg_the_candidate_is_kept_unproven_and_the_failure_counted(o
     finally:
         with suppressed(), connection.cursor() as cursor:
             cursor.execute("RESET ROLE")
-        advice._hypopg_unavailable_until.clear()
+        advice.reset()
     [candidate] = plan_for("where customer_id").candidates
     assert candidate["columns"] == ["customer_id"]
     assert (candidate["proven"], candidate["gain"]) == (None, None)

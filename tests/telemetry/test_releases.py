@@ -5,9 +5,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
-from telemetry.usage import releases
 from telemetry.models import ReleaseRouteStats
+from telemetry.usage import releases
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -70,3 +71,20 @@ def test_requests_are_aggregated_per_release_and_written_in_one_upsert(client, s
     api.flush(sample=True)
     row = ReleaseRouteStats.objects.using("telemetry").get(release="9.9.9", route="/health")
     assert row.count == 3
+
+
+def test_the_pending_table_is_bounded_and_what_it_holds_is_written():
+    class Batch:
+        hour = START
+        settings = {"APDEX_TARGET_SECONDS": 0.5}
+
+    dropped = {"table": "releases"}
+    before = REGISTRY.get_sample_value("telemetry_table_dropped_total", dropped) or 0.0
+    latency = releases.ReleaseLatency(max_keys=2)
+    for route, seconds in (("/a", 0.1), ("/b", 1.0), ("/c", 0.1), ("/a", 3.0)):
+        latency.observe(Batch, route, seconds)
+    latency.write_pending()
+    stored = {row.route: (row.count, row.satisfied, row.tolerating, row.max_seconds)
+              for row in ReleaseRouteStats.objects.using("telemetry").filter(hour=START)}
+    assert stored == {"/a": (2, 1, 0, 3.0), "/b": (1, 0, 1, 1.0)}
+    assert REGISTRY.get_sample_value("telemetry_table_dropped_total", dropped) - before == 1

@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 from django.db import connections
 from django.utils import timezone
+from prometheus_client import REGISTRY
 from selenium.webdriver.common.by import By
 
 import plugins
 from apps_builder import views
 from apps_builder.models import DataQuery
 from apps_builder.telemetry_hooks import storage_usage
-from telemetry import api
-from telemetry.usage import rollups as usage
+from telemetry import api, testing
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage, ReleaseRouteStats
 from telemetry.tasks import purge_usage, sample_storage_usage
+from telemetry.usage import rollups as usage
 from tests.apps_builder.conftest import world  # noqa: F401 - fixture
 from tests.live import ROOT, admin_login
 
@@ -38,8 +39,7 @@ def fresh_usage(settings):
     test left pending in this process."""
     settings.TELEMETRY = {**settings.TELEMETRY, "TRACE_SAMPLE_RATE": 0.0}
     api.flush(sample=True)
-    usage._pending.clear()
-    usage._pending_datasources.clear()
+    testing.reset()
     plugins.connection_cache.clear()
     yield
     plugins.connection_cache.clear()
@@ -170,22 +170,25 @@ def test_two_processes_writing_the_same_rows_stay_exact():
         assert (kind.runs, kind.failures) == (400, 200)
 
 
-def test_the_pending_tables_are_bounded_and_drops_are_counted(monkeypatch):
-    from prometheus_client import REGISTRY
-
+def test_the_pending_tables_are_bounded_and_drops_are_counted():
     class Batch:
         hour = datetime(2026, 1, 1, 10, tzinfo=dt_timezone.utc)
 
-    monkeypatch.setattr(usage, "MAX_PENDING", 3)
-    before = usage.dropped()
+    tables = usage.UsageTables(max_keys=3)
+    reported_before = REGISTRY.get_sample_value("telemetry_usage_dropped_total") or 0.0
     for organization in range(5):
-        usage.request(Batch, organization + 1, 200, None)
-        usage.request(Batch, organization + 1, 200, None)
-    assert len(usage._pending) == 3 and usage.dropped() - before == 4
-    assert [entry[0] for entry in usage._pending.values()] == [2, 2, 2]  # admitted keys keep counting
-    usage._pending.clear()
-    usage._dropped.report()
-    assert REGISTRY.get_sample_value("telemetry_usage_dropped_total") == usage.dropped()
+        tables.request(Batch, organization + 1, 200, None)
+        tables.request(Batch, organization + 1, 200, None)
+        tables.query_run(Batch, organization + 1, "sqlite", "success")
+    assert tables.dropped() == 2 * 2 + 2 + 2  # requests, then runs in both tables, of organizations 4 and 5
+    pending = tables.organizations.take()
+    assert sorted(organization for organization, _ in pending) == ["1", "2", "3"]
+    assert [(row.requests, row.query_runs) for row in pending.values()] == [(2, 1)] * 3  # admitted keys keep counting
+    assert len(tables.datasources) == 3
+    tables.reset()
+    assert len(tables.datasources) == 0
+    tables.drops.report()
+    assert REGISTRY.get_sample_value("telemetry_usage_dropped_total") - reported_before == 8
 
 
 @pytest.mark.django_db(databases=DATABASES)
