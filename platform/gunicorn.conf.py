@@ -38,6 +38,6 @@ if not control_socket_disable:
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from telemetry.metrics.gunicorn import child_exit, configure_multiprocess, worker_exit  # noqa: E402,F401
+from telemetry.http.gunicorn import child_exit, configure_multiprocess, worker_exit  # noqa: E402,F401
 
 configure_multiprocess()

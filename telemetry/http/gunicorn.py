@@ -1,6 +1,6 @@
 """Gunicorn hooks for prometheus-client multiprocess mode. In ``gunicorn.conf.py``::
 
-    from telemetry.metrics.gunicorn import child_exit, configure_multiprocess, worker_exit
+    from telemetry.http.gunicorn import child_exit, configure_multiprocess, worker_exit
     configure_multiprocess()
 
 ``configure_multiprocess`` runs at config load, in the master, before the app (and
