@@ -6,6 +6,8 @@ import os
 import sys
 import threading
 
+import psutil
+
 from django.conf import settings
 from django.db import connections
 
@@ -37,8 +39,6 @@ def component():
 
 
 def _resources(batch):
-    import psutil
-
     process = _process.get(os.getpid())
     if process is None:
         process = _process[os.getpid()] = psutil.Process()

@@ -12,10 +12,14 @@
   size, not unique, not primary, not backing a constraint.
 """
 
+import json
 import re
 import time
 
+from django.db import connections, transaction
+
 from telemetry.core import guard
+from telemetry.core.context import suppressed
 
 HYPOPG_RETRY_SECONDS = 3600.0
 _hypopg_unavailable_until = {}
@@ -25,6 +29,19 @@ _COMPARISON = re.compile(
 )
 _RANGE_OPERATORS = {"<", ">", "<=", ">="}
 SEQ_SCANS = {"Seq Scan", "Parallel Seq Scan"}
+
+
+def explain(cursor, sql, params):
+    """The plan as JSON (a list with one ``{"Plan": ...}``), never ANALYZE."""
+    cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+    value = cursor.fetchone()[0]
+    if isinstance(value, (str, bytes)):
+        value = json.loads(value)
+    return value
+
+
+def total_cost(plan):
+    return plan[0]["Plan"]["Total Cost"] if plan else 0.0
 
 
 def plan_nodes(plan):
@@ -80,8 +97,6 @@ def reset():
 def hypopg_ready(connection, cursor):
     """HypoPG usable in this database: installed, or installed now (needs the right
     privileges; a failure is counted, the proof skipped and not retried for an hour)."""
-    from django.db import transaction
-
     if time.monotonic() < _hypopg_unavailable_until.get(connection.alias, 0.0):
         return False
     cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'")
@@ -104,8 +119,6 @@ def index_name(table, columns):
 def index_candidates(connection, cursor, plan, sql, params, min_rows, min_gain, use_hypopg, seq_scans=None):
     """Proven (or, without HypoPG, unproven) index candidates for one plan (``seq_scans``:
     its ``filtered_seq_scans``, when the caller has them already)."""
-    from telemetry.queries.explain import explain, total_cost
-
     quote = connection.ops.quote_name
     cost_before = total_cost(plan)
     candidates, seen = [], set()
@@ -157,10 +170,6 @@ LIMIT 100
 def unused_indexes(alias, min_rows):
     """Never-scanned secondary indexes on tables of at least ``min_rows`` rows (since the
     statistics were last reset)."""
-    from django.db import connections
-
-    from telemetry.core.context import suppressed
-
     connection = connections[alias]
     quote = connection.ops.quote_name
     with suppressed(), connection.cursor() as cursor:

@@ -14,7 +14,6 @@ The parameters live in memory until the EXPLAIN has run and are never stored: li
 are scrubbed from every expression of the stored plan.
 """
 
-import json
 import math
 import re
 import time
@@ -138,7 +137,7 @@ def capture(alias, sql, params, fingerprint_id, fingerprint):
         # aborts a transaction the connection is in; SET LOCAL ends with it.
         with transaction.atomic(using=alias), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
-            plan = explain(cursor, sql, params)
+            plan = advice.explain(cursor, sql, params)
             seq_scans = advice.filtered_seq_scans(plan)
             candidates = advice.index_candidates(
                 connection, cursor, plan, sql, params, min_rows=settings["MISSING_INDEX_MIN_ROWS"],
@@ -147,24 +146,11 @@ def capture(alias, sql, params, fingerprint_id, fingerprint):
         QueryPlan.objects.using(telemetry_alias()).update_or_create(
             fingerprint_id=fingerprint_id, alias=alias,
             defaults={
-                "fingerprint": fingerprint[:10000], "plan": scrub(plan), "total_cost": total_cost(plan),
+                "fingerprint": fingerprint[:10000], "plan": scrub(plan), "total_cost": advice.total_cost(plan),
                 "seq_scans": scrub(seq_scans), "candidates": candidates,
                 "duration_ms": (perf_counter() - started) * 1000.0, "captured_at": timezone.now(),
             },
         )
-
-
-def explain(cursor, sql, params):
-    """The plan as JSON (a list with one ``{"Plan": ...}``), never ANALYZE."""
-    cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-    value = cursor.fetchone()[0]
-    if isinstance(value, (str, bytes)):
-        value = json.loads(value)
-    return value
-
-
-def total_cost(plan):
-    return plan[0]["Plan"]["Total Cost"] if plan else 0.0
 
 
 #: Plan keys whose values are names, not expressions: kept as they are.

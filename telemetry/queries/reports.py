@@ -9,13 +9,16 @@ it, so the Celery tasks are idempotent and admin pages only read stored results.
 from collections import Counter
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from telemetry.queries import advice
 from telemetry import conf
 from telemetry.core import guard
+from telemetry.core.context import suppressed
+from telemetry.core.routers import telemetry_alias
+from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
 
 MAX_FINGERPRINT_TEXT = 2000
 MAX_SUGGESTIONS = 200
@@ -33,8 +36,6 @@ def period(hours=None, end=None):
 def percentile(buckets, calls, fraction, max_ms):
     """The ``fraction`` quantile (ms) from histogram counts over ``QueryStat.BUCKETS_MS``,
     interpolated inside its bucket and never above the observed maximum."""
-    from telemetry.models import QueryStat
-
     if not calls:
         return 0.0
     bounds = QueryStat.BUCKETS_MS
@@ -58,9 +59,6 @@ def _list_filter(field, value):
 
 def aggregate(start, end, table=None, operation=None, complexity=None, suggestion=None):
     """Per-fingerprint totals over ``[start, end)``: one GROUP BY, p95 added after."""
-    from telemetry.models import QueryStat
-    from telemetry.core.routers import telemetry_alias
-
     bucket_fields = QueryStat.bucket_fields()
     rows = QueryStat.objects.using(telemetry_alias()).filter(hour__gte=start, hour__lt=end)
     if table:
@@ -102,8 +100,6 @@ def _change(current, previous):
 
 
 def _store(kind, start, end, data):
-    from telemetry.models import QueryReport
-    from telemetry.core.routers import telemetry_alias
 
     report, _ = QueryReport.objects.using(telemetry_alias()).update_or_create(
         kind=kind, period_start=start, period_end=end, defaults={"data": data, "built_at": timezone.now()},
@@ -120,8 +116,6 @@ def _public(row, total_ms):
 def build_slow_query_report(hours=None, end=None):
     """Top fingerprints by total time and by p95, with the change against the previous
     period of the same length."""
-    from telemetry.core.context import suppressed
-
     start, end = period(hours, end)
     length = end - start
     with suppressed():
@@ -155,9 +149,7 @@ def build_slow_query_report(hours=None, end=None):
 
 
 def _postgresql_aliases():
-    from django.db import connections
 
-    from telemetry.core.routers import telemetry_alias
 
     telemetry = telemetry_alias()
     return [alias for alias in connections if alias != telemetry and connections[alias].vendor == "postgresql"]
@@ -167,10 +159,6 @@ def build_optimization_report(hours=None, end=None):
     """Every suggestion of the period, ranked by the share of database time of the
     fingerprints it affects: statement rules, runtime findings, proven missing indexes
     (from captured plans) and unused indexes (from the statistics views)."""
-    from telemetry.core.context import suppressed
-    from telemetry.models import QueryFinding, QueryPlan, QuerySuggestion
-    from telemetry.core.routers import telemetry_alias
-
     alias = telemetry_alias()
     start, end = period(hours, end)
     settings = conf.get_settings()

@@ -7,6 +7,8 @@ period replaces its report, so a retried or duplicated run is harmless.
 from celery import shared_task
 from django.utils.dateparse import parse_datetime
 
+from telemetry.queries import reports
+
 __all__ = ["build_optimization_report", "build_slow_query_report"]
 
 
@@ -16,15 +18,11 @@ def _end(end):
 
 @shared_task(name="telemetry.build_slow_query_report", time_limit=300, soft_time_limit=240, ignore_result=False)
 def build_slow_query_report(hours=None, end=None):
-    from telemetry.queries import reports
-
     report = reports.build_slow_query_report(hours, _end(end))
     return {"report_id": report.pk, "fingerprints": report.data["totals"]["fingerprints"]}
 
 
 @shared_task(name="telemetry.build_optimization_report", time_limit=600, soft_time_limit=540, ignore_result=False)
 def build_optimization_report(hours=None, end=None):
-    from telemetry.queries import reports
-
     report = reports.build_optimization_report(hours, _end(end))
     return {"report_id": report.pk, "suggestions": report.data["suggestions"]}

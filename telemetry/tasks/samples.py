@@ -1,12 +1,16 @@
 """Periodic telemetry tasks (beat schedule in the project's settings)."""
 
-from celery import shared_task
+from celery import current_app, shared_task
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from telemetry import conf
 from telemetry.core import guard, labels, recorder
+from telemetry.usage import releases
 from telemetry.usage import rollups as usage
+from telemetry.usage.auth import SESSION_LOGIN_KEY, record_session_end
 from telemetry.core.bus import emit
 
 
@@ -30,8 +34,6 @@ def sample_storage_usage():
 @shared_task(name="telemetry.sample_queue_depth", time_limit=60, soft_time_limit=50, ignore_result=True)
 def sample_queue_depth():
     """Sets ``<namespace>_queue_depth{queue}`` for the configured queues (bounded list)."""
-    from celery import current_app
-
     queues = conf.get("QUEUE_DEPTH_QUEUES") or [current_app.conf.task_default_queue]
     depths = {}
     with current_app.connection_for_read() as connection:
@@ -49,11 +51,8 @@ def sample_queue_depth():
 def record_expired_sessions(batch_size=500):
     """Observes the length of sessions that expired without a logout, then deletes them
     (what ``clearsessions`` does), in batches over the indexed ``expire_date``."""
-    from django.contrib.auth import get_user_model
+    # Imported here: a project may run without django.contrib.sessions.
     from django.contrib.sessions.models import Session
-    from django.utils import timezone
-
-    from telemetry.usage.auth import SESSION_LOGIN_KEY, record_session_end
 
     if "django.contrib.sessions" not in settings.INSTALLED_APPS:
         return 0
@@ -80,8 +79,6 @@ def record_expired_sessions(batch_size=500):
 @shared_task(name="telemetry.compare_releases", time_limit=300, soft_time_limit=280, ignore_result=True)
 def compare_releases():
     """Release comparison: drives the ``<namespace>_benchmark_*`` metrics."""
-    from telemetry.usage import releases
-
     summary = releases.compare()
     recorder.flush()
     return summary
