@@ -13,6 +13,7 @@ from .cache import ConnectionCache
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
+    EgressDenied,
     PluginError,
     QueryFailed,
     QueryTimeout,
@@ -21,7 +22,7 @@ from .registry import available_kinds, get_plugin
 from .result import QueryResult
 
 __all__ = [
-    "PHASES", "ConfigurationError", "ConnectionFailed", "PluginError", "QueryFailed", "QueryResult",
+    "PHASES", "ConfigurationError", "ConnectionFailed", "EgressDenied", "PluginError", "QueryFailed", "QueryResult",
     "QueryTimeout", "available_kinds", "connection_cache", "get_plugin", "invalidate", "run_query",
     "test_connection",
 ]

@@ -118,13 +118,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_base_url():
-    """Base URL of a local HTTP server (routes in ``_Handler``)."""
+def http_base_url(allow_egress):
+    """Base URL of a local HTTP server (routes in ``_Handler``), allowlisted."""
     _Handler.release.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
+    allow_egress(f"127.0.0.1:{server.server_address[1]}")
     yield f"http://127.0.0.1:{server.server_address[1]}/api"
     _Handler.release.set()
     server.shutdown()
@@ -133,9 +134,10 @@ def http_base_url():
 
 
 @pytest.fixture
-def silent_server():
-    """(host, port) of a TCP server that accepts connections and never answers."""
+def silent_server(allow_egress):
+    """(host, port) of a TCP server that accepts connections and never answers, allowlisted."""
     listener = socket.create_server(("127.0.0.1", 0))
+    allow_egress("127.0.0.1:{}".format(listener.getsockname()[1]))
     listener.settimeout(0.1)
     held, stop = [], threading.Event()
 
