@@ -3,6 +3,10 @@
 The API layer calls only what is exported here, with plain values: ``options`` is the
 data source's options merged with its secrets, ``query`` the data query's options (e.g.
 ``{"query": "SELECT ... WHERE id = :id"}``), ``parameters`` the run's values.
+
+Every connection passes the egress policy first (``plugins.egress``; SQLite: the
+directory of ``plugins.sqlite``): a refused target is an ``EgressDenied`` (HTTP 400,
+``code`` ``egress_denied``), counted like any failed run.
 """
 
 from telemetry import api as telemetry_api

@@ -51,8 +51,8 @@ PLATFORM_RULES = {
     "platform_cache": "the platform's cache",
     "platform_web": "the platform's own web server",
 }
-_DEFAULT_PORTS = {"http": 80, "https": 443, "postgres": 5432, "postgresql": 5432, "mysql": 3306, "redis": 6379, "rediss": 6379,
-                  "amqp": 5672, "amqps": 5671, "memcached": 11211, "pymemcache": 11211}
+_DEFAULT_PORTS = {"http": 80, "https": 443, "postgres": 5432, "postgresql": 5432, "mysql": 3306, "redis": 6379,
+                  "rediss": 6379, "amqp": 5672, "amqps": 5671, "memcached": 11211, "pymemcache": 11211}
 #: How long the platform's own host names stay resolved (they are looked up on every check).
 PLATFORM_RESOLVE_SECONDS = 60
 
@@ -89,7 +89,8 @@ class AllowEntry:
         except ValueError:
             parts, port = None, None
         if parts is None or not parts.hostname or port is None:
-            raise ValueError(f"PLUGINS['EGRESS_ALLOWLIST'] entry {text!r} is neither a network nor host:port[/database]")
+            raise ValueError(f"PLUGINS['EGRESS_ALLOWLIST'] entry {text!r} is neither a network nor "
+                             "host:port[/database]")
         return cls(host=parts.hostname, port=port, database=unquote(parts.path.lstrip("/")) or None)
 
     def allows(self, address, port, database, endpoint=None):
@@ -120,7 +121,7 @@ def check(host, port, database=None) -> Target:
     if not isinstance(host, str) or not host.strip():
         raise ConfigurationError("The data source needs a host", code="invalid_options")
     host = host.strip()
-    if host.startswith("/") or host.startswith("@"):
+    if host.startswith(("/", "@")):
         raise EgressDenied(f"{host} is a local socket, not a network address", rule="unix_socket")
     try:
         port = int(port)
@@ -156,7 +157,7 @@ def _check_address(host, address, port, database, endpoints, allowlist):
 
 
 def _is_endpoint(endpoint, host, address, port, database):
-    if endpoint.port is not None and endpoint.port != port:
+    if endpoint.port != port:
         return False
     if endpoint.database is not None and database is not None and endpoint.database != database:
         return False
@@ -251,10 +252,9 @@ def _url_endpoints(url, rule):
         port = parts.port
     except ValueError:
         return []
-    if not parts.hostname or parts.scheme in ("unix", "file", "filesystem", "memory", "django", "db"):
-        return []
-    scheme = parts.scheme.split("+")[0]
-    if port is None and scheme not in _DEFAULT_PORTS:
+    # Celery's SQLAlchemy result backend is db+<dialect>://, a driver is <dialect>+<driver>://.
+    scheme = parts.scheme.removeprefix("db+").split("+")[0]
+    if not parts.hostname or (port is None and scheme not in _DEFAULT_PORTS):
         return []
     database = parts.path.strip("/") or ("0" if scheme.startswith("redis") else None)
     return [Endpoint(parts.hostname, port or _DEFAULT_PORTS[scheme], database, rule)]

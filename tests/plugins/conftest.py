@@ -171,7 +171,7 @@ def http_hits():
 def silent_server(allow_egress):
     """(host, port) of a TCP server that accepts connections and never answers, allowlisted."""
     listener = socket.create_server(("127.0.0.1", 0))
-    allow_egress("127.0.0.1:{}".format(listener.getsockname()[1]))
+    allow_egress(f"127.0.0.1:{listener.getsockname()[1]}")
     listener.settimeout(0.1)
     held, stop = [], threading.Event()
 
