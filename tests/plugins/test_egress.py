@@ -3,12 +3,17 @@ that belongs to the platform or is not public is a 400 naming its rule, counted,
 never connected to; what the allowlist names works."""
 
 import sqlite3
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from apps_builder.models import App, DataQuery, DataSource
+from plugins.restapi import PinnedAdapter
 from tests.live import embedded_env, gunicorn
 from tests.telemetry.conftest import Samples
 
@@ -197,3 +202,49 @@ def test_sqlite_sources_are_read_only_and_cannot_reach_other_files(attempt, sqli
     with sqlite3.connect(sqlite_directory / "inside.sqlite3") as connection:
         assert connection.execute("SELECT x FROM t").fetchall() == [(1,)]
     connection.close()
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """(port, CA bundle, SNI names seen) of a local HTTPS server whose certificate names
+    ``localhost`` only; it answers with the Host header it got."""
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(certificate)],
+                   check=True, capture_output=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = (self.headers.get("Host") or "").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    names = []
+    context.sni_callback = lambda _socket, name, _context: names.append(name)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield server.server_address[1], str(certificate), names
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_keeps_the_urls_name_for_sni_and_verification_while_connecting_to_the_checked_address(
+        tls_server, allow_egress):
+    port, bundle, names = tls_server
+    allow_egress(f"localhost:{port}")
+    allow_egress(f"127.0.0.1:{port}")
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("https://", PinnedAdapter())
+    response = session.get(f"https://localhost:{port}/", verify=bundle, timeout=10)
+    assert response.text == f"localhost:{port}" and names == ["localhost"]
+    with pytest.raises(requests.exceptions.SSLError):  # the certificate does not name the address
+        session.get(f"https://127.0.0.1:{port}/", verify=bundle, timeout=10)
