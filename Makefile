@@ -44,7 +44,11 @@ seed: migrate
 # The demo's planted seq scan takes ~100 ms on a million PostgreSQL rows: a lower slow
 # threshold makes it a slow statement with a plan and index advice (override to change).
 TELEMETRY_SLOW_QUERY_MS ?= 50
+# demo_traffic serves the demo REST API there; the settings allowlist exactly it (and the
+# PostgreSQL sample database) for the demo's data sources.
+DEMO_REST_PORT ?= $(shell expr $(PORT) + 1)
 demo: export TELEMETRY_SLOW_QUERY_MS := $(TELEMETRY_SLOW_QUERY_MS)
+demo: export DEMO_REST_PORT := $(DEMO_REST_PORT)
 demo: seed
 	@echo "Platform: http://127.0.0.1:$(PORT)/   admin: http://127.0.0.1:$(PORT)/admin/   (Ctrl-C stops everything)"
 	export PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$${VAR_DIR:-$(CURDIR)/var}/prometheus-multiproc}; \

@@ -1,16 +1,25 @@
 """What the demo is made of: organizations, members, data sources, apps, queries, a
-template, and the embedded SQLite sample database their queries read.
+template, and the sample databases their queries read: an SQLite file in the directory
+SQLite sources may read and, when the platform runs on PostgreSQL, a sample database
+beside the platform's, read by a role that may read nothing else. No data source ever
+gets the platform's own database or credentials.
 
 ``seed_demo`` writes it; ``demo_traffic`` reads the same constants to know whom to log in
 as and which parameters each query takes, so the two never drift apart.
 """
 
+import hashlib
+import hmac
 import os
 import random
 import sqlite3
 from pathlib import Path
 
+import psycopg2
 from django.conf import settings
+from psycopg2 import sql as pg_sql
+
+import plugins
 
 #: Every demo member has this password (they are demo accounts on loopback).
 MEMBER_PASSWORD = "demo-password"
@@ -39,7 +48,11 @@ REST_API_KEY = "demo-rest-api-key"
 
 SQLITE_SOURCE_NAME = "Sample database (SQLite)"
 REST_SOURCE_NAME = "Demo REST API"
-POSTGRES_SOURCE_NAME = "Platform database (PostgreSQL)"
+POSTGRES_SOURCE_NAME = "Sample database (PostgreSQL)"
+#: What earlier seeds called the PostgreSQL source (it had the platform's own credentials).
+LEGACY_POSTGRES_SOURCE_NAME = "Platform database (PostgreSQL)"
+#: The role of the PostgreSQL sample source: no superuser, may only read the sample.
+SAMPLE_POSTGRES_ROLE = "tooljet_demo_reader"
 REDIS_SOURCE_NAME = "Cache (Redis)"
 
 TEMPLATE_SLUG = "customer-directory"
@@ -54,7 +67,14 @@ def admin_password():
 
 
 def sample_database_path():
-    return Path(settings.VAR_DIR) / SAMPLE_DATABASE_NAME
+    """The SQLite sample, inside the only directory SQLite sources may read."""
+    return Path(plugins.conf.get("SQLITE_DIRECTORY")) / SAMPLE_DATABASE_NAME
+
+
+def rest_endpoint_port():
+    """Where demo_traffic serves the demo REST API: ``DEMO_REST_PORT``, which the settings
+    allowlist (``make demo`` sets it), or any free port (then REST runs are refused)."""
+    return getattr(settings, "DEMO_REST_PORT", 0) or 0
 
 
 # ---------------------------------------------------------------------------- sample database
@@ -155,23 +175,89 @@ def _sample_database_is_complete(path):
 
 # ---------------------------------------------------------------------------- data sources
 
-def postgres_options_from_settings():
-    """(options, secrets) of the platform's own PostgreSQL, or None on another engine."""
+def sample_postgres_password():
+    """The sample role's password: stable across seeds, unknown without ``SECRET_KEY``."""
+    return hmac.new(settings.SECRET_KEY.encode(), b"demo-sample-reader", hashlib.sha256).hexdigest()[:32]
+
+
+def ensure_postgres_sample():
+    """(options, secrets) of the PostgreSQL sample source, or None when the platform does
+    not run on PostgreSQL or its role may not create databases and roles.
+
+    Creates (idempotently, under an advisory lock, on a connection of its own so a caller's
+    transaction is not involved) ``settings.DEMO_SAMPLE_DATABASE`` beside the platform's
+    database, fills it like the SQLite sample, and the login role ``SAMPLE_POSTGRES_ROLE``
+    (no superuser, no CREATEDB/CREATEROLE) that may read it and nothing else."""
     database = settings.DATABASES["default"]
     if database["ENGINE"] != "django.db.backends.postgresql":
         return None
-    options = {
-        "host": database.get("HOST") or "127.0.0.1",
-        "port": int(database.get("PORT") or 5432),
-        "database": database["NAME"],
-        "user": database.get("USER") or "",
-    }
-    return options, {"password": database.get("PASSWORD") or ""}
+    server = {"host": database.get("HOST") or "localhost", "port": int(database.get("PORT") or 5432)}
+    name, role, password = settings.DEMO_SAMPLE_DATABASE, SAMPLE_POSTGRES_ROLE, sample_postgres_password()
+    platform_login = {**server, "user": database.get("USER") or None, "password": database.get("PASSWORD") or None}
+    try:
+        maintenance = psycopg2.connect(**platform_login, dbname="postgres", connect_timeout=10)
+        maintenance.autocommit = True
+        try:
+            with maintenance.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(hashtext('tooljet-demo-sample'))")
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+                if cursor.fetchone() is None:
+                    cursor.execute(pg_sql.SQL("CREATE DATABASE {}").format(pg_sql.Identifier(name)))
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+                verb = "ALTER" if cursor.fetchone() else "CREATE"
+                cursor.execute(pg_sql.SQL(
+                    verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+                    "PASSWORD %s").format(pg_sql.Identifier(role)), [password])
+                cursor.execute(pg_sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    pg_sql.Identifier(name), pg_sql.Identifier(role)))
+                _fill_postgres_sample(psycopg2.connect(**platform_login, dbname=name, connect_timeout=10), role)
+        finally:
+            maintenance.close()  # ends the session, and the advisory lock with it
+    except psycopg2.Error:
+        return None
+    return {**server, "database": name, "user": role}, {"password": password}
 
 
-def data_source_specs():
-    """[{"name", "kind", "options", "secrets"}] for every organization; PostgreSQL and
-    Redis only when the platform runs on them."""
+def _fill_postgres_sample(connection, role):
+    """The SQLite sample's tables, generated in the server; SELECT granted to ``role``."""
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('sample_meta') IS NOT NULL")
+            if not cursor.fetchone()[0]:
+                cursor.execute(
+                    "CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL, email text NOT NULL, "
+                    "country text NOT NULL);"
+                    "CREATE TABLE products (id integer PRIMARY KEY, name text NOT NULL, category text NOT NULL, "
+                    "price numeric(10, 2) NOT NULL);"
+                    "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL, "
+                    "product_id integer NOT NULL, quantity integer NOT NULL, status text NOT NULL);"
+                    "CREATE TABLE sample_meta (key text PRIMARY KEY, value text NOT NULL);"
+                    "INSERT INTO customers SELECT g, 'Customer ' || g, 'customer' || g || '@example.com', "
+                    "(%(countries)s::text[])[1 + g %% array_length(%(countries)s::text[], 1)] "
+                    "FROM generate_series(1, %(customers)s) g;"
+                    "INSERT INTO products SELECT g, 'Product ' || g, "
+                    "(%(categories)s::text[])[1 + g %% array_length(%(categories)s::text[], 1)], 5 + g %% 495 "
+                    "FROM generate_series(1, %(products)s) g;"
+                    "INSERT INTO orders SELECT g, 1 + g * 7 %% %(customers)s, 1 + g * 13 %% %(products)s, "
+                    "1 + g %% 5, (%(statuses)s::text[])[1 + g %% array_length(%(statuses)s::text[], 1)] "
+                    "FROM generate_series(1, %(orders)s) g;"
+                    "INSERT INTO sample_meta VALUES ('version', %(version)s);",
+                    {"countries": _COUNTRIES, "categories": _CATEGORIES, "statuses": ORDER_STATUSES,
+                     "customers": SAMPLE_CUSTOMERS, "products": SAMPLE_PRODUCTS, "orders": SAMPLE_ORDERS,
+                     "version": str(SAMPLE_DATABASE_VERSION)},
+                )
+            cursor.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            cursor.execute(pg_sql.SQL("GRANT USAGE ON SCHEMA public TO {0}; "
+                                      "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {0}").format(
+                pg_sql.Identifier(role)))
+    finally:
+        connection.close()
+
+
+def data_source_specs(postgres_sample=None):
+    """[{"name", "kind", "options", "secrets"}] for every organization: the SQLite sample,
+    the demo REST API, the PostgreSQL sample when ``postgres_sample`` is its (options,
+    secrets), and Redis when ``REDIS_URL`` names one."""
     specs = [
         {"name": SQLITE_SOURCE_NAME, "kind": "sqlite",
          "options": {"path": str(sample_database_path())}, "secrets": {}},
@@ -179,10 +265,9 @@ def data_source_specs():
          "options": {"base_url": REST_PLACEHOLDER_BASE_URL, "headers": {"Accept": "application/json"}},
          "secrets": {"headers": {"Accept": "application/json", REST_API_KEY_HEADER: REST_API_KEY}}},
     ]
-    postgres = postgres_options_from_settings()
-    if postgres:
+    if postgres_sample:
         specs.append({"name": POSTGRES_SOURCE_NAME, "kind": "postgresql",
-                      "options": postgres[0], "secrets": postgres[1]})
+                      "options": postgres_sample[0], "secrets": postgres_sample[1]})
     if os.environ.get("REDIS_URL"):
         specs.append({"name": REDIS_SOURCE_NAME, "kind": "redis",
                       "options": {"url": os.environ["REDIS_URL"]}, "secrets": {}})
@@ -212,7 +297,7 @@ QUERY_PARAMETERS = {
     "top_customers_slow": lambda rng: {"limit": rng.choice([200, 400, 600])},
     "search_products": lambda rng: {"pattern": f"%{rng.randint(1, 9)}%"},
     "create_ticket": lambda rng: {"subject": f"Ticket {rng.randint(1, 10_000)}"},
-    "versions_of_app": lambda rng: {"slug": f"{rng.choice(ORGANIZATIONS)['slug']}-customers"},
+    "customers_in_country": lambda rng: {"country": rng.choice(_COUNTRIES)},
     "products_by_category": lambda rng: {"category": rng.choice(_CATEGORIES)},
     "order_by_id": lambda rng: {"order_id": rng.randint(1, SAMPLE_ORDERS)},
 }
@@ -342,19 +427,16 @@ def app_specs(organization_slug, source_kinds):
     ]
     if "postgresql" in source_kinds:
         apps.append({
-            "slug": f"{organization_slug}-platform-stats",
-            "name": "Platform statistics",
+            "slug": f"{organization_slug}-sales-postgres",
+            "name": "Sales on PostgreSQL",
             "definition": {"pages": [
-                _page("Apps", _component("table", "appsTable", data="{{queries.apps_per_organization.data}}")),
+                _page("Orders", _component("table", "statusTable", data="{{queries.orders_per_status.data}}")),
             ]},
             "queries": [
-                ("apps_per_organization", "postgresql", sql(
-                    "SELECT o.slug, COUNT(a.id) AS apps FROM apps_builder_organization o "
-                    "LEFT JOIN apps_builder_app a ON a.organization_id = o.id GROUP BY o.slug"), True),
-                ("versions_of_app", "postgresql", sql(
-                    "SELECT v.name, v.released_at FROM apps_builder_appversion v "
-                    "JOIN apps_builder_app a ON a.id = v.app_id WHERE a.slug = :slug "
-                    "ORDER BY v.created_at DESC LIMIT 20"), False),
+                ("orders_per_status", "postgresql", sql(
+                    "SELECT status, COUNT(*) AS orders FROM orders GROUP BY status ORDER BY orders DESC"), True),
+                ("customers_in_country", "postgresql", sql(
+                    "SELECT id, name, email FROM customers WHERE country = :country ORDER BY id LIMIT 20"), False),
             ],
         })
     if "redis" in source_kinds:

@@ -215,7 +215,28 @@ PLUGINS = {
     "CONNECTION_CACHE_TTL_SECONDS": env.float("PLUGIN_CONNECTION_TTL", default=600.0),
     "CONNECTION_CACHE_IDLE_SECONDS": env.float("PLUGIN_CONNECTION_IDLE", default=120.0),
     "CONNECTION_CACHE_MAX_SIZE": env.int("PLUGIN_CONNECTION_CACHE_SIZE", default=64),
+    # Egress of tenants' data sources (README, "Data source egress"): the internal targets
+    # they may reach, where this web server listens (refused like the platform's database),
+    # and the one directory SQLite sources may read.
+    "EGRESS_ALLOWLIST": env.list("PLUGIN_EGRESS_ALLOWLIST", default=[]),
+    "EGRESS_PLATFORM_ADDRESSES": env.list(
+        "PLUGIN_EGRESS_PLATFORM_ADDRESSES",
+        default=[env("GUNICORN_BIND", default=f"127.0.0.1:{env('PORT', default='8000')}")],
+    ),
+    "SQLITE_DIRECTORY": env("PLUGIN_SQLITE_DIRECTORY", default=str(VAR_DIR / "datasources")),
 }
+# `make demo` sets DEMO_REST_PORT; then exactly the demo's sample sources are allowlisted:
+# the REST endpoint demo_traffic serves on that port and, on PostgreSQL, the sample database
+# seed_demo creates beside the platform's (never the platform's own database).
+DEMO_REST_PORT = env.int("DEMO_REST_PORT", default=0)
+DEMO_SAMPLE_DATABASE = env("DEMO_SAMPLE_DATABASE", default="tooljet_demo_sample")
+if DEMO_REST_PORT:
+    PLUGINS["EGRESS_ALLOWLIST"].append(f"127.0.0.1:{DEMO_REST_PORT}")
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        PLUGINS["EGRESS_ALLOWLIST"].append(
+            f"{DATABASES['default'].get('HOST') or 'localhost'}:{DATABASES['default'].get('PORT') or 5432}"
+            f"/{DEMO_SAMPLE_DATABASE}"
+        )
 
 # ---------------------------------------------------------------------------- telemetry
 TELEMETRY = {

@@ -3,6 +3,10 @@
 The API layer calls only what is exported here, with plain values: ``options`` is the
 data source's options merged with its secrets, ``query`` the data query's options (e.g.
 ``{"query": "SELECT ... WHERE id = :id"}``), ``parameters`` the run's values.
+
+Every connection passes the egress policy first (``plugins.egress``; SQLite: the
+directory of ``plugins.sqlite``): a refused target is an ``EgressDenied`` (HTTP 400,
+``code`` ``egress_denied``), counted like any failed run.
 """
 
 from telemetry import api as telemetry_api
@@ -13,6 +17,7 @@ from .cache import ConnectionCache
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
+    EgressDenied,
     PluginError,
     QueryFailed,
     QueryTimeout,
@@ -21,7 +26,7 @@ from .registry import available_kinds, get_plugin
 from .result import QueryResult
 
 __all__ = [
-    "PHASES", "ConfigurationError", "ConnectionFailed", "PluginError", "QueryFailed", "QueryResult",
+    "PHASES", "ConfigurationError", "ConnectionFailed", "EgressDenied", "PluginError", "QueryFailed", "QueryResult",
     "QueryTimeout", "available_kinds", "connection_cache", "get_plugin", "invalidate", "run_query",
     "test_connection",
 ]

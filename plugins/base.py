@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from telemetry import api as telemetry_api
 
-from .errors import ConnectionFailed, PluginError, QueryFailed, QueryTimeout
+from .errors import ConnectionFailed, EgressDenied, PluginError, QueryFailed, QueryTimeout
 from .result import QueryResult, serialized_size, to_json_value
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,13 @@ class Plugin:
             phase = EXECUTE
             return {"ok": True, **self.test_connection(connection, deadline)}
         except Exception as exc:  # noqa: BLE001
-            raise self.plugin_error(exc, phase, options, deadline) from None
+            error = self.plugin_error(exc, phase, options, deadline)
+            if isinstance(error, EgressDenied):
+                # Refused targets are counted wherever they are tried, connection tests included.
+                record = RunRecord(self.kind)
+                record.failed(error)
+                self.report(record)
+            raise error from None
         finally:
             if connection is not None:
                 self.close_quietly(connection)

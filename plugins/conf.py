@@ -15,6 +15,14 @@ DEFAULTS = {
     # ... or after being idle this long; at most this many are kept per process.
     "CONNECTION_CACHE_IDLE_SECONDS": 120.0,
     "CONNECTION_CACHE_MAX_SIZE": 64,
+    # Egress policy of the network plugins (see ``plugins.egress``): networks and
+    # host:port[/database] entries tenants' data sources may reach although they are
+    # private, loopback or the platform's own ...
+    "EGRESS_ALLOWLIST": [],
+    # ... and host:port where the platform's web server listens (refused like its database).
+    "EGRESS_PLATFORM_ADDRESSES": [],
+    # SQLite sources: files inside this directory only, opened read-only; None refuses them all.
+    "SQLITE_DIRECTORY": None,
     # kind -> dotted path of a ``plugins.base.Plugin`` subclass, loaded on first use.
     "PLUGIN_CLASSES": {
         "postgresql": "plugins.postgresql.PostgreSQLPlugin",

@@ -29,6 +29,17 @@ class ConfigurationError(PluginError):
     http_status = 400
 
 
+class EgressDenied(ConfigurationError):
+    """The data source egress policy refused the target (``plugins.egress``); ``rule``
+    names the rule. No connection was attempted."""
+
+    code = "egress_denied"
+
+    def __init__(self, message, *, rule):
+        super().__init__(f"Refused by the data source egress policy (rule {rule}): {message}")
+        self.rule = rule
+
+
 class QueryFailed(PluginError):
     """The datasource rejected the query (syntax, missing table, missing parameter)."""
 

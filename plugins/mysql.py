@@ -1,5 +1,6 @@
 """MySQL and MariaDB through PyMySQL. Options: ``{"dsn"|"url": "mysql://..."}`` or
-``{"host", "port", "database", "user", "password"}``.
+``{"host", "port", "database", "user", "password"}``. The target passes the egress policy
+(``plugins.egress``) first, and PyMySQL connects to the checked address.
 
 Time limits: PyMySQL's connect/read/write socket timeouts, reset to the time left before
 each run; on MariaDB also ``max_statement_time`` (MySQL: ``max_execution_time``) a little
@@ -9,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import pymysql
 
+from . import egress
 from .errors import ConnectionFailed, QueryFailed, QueryTimeout
 from .sql import SQLPlugin, required_option
 
@@ -34,13 +36,15 @@ class MySQLPlugin(SQLPlugin):
     def connect(self, options, deadline):
         url = options.get("dsn") or options.get("url")
         params = {**options, **_options_from_url(url)} if url else options
+        database = params.get("database") or None
+        target = egress.check(required_option(params, "host"), params.get("port") or 3306, database)
         timeout = deadline.remaining()
         return pymysql.connect(
-            host=required_option(params, "host"),
-            port=int(params.get("port") or 3306),
+            host=target.address,
+            port=target.port,
             user=params.get("user") or None,
             password=params.get("password") or "",
-            database=params.get("database") or None,
+            database=database,
             charset="utf8mb4",
             autocommit=True,
             connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout,

@@ -4,6 +4,10 @@
 URL-quoted parameter values; a string that is exactly ``{{name}}`` in params, body or
 headers becomes the value itself, and ``{{name}}`` inside a longer string its text.
 
+Every request (each redirect hop too) passes the egress policy (``plugins.egress``) and
+goes to the checked address, with the URL's name in ``Host``, in TLS SNI and in the
+certificate check; proxies and ``.netrc`` from the environment are ignored.
+
 Time limits: (connect, read) socket timeouts from the time left, and the body is read in
 chunks against the run's deadline, so a server that trickles cannot hold the run."""
 
@@ -13,7 +17,9 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
+from . import egress
 from .base import Plugin
 from .errors import ConfigurationError, ConnectionFailed, QueryFailed, QueryTimeout
 from .result import QueryResult
@@ -23,6 +29,41 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
 _PATH_PARAMETER = re.compile(r"\{\{\s*(\w+)\s*\}\}|\{(\w+)\}|(?<![\w:]):([A-Za-z_]\w*)")
 _TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+MAX_REDIRECTS = 5
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _check_url(url):
+    """The egress policy's ``Target`` for ``url``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        raise ConfigurationError("The URL is not valid", code="invalid_options") from None
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ConfigurationError("Only http(s) URLs can be requested", code="invalid_options")
+    return egress.check(parts.hostname, port)
+
+
+class PinnedAdapter(HTTPAdapter):
+    """Sends every request (redirect hops included: requests sends each one through its
+    adapter) to the address the egress policy checked for the request's host, so a name
+    that resolves elsewhere at connect time cannot slip through."""
+
+    def send(self, request, *args, **kwargs):
+        request.egress_target = target = _check_url(request.url)
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        port = urlsplit(request.url).port
+        request.headers["Host"] = f"{host}:{port}" if port else host
+        return super().send(request, *args, **kwargs)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params["scheme"] == "https":
+            # TLS still names and verifies the URL's host, not the address connected to.
+            pool_kwargs["server_hostname"] = pool_kwargs["assert_hostname"] = host_params["host"]
+        host_params["host"] = request.egress_target.address
+        return host_params, pool_kwargs
 
 
 @dataclass(eq=False)
@@ -46,7 +87,12 @@ class RestAPIPlugin(Plugin):
         headers = options.get("headers") or {}
         if not isinstance(headers, dict):
             raise ConfigurationError("'headers' must be an object", code="invalid_options")
+        _check_url(base_url)
         session = requests.Session()
+        session.trust_env = False  # no proxy or .netrc from the platform's environment
+        session.max_redirects = MAX_REDIRECTS
+        for prefix in _DEFAULT_PORTS:
+            session.mount(f"{prefix}://", PinnedAdapter())
         session.headers.update({str(key): str(value) for key, value in headers.items()})
         if options.get("token"):
             session.headers["Authorization"] = f"Bearer {options['token']}"

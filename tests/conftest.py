@@ -3,6 +3,7 @@ missing service is an error, never a skip."""
 
 import os
 import sqlite3
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -33,6 +34,32 @@ def mysql_url():
 @pytest.fixture(scope="session")
 def postgres_plugin_url():
     return _required_env("TEST_POSTGRES_PLUGIN_URL")
+
+
+@pytest.fixture(autouse=True)
+def data_source_egress(settings, tmp_path_factory):
+    """The egress policy stays on in every test. Allowlisted, exactly: the test services'
+    databases (``TEST_*_URL`` host:port/database, never the platform's); SQLite sources
+    read pytest's temporary directory. Servers a test starts add themselves with
+    ``allow_egress``."""
+    allowlist = []
+    for name in ("TEST_POSTGRES_PLUGIN_URL", "TEST_MYSQL_URL", "TEST_REDIS_URL"):
+        if os.environ.get(name):
+            parts = urlsplit(os.environ[name])
+            allowlist.append(f"{parts.hostname}:{parts.port}{parts.path}")
+    settings.PLUGINS = {**settings.PLUGINS, "EGRESS_ALLOWLIST": allowlist,
+                        "SQLITE_DIRECTORY": str(tmp_path_factory.getbasetemp())}
+
+
+@pytest.fixture
+def allow_egress(settings):
+    """allow_egress("127.0.0.1:8123") adds an entry to the egress allowlist for a test."""
+
+    def allow(entry):
+        settings.PLUGINS = {**settings.PLUGINS,
+                            "EGRESS_ALLOWLIST": [*settings.PLUGINS["EGRESS_ALLOWLIST"], entry]}
+
+    return allow
 
 
 @pytest.fixture

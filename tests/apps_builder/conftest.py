@@ -4,9 +4,11 @@ from apps_builder.models import App, AppTemplate, AppVersion, DataQuery, DataSou
 
 
 @pytest.fixture
-def world(org, other_org, make_member, sample_sqlite):
+def world(org, other_org, make_member, sample_sqlite, allow_egress):
     """Two organizations, each with an app (released), a SQLite data source with a
-    secret, and queries; members of each role in ``org``."""
+    secret, and queries; members of each role in ``org``. The spare REST source points
+    at a closed loopback port the egress policy allows, so its runs fail to connect."""
+    allow_egress("127.0.0.1:9")
     objects = {}
     for key, organization in (("own", org), ("other", other_org)):
         source = DataSource.objects.create(organization=organization, kind="sqlite", name="Sample",

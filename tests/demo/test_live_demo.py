@@ -38,7 +38,9 @@ def live_demo(tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("demo_var")
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if key not in SERVER_ENV_REMOVED}
-    env.update(VAR_DIR=str(var_dir), PORT=str(port), WEB_CONCURRENCY="2", PYTHONUNBUFFERED="1")
+    # As `make demo`: the REST endpoint demo_traffic serves is the one the settings allowlist.
+    env.update(VAR_DIR=str(var_dir), PORT=str(port), WEB_CONCURRENCY="2", PYTHONUNBUFFERED="1",
+               DEMO_REST_PORT=str(_free_port()))
     _manage(env, "migrate", "--noinput", "-v", "0")
     _manage(env, "migrate", "--noinput", "-v", "0", "--database", "telemetry")
     seed_output = _manage(env, "seed_demo")

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -79,6 +80,7 @@ def recording_sqlite(plugin_settings, tmp_path):
 
 class _Handler(BaseHTTPRequestHandler):
     release = threading.Event()
+    hits: ClassVar[list] = []
 
     def log_message(self, *args):
         pass
@@ -95,8 +97,16 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
+        self.hits.append((self.server.server_address[1], url.path))
         echo = {"method": method, "raw_path": url.path, "params": parse_qs(url.query), "body": body,
-                "authorization": self.headers.get("Authorization"), "x_custom": self.headers.get("X-Custom")}
+                "authorization": self.headers.get("Authorization"), "x_custom": self.headers.get("X-Custom"),
+                "host": self.headers.get("Host")}
+        if url.path.endswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", parse_qs(url.query)["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if url.path == "/secure":
             if self.headers.get("Authorization") != f"Bearer {GOOD_TOKEN}":
                 return self._answer(401, {"error": "unauthorized"})
@@ -117,25 +127,51 @@ class _Handler(BaseHTTPRequestHandler):
         self._route("POST")
 
 
-@pytest.fixture
-def http_base_url():
-    """Base URL of a local HTTP server (routes in ``_Handler``)."""
-    _Handler.release.clear()
+@contextmanager
+def _http_server():
+    """Port of a local HTTP server answering with ``_Handler``, for the block."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api"
-    _Handler.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    try:
+        yield server.server_address[1]
+    finally:
+        _Handler.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @pytest.fixture
-def silent_server():
-    """(host, port) of a TCP server that accepts connections and never answers."""
+def http_base_url(allow_egress):
+    """Base URL of a local HTTP server (routes in ``_Handler``), allowlisted."""
+    _Handler.release.clear()
+    _Handler.hits.clear()
+    with _http_server() as port:
+        allow_egress(f"127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}/api"
+
+
+@pytest.fixture
+def unlisted_http_port():
+    """Port of a second local HTTP server, not in the allowlist; ``http_hits()`` tells
+    whether any request reached it."""
+    with _http_server() as port:
+        yield port
+
+
+@pytest.fixture
+def http_hits():
+    """http_hits(port) -> paths requested from the local HTTP server on ``port``."""
+    return lambda port: [path for hit_port, path in _Handler.hits if hit_port == port]
+
+
+@pytest.fixture
+def silent_server(allow_egress):
+    """(host, port) of a TCP server that accepts connections and never answers, allowlisted."""
     listener = socket.create_server(("127.0.0.1", 0))
+    allow_egress(f"127.0.0.1:{listener.getsockname()[1]}")
     listener.settimeout(0.1)
     held, stop = [], threading.Event()
 

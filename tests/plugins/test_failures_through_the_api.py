@@ -22,7 +22,8 @@ def server_options(postgres_plugin_url, mysql_url, redis_url):
                         "database": postgres.path.lstrip("/"), "user": postgres.username}, {"query": "SELECT 1"}),
         "mysql": ({"host": mysql.hostname, "port": mysql.port or 3306, "database": mysql.path.lstrip("/"),
                    "user": mysql.username}, {"query": "SELECT 1"}),
-        "redis": ({"host": redis.hostname, "port": redis.port or 6379, "username": "nobody"}, {"command": "PING"}),
+        "redis": ({"host": redis.hostname, "port": redis.port or 6379, "db": redis.path.lstrip("/"),
+                   "username": "nobody"}, {"command": "PING"}),
     }
 
 

@@ -81,7 +81,7 @@ def test_bad_credentials_do_not_leak_the_password(pg_options):
 
 def test_password_in_url_is_redacted(postgres_plugin_url):
     parts = urlsplit(postgres_plugin_url)
-    url = f"postgresql://{parts.username}:Wrong-Pa55word-xyz@{parts.hostname}:{parts.port}/no_such_db"
+    url = f"postgresql://{parts.username}:Wrong-Pa55word-xyz@{parts.hostname}:{parts.port}{parts.path}"
     with pytest.raises(ConnectionFailed) as caught:
         plugins.test_connection(kind="postgresql", options={"url": url})
     assert "Wrong-Pa55word-xyz" not in caught.value.message

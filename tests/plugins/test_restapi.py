@@ -60,12 +60,13 @@ def test_missing_parameter_and_bad_options(http_base_url):
         run({"base_url": "ftp://example.invalid"}, {"path": "/"})
 
 
-def test_refused_connection(silent_server):
+def test_refused_connection(allow_egress):
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    allow_egress(f"127.0.0.1:{port}")
     with pytest.raises(ConnectionFailed):
         run({"base_url": f"http://127.0.0.1:{port}"}, {"path": "/"})
 

@@ -162,7 +162,7 @@ def test_sampling_is_deterministic_on_the_trace_id(world, api_client_for, trace_
 
 
 def test_plugin_driver_and_http_spans_are_children_of_phase_spans(
-        world, api_client_for, trace_settings, postgres_plugin_url):
+        world, api_client_for, trace_settings, postgres_plugin_url, allow_egress):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -181,6 +181,7 @@ def test_plugin_driver_and_http_spans_are_children_of_phase_spans(
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    allow_egress(f"127.0.0.1:{server.server_address[1]}")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         org, app = world["own"]["org"], world["own"]["app"]

@@ -126,8 +126,13 @@ class DemoRestHandler(BaseHTTPRequestHandler):
 
 
 def start_rest_endpoint():
-    """Serve DemoRestHandler on 127.0.0.1 on a free port, in a daemon thread."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), DemoRestHandler)
+    """Serve DemoRestHandler on 127.0.0.1 on the port the egress policy allows
+    (``demo_data.rest_endpoint_port``), in a daemon thread. When that port is taken, on any
+    free one: the demo goes on, its REST runs refused by the egress policy."""
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", demo_data.rest_endpoint_port()), DemoRestHandler)
+    except OSError:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), DemoRestHandler)
     server.daemon_threads = True
     server.hits = 0
     threading.Thread(target=server.serve_forever, name="demo-rest-endpoint", daemon=True).start()

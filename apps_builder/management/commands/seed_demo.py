@@ -2,6 +2,10 @@
 with queries and a released version, a template, the admin user and API tokens, and a
 large audit-event table (the demo's planted missing index, see ``AuditEvent``).
 
+Data sources read sample databases only (``demo_data``), never the platform's own
+database or credentials; a source an earlier seed pointed at the platform's database is
+repointed at the sample (or emptied when there is none).
+
 Idempotent: every row is found by its natural key, so a second run creates nothing.
 """
 
@@ -40,9 +44,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         sample_path, sample_created = demo_data.ensure_sample_database()
+        self.postgres_sample = demo_data.ensure_postgres_sample()
         with transaction.atomic():
             admin = self._ensure_admin()
             member_password_hash = make_password(demo_data.MEMBER_PASSWORD)
+            self._retire_platform_database_sources()
             for organization_spec in demo_data.ORGANIZATIONS:
                 self._seed_organization(organization_spec, member_password_hash)
             template_spec = demo_data.template_spec()
@@ -117,6 +123,13 @@ class Command(BaseCommand):
                 cursor.execute(f"ANALYZE {table}")
         return target
 
+    def _retire_platform_database_sources(self):
+        """Earlier seeds gave every organization a source with the platform's own database
+        and credentials: it becomes the PostgreSQL sample source, or loses its options."""
+        options, secrets = self.postgres_sample or ({}, {})
+        DataSource.objects.filter(name=demo_data.LEGACY_POSTGRES_SOURCE_NAME).update(
+            name=demo_data.POSTGRES_SOURCE_NAME, options=options, secrets=secrets)
+
     def _seed_release_history(self):
         """Per-route latency of an earlier release, as if the platform had run it, so the
         release comparison (and its benchmark metrics) has a baseline from the start."""
@@ -164,7 +177,7 @@ class Command(BaseCommand):
                 organization=organization, name=name, defaults={"is_default": name == "development"}
             )
         sources_by_kind = {}
-        for spec in demo_data.data_source_specs():
+        for spec in demo_data.data_source_specs(self.postgres_sample):
             source, created = DataSource.objects.get_or_create(
                 organization=organization, name=spec["name"],
                 defaults={"kind": spec["kind"], "options": spec["options"], "secrets": spec["secrets"]},
@@ -207,6 +220,8 @@ class Command(BaseCommand):
         lines = [
             f"Demo data ready: {counts}.",
             f"Sample database: {sample_path} ({'created' if sample_created else 'kept'}).",
+            *([f"PostgreSQL sample: database {self.postgres_sample[0]['database']}, "
+               f"read-only role {self.postgres_sample[0]['user']}."] if self.postgres_sample else []),
             f"Admin:   {base_url}/admin/   login: {demo_data.ADMIN_USERNAME} / {demo_data.admin_password()}",
             f"Builder: {demo_data.username_for(first_organization, 'builder')} / {demo_data.MEMBER_PASSWORD}",
             f"Viewer:  {demo_data.username_for(first_organization, 'viewer')} / {demo_data.MEMBER_PASSWORD}",
