@@ -14,8 +14,8 @@ import requests
 
 from apps_builder.models import App, DataQuery, DataSource
 from plugins.restapi import PinnedAdapter
+from telemetry.testing import Samples
 from tests.live import embedded_env, gunicorn
-from tests.telemetry.conftest import Samples
 
 REFUSALS = "tooljet_plugin_query_result_total"
 
