@@ -1,6 +1,6 @@
 """Seed the demo: organizations, members of each role, environments, data sources, apps
-with queries and a released version, a template, the admin user and API tokens, and a
-large audit-event table (the demo's planted missing index, see ``AuditEvent``).
+with queries and a released version, a template, the admin user (API tokens come from a
+login), and a large audit-event table (the demo's planted missing index, see ``AuditEvent``).
 
 Idempotent: every row is found by its natural key, so a second run creates nothing.
 """
@@ -14,7 +14,6 @@ from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from apps_builder import demo_data
 from apps_builder.models import (
@@ -41,7 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         sample_path, sample_created = demo_data.ensure_sample_database()
         with transaction.atomic():
-            admin = self._ensure_admin()
+            self._ensure_admin()
             member_password_hash = make_password(demo_data.MEMBER_PASSWORD)
             for organization_spec in demo_data.ORGANIZATIONS:
                 self._seed_organization(organization_spec, member_password_hash)
@@ -49,7 +48,6 @@ class Command(BaseCommand):
             AppTemplate.objects.update_or_create(
                 slug=template_spec.pop("slug"), defaults=template_spec
             )
-            Token.objects.get_or_create(user=admin)
         self._seed_release_history()
         audit_target = options["audit_events"]
         if audit_target is None:
@@ -157,7 +155,6 @@ class Command(BaseCommand):
                 user.password = member_password_hash
                 user.save(update_fields=["password"])
             Membership.objects.update_or_create(user=user, organization=organization, defaults={"role": role})
-            Token.objects.get_or_create(user=user)
             members[role] = user
         for name in demo_data.ENVIRONMENTS:
             Environment.objects.update_or_create(
