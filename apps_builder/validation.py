@@ -9,8 +9,10 @@ Refused, with a 400 naming the problem:
   recursion (the standard ``json`` module recurses, so 100,000 levels would be a
   ``RecursionError``);
 - numbers JSON does not have (``NaN``, ``Infinity``) and numbers that overflow a float
-  (``1e400``).
-A body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django's own limit) is a 413."""
+  (``1e400``);
+- a body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB by default): DRF reads JSON
+  and form bodies through ``HttpRequest.body``, where Django enforces that limit before
+  any parser runs (a plain 400)."""
 
 import json
 import math
@@ -18,8 +20,8 @@ import re
 
 from django.conf import settings
 from django.http import JsonResponse
-from rest_framework import parsers, status
-from rest_framework.exceptions import APIException, ParseError
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
 
 MAX_JSON_DEPTH = 64
 
@@ -34,12 +36,6 @@ JSON_BRACKET = re.compile(r"[\[\]{}]")
 ID_TEXT = re.compile(r"[0-9]{1,18}")
 
 FORBIDDEN_TEXT_MESSAGE = "Text may not contain NUL characters or lone surrogates."
-
-
-class RequestTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "request_too_large"
 
 
 def is_forbidden_text(text: str) -> bool:
@@ -95,14 +91,11 @@ def _finite_float(text):
 
 
 class CheckedJSONParser(parsers.JSONParser):
-    """DRF's JSON parser with the checks of this module, in this order: size, encoding,
-    depth, then parsing with finite numbers only, then the text of every string."""
+    """DRF's JSON parser with the checks of this module, in this order: encoding, depth,
+    then parsing with finite numbers only, then the text of every key and string."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        body = stream.read(limit + 1) if limit is not None else stream.read()
-        if limit is not None and len(body) > limit:
-            raise RequestTooLarge()
+        body = stream.read()
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
             text = body.decode(encoding)
