@@ -12,8 +12,6 @@ class HashedTokenAuthentication(TokenAuthentication):
     """Same header, keyword and errors as DRF's token authentication (so clients and the
     401 ``WWW-Authenticate: Token`` challenge are unchanged); one indexed lookup by digest."""
 
-    model = ApiToken
-
     def authenticate_credentials(self, key):
         token = ApiToken.objects.select_related("user").filter(digest=tokens.digest_of(key)).first()
         if token is None:
