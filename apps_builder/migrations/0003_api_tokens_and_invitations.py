@@ -2,6 +2,7 @@
 """Hashed API tokens and invitations. Keys of DRF's ``authtoken`` app (stored in clear)
 become digests, so every client keeps its token, and the clear keys are deleted."""
 
+import datetime
 import hashlib
 
 import apps_builder.models
@@ -22,7 +23,10 @@ def hash_clear_tokens(apps, schema_editor):
     with connection.cursor() as cursor:
         cursor.execute("SELECT key, user_id, created FROM authtoken_token")
         api_token.objects.using(connection.alias).bulk_create([
-            api_token(digest=hashlib.sha256(key.encode()).hexdigest(), user_id=user_id, created_at=created)
+            api_token(digest=hashlib.sha256(key.encode()).hexdigest(), user_id=user_id,
+                      # SQLite hands back naive datetimes (stored in UTC).
+                      created_at=created if django.utils.timezone.is_aware(created)
+                      else django.utils.timezone.make_aware(created, datetime.UTC))
             for key, user_id, created in cursor.fetchall()
         ])
         cursor.execute("DELETE FROM authtoken_token")

@@ -7,6 +7,7 @@ the same requests on every run.
 Each example runs in a savepoint that is rolled back, so every request sees the same
 objects (``world``) whatever an earlier one deleted or broke; half of the authenticated
 examples aim their path parameters at those objects, so handlers run past their 404."""
+import os
 from collections import Counter
 
 import pytest
@@ -23,7 +24,8 @@ from apps_builder.models import ApiToken, Membership
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 
-EXAMPLES_PER_OPERATION = 6
+#: Per operation, caller and mode; SCHEMA_FUZZ_EXAMPLES raises it for a deeper local run.
+EXAMPLES_PER_OPERATION = int(os.environ.get("SCHEMA_FUZZ_EXAMPLES", "6"))
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
 @pytest.fixture
 def wsgi_app():
