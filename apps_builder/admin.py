@@ -1,6 +1,17 @@
 from django.contrib import admin
 
-from .models import App, AppTemplate, AppVersion, DataQuery, DataSource, Environment, Membership, Organization
+from .models import (
+    ApiToken,
+    App,
+    AppTemplate,
+    AppVersion,
+    DataQuery,
+    DataSource,
+    Environment,
+    Invitation,
+    Membership,
+    Organization,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -22,6 +33,33 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "organization"]
     search_fields = ["user__username", "organization__name"]
     list_select_related = ["user", "organization"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens can be revoked here; their keys were never stored, only digests."""
+
+    list_display = ["user", "created_at"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
+    fields = ["user", "created_at"]
+    readonly_fields = ["user", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["organization", "username", "email", "role", "created_at", "expires_at", "accepted_at"]
+    list_filter = ["role", "organization"]
+    search_fields = ["username", "email", "organization__name"]
+    list_select_related = ["organization"]
+    exclude = ["digest"]
+    readonly_fields = ["created_by", "accepted_at"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Environment)

@@ -1,9 +1,14 @@
 """The low-code domain, modelled on ToolJet: organizations own apps and data sources;
 apps have versions (one released), and data queries that run through plugins."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
+
+from . import tokens
 
 
 class Organization(models.Model):
@@ -42,6 +47,35 @@ class Membership(models.Model):
 
     def has_role(self, role):
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class ApiTokenManager(models.Manager):
+    def issue(self, user) -> str:
+        """A new API key for ``user``, returned once: only its digest is stored. A user
+        keeps at most ``ApiToken.MAX_PER_USER`` keys; issuing one more revokes the oldest."""
+        key = tokens.generate_key()
+        self.create(user=user, digest=tokens.digest_of(key))
+        stale = list(self.filter(user=user).order_by("-created_at", "-pk")
+                     .values_list("pk", flat=True)[ApiToken.MAX_PER_USER:])
+        if stale:
+            self.filter(pk__in=stale).delete()
+        return key
+
+
+class ApiToken(models.Model):
+    """An API key for ``Authorization: Token <key>``, stored as the SHA-256 digest of the
+    key (see ``tokens``): the key itself exists only in the response that issued it."""
+
+    MAX_PER_USER = 10
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ApiTokenManager()
+
+    def __str__(self):
+        return f"API token of {self.user} ({self.created_at:%Y-%m-%d})"
 
 
 class Environment(models.Model):
@@ -83,6 +117,43 @@ class DataSource(models.Model):
     def connection_options(self):
         """Options and secrets merged, as a plugin needs them to connect."""
         return {**self.options, **self.secrets}
+
+
+def invitation_expiry():
+    return timezone.now() + Invitation.LIFETIME
+
+
+class Invitation(models.Model):
+    """An organization admin's offer of a role to one person, named by username or e-mail
+    address. Nothing changes until that person, signed in, accepts it with its token (shown
+    once, to the admin who invited); staff and superuser accounts never can. Creating one
+    looks no user up, so it tells nothing about which accounts exist."""
+
+    LIFETIME = timedelta(days=7)
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    username = models.CharField(max_length=150, blank=True)
+    email = models.EmailField(blank=True)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    digest = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=invitation_expiry)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=~Q(username="", email=""), name="invitation_has_invitee")]
+
+    def __str__(self):
+        return f"{self.username or self.email} to {self.organization} ({self.role})"
+
+    def is_addressed_to(self, user) -> bool:
+        """The invitee is the user with this username, or with this e-mail address."""
+        if self.username and self.username == user.username:
+            return True
+        return bool(self.email and user.email and self.email.casefold() == user.email.casefold())
 
 
 class App(models.Model):

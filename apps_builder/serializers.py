@@ -1,10 +1,46 @@
-from django.contrib.auth import get_user_model
 from django.utils.text import slugify
 from rest_framework import serializers
 
-from .models import App, AppTemplate, AppVersion, AuditEvent, DataQuery, DataSource, Membership, Organization, Role
+from . import credentials
+from .models import (
+    App,
+    AppTemplate,
+    AppVersion,
+    AuditEvent,
+    DataQuery,
+    DataSource,
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+)
+from .permissions import organization_ids
 
 DATA_SOURCE_KINDS = ("postgresql", "mysql", "restapi", "redis", "sqlite")
+
+
+class CallerOrganizationsMixin:
+    """A related field that sees only objects of the caller's organizations, reached from
+    the model by ``organization_path``: another organization's id or slug gets exactly the
+    error of one that does not exist."""
+
+    def __init__(self, *, organization_path: str, **kwargs):
+        self.organization_path = organization_path
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        if request is None:
+            return super().get_queryset().none()
+        return super().get_queryset().filter(**{f"{self.organization_path}__in": organization_ids(request.user)})
+
+
+class CallerPrimaryKeyRelatedField(CallerOrganizationsMixin, serializers.PrimaryKeyRelatedField):
+    pass
+
+
+class CallerSlugRelatedField(CallerOrganizationsMixin, serializers.SlugRelatedField):
+    pass
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -19,9 +55,9 @@ class OrganizationSerializer(serializers.ModelSerializer):
 
 
 class MembershipSerializer(serializers.ModelSerializer):
-    username = serializers.SlugRelatedField(
-        source="user", slug_field="username", queryset=get_user_model().objects.all()
-    )
+    """Members are listed and their role changed here; people join through invitations."""
+
+    username = serializers.CharField(source="user.username", read_only=True)
     role = serializers.ChoiceField(choices=Role.choices)
 
     class Meta:
@@ -30,8 +66,33 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
+class InvitationSerializer(serializers.ModelSerializer):
+    """An invitation names its invitee by ``username`` or ``email`` (or both: either then
+    matches). ``token`` is in the creation's response only: the invitee accepts with it."""
+
+    role = serializers.ChoiceField(choices=Role.choices)
+    token = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "username", "email", "role", "token", "created_at", "expires_at"]
+        read_only_fields = ["created_at", "expires_at"]
+
+    def get_token(self, invitation) -> str | None:
+        return getattr(invitation, "token", None)
+
+    def validate(self, attrs):
+        if not attrs.get("username") and not attrs.get("email"):
+            raise serializers.ValidationError({"username": ["Name the invitee by username or email."]})
+        return attrs
+
+
+class AcceptInvitationSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=64)
+
+
 class AppSerializer(serializers.ModelSerializer):
-    organization = serializers.PrimaryKeyRelatedField(queryset=Organization.objects.all())
+    organization = CallerPrimaryKeyRelatedField(queryset=Organization.objects.all(), organization_path="pk")
     slug = serializers.SlugField(required=False, max_length=100)
     released_version = serializers.CharField(source="released_version.name", read_only=True, default=None)
 
@@ -73,7 +134,10 @@ class AppVersionSerializer(serializers.ModelSerializer):
 
 
 class DataSourceSerializer(serializers.ModelSerializer):
-    organization = serializers.PrimaryKeyRelatedField(queryset=Organization.objects.all())
+    """``options`` are readable by every member; entries that look like credentials
+    (``apps_builder.credentials``) are refused there (use ``secrets``) and never returned."""
+
+    organization = CallerPrimaryKeyRelatedField(queryset=Organization.objects.all(), organization_path="pk")
     kind = serializers.ChoiceField(choices=DATA_SOURCE_KINDS)
     #: Write-only: never returned. Responses say which secret keys are set.
     secrets = serializers.DictField(write_only=True, required=False)
@@ -90,7 +154,17 @@ class DataSourceSerializer(serializers.ModelSerializer):
     def validate_options(self, options):
         if not isinstance(options, dict):
             raise serializers.ValidationError("options must be an object.")
+        found = credentials.credential_paths(options)
+        if found:
+            raise serializers.ValidationError(
+                f"{', '.join(found)}: credentials are not allowed in options (readable by every "
+                "member); send them in secrets, which are write-only.")
         return options
+
+    def to_representation(self, data_source):
+        representation = super().to_representation(data_source)
+        representation["options"] = credentials.without_credentials(representation["options"])
+        return representation
 
     def validate(self, attrs):
         if self.instance is not None:
@@ -110,8 +184,8 @@ class DataSourceSerializer(serializers.ModelSerializer):
 
 
 class DataQuerySerializer(serializers.ModelSerializer):
-    app = serializers.SlugRelatedField(slug_field="slug", queryset=App.objects.all())
-    data_source = serializers.PrimaryKeyRelatedField(queryset=DataSource.objects.all())
+    app = CallerSlugRelatedField(slug_field="slug", queryset=App.objects.all(), organization_path="organization_id")
+    data_source = CallerPrimaryKeyRelatedField(queryset=DataSource.objects.all(), organization_path="organization_id")
 
     class Meta:
         model = DataQuery

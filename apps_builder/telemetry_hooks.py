@@ -3,7 +3,10 @@
 
 def user_organizations(user):
     """Every organization the user is a member of, oldest membership first: the telemetry
-    API shows them the traces and logs of all of them; logins count for the first."""
+    API shows them the traces and logs of all of them; logins count for the first. An
+    anonymous user has none (the schema view asks with one)."""
+    if not user.is_authenticated:
+        return []
     return list(user.memberships.order_by("id").values_list("organization_id", flat=True))
 
 

@@ -22,10 +22,15 @@ router.register("templates", views.TemplateViewSet, basename="template")
 urlpatterns = [
     path("auth/login", views.login_view, name="login"),
     path("auth/logout", views.logout_view, name="logout"),
+    path("invitations/accept", views.accept_invitation_view, name="accept-invitation"),
     path("organizations/<int:organization_pk>/members/",
-         views.MemberViewSet.as_view({"get": "list", "post": "create"}), name="members"),
+         views.MemberViewSet.as_view({"get": "list"}), name="members"),
     path("organizations/<int:organization_pk>/members/<int:pk>/",
          views.MemberViewSet.as_view({"patch": "partial_update", "put": "update", "delete": "destroy"}),
          name="member"),
+    path("organizations/<int:organization_pk>/invitations/",
+         views.InvitationViewSet.as_view({"get": "list", "post": "create"}), name="invitations"),
+    path("organizations/<int:organization_pk>/invitations/<int:pk>/",
+         views.InvitationViewSet.as_view({"delete": "destroy"}), name="invitation"),
     path("", include(router.urls)),
 ]

@@ -2,22 +2,36 @@
 (another organization's objects are a 404); roles are checked per action (403)."""
 
 from django.contrib.auth import authenticate, login, logout
+from django.db import transaction
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 import plugins
 from telemetry import api as telemetry
 
-from . import services
-from .models import App, AppTemplate, AppVersion, AuditEvent, DataQuery, DataSource, Membership, Organization
+from . import services, tokens
+from .models import (
+    ApiToken,
+    App,
+    AppTemplate,
+    AppVersion,
+    AuditEvent,
+    DataQuery,
+    DataSource,
+    Invitation,
+    Membership,
+    Organization,
+)
 from .permissions import EDIT, MANAGE, READ, memberships_of, organization_ids, require_role
 from .serializers import (
+    AcceptInvitationSerializer,
     ActivityQuerySerializer,
     AppOverviewSerializer,
     AppSerializer,
@@ -27,12 +41,15 @@ from .serializers import (
     DataQuerySerializer,
     DataSourceSerializer,
     FromTemplateSerializer,
+    InvitationSerializer,
     LoginSerializer,
     MembershipSerializer,
     OrganizationSerializer,
     ReleaseSerializer,
     RunSerializer,
+    unique_slug,
 )
+from .validation import parse_id
 
 
 def tag_request(request, organization_id=None, app_operation=None):
@@ -152,32 +169,88 @@ class OrganizationViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(AppOverviewSerializer(overview, many=True).data)
 
 
-class MemberViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
-                    mixins.DestroyModelMixin, viewsets.GenericViewSet):
-    """Members of one organization: listed by its members, managed by its admins."""
+class OrganizationScopedMixin:
+    """Views under ``organizations/<organization_pk>/``: the organization must be one of
+    the caller's (the same 404 as an unknown id otherwise); ``read_actions`` need
+    ``READ``, every other action ``MANAGE``."""
 
-    serializer_class = MembershipSerializer
+    read_actions = ("list", "retrieve")
 
     def organization(self):
         organization = get_object_or_404(Organization, pk=self.kwargs["organization_pk"],
                                          pk__in=organization_ids(self.request.user))
         tag_request(self.request, organization.pk)
-        require_role(self.request.user, organization.pk, READ if self.action in ("list", "retrieve") else MANAGE)
+        require_role(self.request.user, organization.pk, READ if self.action in self.read_actions else MANAGE)
         return organization
+
+
+class MemberViewSet(OrganizationScopedMixin, mixins.ListModelMixin, mixins.UpdateModelMixin,
+                    mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Members of one organization: listed by its members, their roles changed and
+    removed by its admins. Nobody is added here: people join by accepting an invitation."""
+
+    serializer_class = MembershipSerializer
 
     def get_queryset(self):
         return Membership.objects.filter(organization=self.organization()).select_related("user").order_by("id")
 
-    def perform_create(self, serializer):
-        organization = self.organization()
-        if Membership.objects.filter(organization=organization, user=serializer.validated_data["user"]).exists():
-            raise serializers.ValidationError({"username": ["Already a member."]})
-        serializer.save(organization=organization)
-
     def perform_update(self, serializer):
-        if "username" in self.request.data and serializer.validated_data.get("user") != serializer.instance.user:
+        # Compared as text, never looked up: the answer must not tell which usernames exist.
+        if "username" in self.request.data and self.request.data["username"] != serializer.instance.user.username:
             raise serializers.ValidationError({"username": ["A membership cannot change user."]})
         serializer.save()
+
+
+class InvitationViewSet(OrganizationScopedMixin, mixins.ListModelMixin, mixins.CreateModelMixin,
+                        mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Pending invitations of one organization, for its admins: invite (the response
+    carries the token, once), list, revoke. Inviting looks no user up."""
+
+    serializer_class = InvitationSerializer
+    read_actions = ()
+
+    def get_queryset(self):
+        return Invitation.objects.filter(organization=self.organization(), accepted_at__isnull=True).order_by("id")
+
+    def perform_create(self, serializer):
+        key = tokens.generate_key()
+        invitation = serializer.save(organization=self.organization(), created_by=self.request.user,
+                                     digest=tokens.digest_of(key))
+        invitation.token = key
+        telemetry.track_feature("members", "invite", invitation.organization_id)
+
+
+NO_SUCH_INVITATION = "No such invitation."
+
+
+@extend_schema(request=AcceptInvitationSerializer, responses={200: OrganizationSerializer})
+@api_view(["POST"])
+def accept_invitation_view(request):
+    """The signed-in invitee joins the organization with the invitation's role. An unknown
+    token, one addressed to someone else or already used, and a staff or superuser caller
+    all get the same 404; an expired invitation addressed to the caller is a 400."""
+    serializer = AcceptInvitationSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    user = request.user
+    invitation = (Invitation.objects.select_related("organization")
+                  .filter(digest=tokens.digest_of(serializer.validated_data["token"]), accepted_at__isnull=True)
+                  .first())
+    if invitation is None or not invitation.is_addressed_to(user) or user.is_staff or user.is_superuser:
+        raise NotFound(NO_SUCH_INVITATION)
+    now = timezone.now()
+    if invitation.expires_at <= now:
+        raise serializers.ValidationError({"token": ["This invitation has expired."]})
+    with transaction.atomic():
+        # Claimed by one conditional update, so a token accepted twice at once joins once.
+        if not Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).update(accepted_at=now):
+            raise NotFound(NO_SUCH_INVITATION)
+        Membership.objects.get_or_create(user=user, organization=invitation.organization,
+                                         defaults={"role": invitation.role})
+    tag_request(request, invitation.organization_id)
+    telemetry.track_feature("members", "accept_invitation", invitation.organization_id)
+    user._organization_roles = None  # the per-request role cache predates the new membership
+    return Response(OrganizationSerializer(invitation.organization,
+                                           context={"roles": memberships_of(user)}).data)
 
 
 class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
@@ -195,7 +268,8 @@ class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         queryset = super().get_queryset()
         organization = self.request.query_params.get("organization")
         if self.action == "list" and organization:
-            queryset = queryset.filter(organization_id=organization) if organization.isdigit() else queryset.none()
+            organization_id = parse_id(organization)
+            queryset = queryset.filter(organization_id=organization_id) if organization_id else queryset.none()
         return queryset
 
     def perform_create(self, serializer):
@@ -252,8 +326,9 @@ class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         reference = serializer.validated_data["version"]
         versions = app.versions.all()
         version = versions.filter(name=reference).first()
-        if version is None and reference.isdigit():
-            version = versions.filter(pk=int(reference)).first()
+        version_id = parse_id(reference)
+        if version is None and version_id is not None:
+            version = versions.filter(pk=version_id).first()
         if version is None:
             return Response({"version": ["No such version of this app."]}, status=status.HTTP_400_BAD_REQUEST)
         services.release(version)
@@ -271,15 +346,14 @@ class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
             raise serializers.ValidationError({"organization": ["Unknown organization."]})
         self.check_create(organization)
         reference = data["template"]
+        template_id = parse_id(reference)
         template = AppTemplate.objects.filter(slug=reference).first() or (
-            AppTemplate.objects.filter(pk=int(reference)).first() if reference.isdigit() else None)
+            AppTemplate.objects.filter(pk=template_id).first() if template_id is not None else None)
         if template is None:
             raise serializers.ValidationError({"template": ["Unknown template."]})
         slug = data.get("slug")
         if slug and App.objects.filter(slug=slug).exists():
             raise serializers.ValidationError({"slug": ["An app with this slug exists."]})
-        from .serializers import unique_slug
-
         try:
             app = services.create_from_template(template, organization, data["name"], slug or unique_slug(data["name"]),
                                                 request.user)
@@ -370,15 +444,16 @@ class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
 @authentication_classes([])
 @permission_classes([AllowAny])
 def login_view(request):
-    """Session login for browsers and a token for API clients; 401 on bad credentials."""
+    """Session login for browsers and a new API token for API clients (shown in this
+    response only: the server keeps its digest); 401 on bad credentials."""
     serializer = LoginSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     user = authenticate(request._request, **serializer.validated_data)
     if user is None:
         return Response({"detail": "Invalid username or password."}, status=status.HTTP_401_UNAUTHORIZED)
     login(request._request, user)
-    token, _ = Token.objects.get_or_create(user=user)
-    return Response({"token": token.key, "user": {"id": user.pk, "username": user.username}})
+    key = ApiToken.objects.issue(user)
+    return Response({"token": key, "user": {"id": user.pk, "username": user.username}})
 
 
 @extend_schema(request=None, responses={204: None})

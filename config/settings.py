@@ -44,7 +44,6 @@ DJANGO_APPS = [
 ]
 THIRD_PARTY_APPS = [
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
 ]
 LOCAL_APPS = [
@@ -56,6 +55,8 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
     "telemetry.http.middleware.TelemetryMiddleware",
+    # NUL or lone surrogates in a path or query string are a 400 before any view runs.
+    "apps_builder.validation.RejectMalformedParametersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -146,12 +147,20 @@ WHITENOISE_USE_FINDERS = True
 # ---------------------------------------------------------------------------- REST framework
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # `Authorization: Token <key>` against hashed keys (apps_builder.models.ApiToken).
+        "apps_builder.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Request bodies are checked once here (size, depth, NUL, lone surrogates, non-finite
+    # numbers) before any serializer or the database sees them.
+    "DEFAULT_PARSER_CLASSES": [
+        "apps_builder.validation.CheckedJSONParser",
+        "apps_builder.validation.CheckedFormParser",
+        "apps_builder.validation.CheckedMultiPartParser",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps_builder.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
         "telemetry.http.throttling.AnonRateThrottle",

@@ -95,14 +95,14 @@ def other_org(db):
 
 @pytest.fixture
 def api_client_for():
-    """api_client_for(user) -> DRF APIClient authenticated with the user's token."""
-    from rest_framework.authtoken.models import Token
+    """api_client_for(user) -> DRF APIClient authenticated with a new token of the user."""
     from rest_framework.test import APIClient
+
+    from apps_builder.models import ApiToken
 
     def make(user):
         client = APIClient()
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.issue(user)}")
         return client
 
     return make

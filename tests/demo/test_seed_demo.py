@@ -76,7 +76,6 @@ def test_every_organization_has_each_role_environments_and_released_apps():
         assert queries.filter(name__in=demo_data.SLOW_QUERY_NAMES).exists()
         assert all(query.data_source.organization_id == organization.id for query in queries)
     assert AppVersion.objects.filter(released_at__isnull=False).count() == App.objects.count()
-    assert get_user_model().objects.filter(auth_token__isnull=False).count() == 10
 
 
 def test_sample_database_has_thousands_of_rows_and_an_unindexed_filter(demo_var_dir):

@@ -222,19 +222,12 @@ class Traffic:
         return payload.get("token") if response is not None and response.status_code == 200 else None
 
     def prepare(self):
-        """Tokens for every demo member (seeded ones, else a login), what each organization
-        holds, and the REST sources pointed at our endpoint."""
-        from rest_framework.authtoken.models import Token
-
-        seeded_tokens = {}
-        try:
-            seeded_tokens = dict(Token.objects.values_list("user__username", "key"))
-        except Exception:  # another server's database: log in instead
-            pass
+        """Tokens for every demo member (from a login: stored tokens are digests), what each
+        organization holds, and the REST sources pointed at our endpoint."""
         for organization in self.organizations:
             for role in demo_data.ROLES:
                 username = demo_data.username_for(organization.slug, role)
-                token = seeded_tokens.get(username) or self.log_in(username, demo_data.MEMBER_PASSWORD, counted=False)
+                token = self.log_in(username, demo_data.MEMBER_PASSWORD, counted=False)
                 if token:
                     organization.tokens[role] = token
             self._discover(organization)

@@ -1,6 +1,6 @@
 """Seed the demo: organizations, members of each role, environments, data sources, apps
-with queries and a released version, a template, the admin user and API tokens, and a
-large audit-event table (the demo's planted missing index, see ``AuditEvent``).
+with queries and a released version, a template, the admin user (API tokens come from a
+login), and a large audit-event table (the demo's planted missing index, see ``AuditEvent``).
 
 Data sources read sample databases only (``demo_data``), never the platform's own
 database or credentials; a source an earlier seed pointed at the platform's database is
@@ -18,7 +18,6 @@ from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from apps_builder import demo_data
 from apps_builder.models import (
@@ -46,7 +45,7 @@ class Command(BaseCommand):
         sample_path, sample_created = demo_data.ensure_sample_database()
         self.postgres_sample = demo_data.ensure_postgres_sample()
         with transaction.atomic():
-            admin = self._ensure_admin()
+            self._ensure_admin()
             member_password_hash = make_password(demo_data.MEMBER_PASSWORD)
             self._retire_platform_database_sources()
             for organization_spec in demo_data.ORGANIZATIONS:
@@ -55,7 +54,6 @@ class Command(BaseCommand):
             AppTemplate.objects.update_or_create(
                 slug=template_spec.pop("slug"), defaults=template_spec
             )
-            Token.objects.get_or_create(user=admin)
         self._seed_release_history()
         audit_target = options["audit_events"]
         if audit_target is None:
@@ -170,7 +168,6 @@ class Command(BaseCommand):
                 user.password = member_password_hash
                 user.save(update_fields=["password"])
             Membership.objects.update_or_create(user=user, organization=organization, defaults={"role": role})
-            Token.objects.get_or_create(user=user)
             members[role] = user
         for name in demo_data.ENVIRONMENTS:
             Environment.objects.update_or_create(
