@@ -1,6 +1,6 @@
 """A beat scheduler that counts missed runs: an entry that becomes due later than its
-interval allows (beat was down, or blocked) is counted in
-``<namespace>_beat_missed_runs_total{entry}``. Use with
+interval allows (beat was down, or blocked), and a run that could not be sent (the
+broker was down), are counted in ``<namespace>_beat_missed_runs_total{entry}``. Use with
 ``CELERY_BEAT_SCHEDULER = "telemetry.tasks.beat:TelemetryScheduler"``."""
 
 from datetime import timedelta
@@ -37,3 +37,13 @@ class TelemetryScheduler(PersistentScheduler):
             if missed:
                 recorder.flush()
         return super().apply_entry(entry, producer=producer)
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        try:
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        except Exception:
+            # Beat logs the failure and moves on to the next interval: a run missed.
+            with guard.guarded("beat"):
+                emit("inc", ("jobs", "beat_missed"), (entry.name,), 1)
+                recorder.flush()
+            raise

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from telemetry.tasks.beat import TelemetryScheduler, missed_runs
+from tests.live import free_port
 from telemetry.http.throttling import ScopedRateThrottle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +121,23 @@ def test_missed_beat_runs_are_counted(redis_url, tmp_path, samples):
     scheduler.apply_entry(on_time)
     assert delta() == 9
     assert on_time_delta() == 0
+
+
+def test_a_run_beat_cannot_send_while_the_broker_is_down_is_missed(tmp_path, samples):
+    from celery import Celery
+    from celery.beat import ScheduleEntry
+    from celery.schedules import schedule
+
+    app = Celery("beat-test", broker=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    app.conf.broker_connection_retry = False
+    app.conf.broker_connection_max_retries = 0
+    app.conf.broker_transport_options = {"max_retries": 0}
+    scheduler = TelemetryScheduler(app=app, schedule_filename=str(tmp_path / "beat"), lazy=True)
+    entry = ScheduleEntry(name="broker-down", task="config.celery.ping", schedule=schedule(timedelta(minutes=1)),
+                          last_run_at=app.now() - timedelta(minutes=1, seconds=1), app=app)
+    missed = samples.snapshot("tooljet_beat_missed_runs_total", {"entry": "broker-down"})
+    scheduler.apply_entry(entry)  # beat logs the failure and goes on
+    assert missed() == 1
 
 
 @pytest.mark.urls(__name__)
