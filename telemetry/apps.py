@@ -21,7 +21,7 @@ class TelemetryConfig(AppConfig):
         conf.on_change(logs.read_settings)
         if not conf.get("METRICS_ENABLED"):
             return
-        conf.on_change(recorder._read_settings)
+        conf.on_change(recorder.read_settings)
         conf.on_change(db._read_settings)
         handlers.register_all()
         recorder.register_periodic(sampler.sample)

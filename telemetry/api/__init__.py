@@ -14,6 +14,7 @@ from telemetry import conf, tracing
 from telemetry.core import labels, recorder
 from telemetry.core.bus import emit as _emit
 from telemetry.core.context import add_external_time
+from telemetry.core.events import PluginRun
 
 #: A business or plugin span around a block: ``with api.span("app_lifecycle.create", **attributes):``;
 #: a no-op context when tracing is off.
@@ -86,8 +87,8 @@ def record_plugin_run(kind, organization_id, status, result, seconds, phases=Non
     add_external_time(seconds)
     if not conf.get("METRICS_ENABLED"):
         return
-    recorder.record(("plugin", kind, organization_id, status, result, seconds, phases or {},
-                     bytes_sent, bytes_received, connect_seconds, use_seconds))
+    recorder.record(PluginRun(kind, organization_id, status, result, seconds, phases or {},
+                              bytes_sent, bytes_received, connect_seconds, use_seconds))
 
 
 def record_benchmark_comparison(current, previous, significance):

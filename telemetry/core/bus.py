@@ -7,6 +7,7 @@ One event appended to the recorder per call; applied by the flusher thread in ba
 
 from telemetry import conf
 from telemetry.core import guard, recorder
+from telemetry.core.events import MetricUpdate
 
 
 def emit(operation, family_path, label_values, value):
@@ -16,6 +17,6 @@ def emit(operation, family_path, label_values, value):
     if not conf.get("METRICS_ENABLED"):
         return
     try:
-        recorder.record(("metric", operation, family_path, label_values, value))
+        recorder.record(MetricUpdate(operation, family_path, label_values, value))
     except Exception as exc:  # noqa: BLE001
         guard.report("bus", exc)

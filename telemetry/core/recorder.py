@@ -1,152 +1,134 @@
 """Hot-path events, buffered and applied in batches off the request thread.
 
-A request, a query or a plugin run appends one tuple to a deque (tens of
-nanoseconds). A daemon thread per process drains the deque every
+A request, a query or a plugin run appends one event (a ``NamedTuple`` of
+:mod:`telemetry.core.events`) to a deque (tens of nanoseconds). A
+:class:`~telemetry.core.background.BackgroundWorker` thread per process drains it every
 ``FLUSH_INTERVAL_SECONDS`` and hands each event to the handlers registered for its
-kind (metrics, query statistics, ...), which aggregate into a :class:`Batch` that
+type (metrics, query statistics, ...), which aggregate into a :class:`Batch` that
 touches prometheus-client once per series instead of once per event. ``/metrics``
 drains its own process before rendering, and workers drain at exit, so counts are
 exact. The buffer is bounded; events beyond it are dropped and counted.
 """
 
-import atexit
 import bisect
-import os
-import threading
 import time
-from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
 
 from telemetry import conf
 from telemetry.core import guard
+from telemetry.core.background import BackgroundWorker, BoundedQueue
+from telemetry.core.events import KIND_NAMES, RequestFinished
 from telemetry.metrics import internal
 
-_handlers = {}
-_periodic = []
-_events = deque()
-_drain_lock = threading.Lock()
-_state = {"pid": None, "thread": None, "wake": None}
-#: Hot-path copies of settings and state, so ``record`` does no look-ups: the buffer
-#: bound, and whether this process (reset after fork) has its flusher.
-_hot = {"max_events": 100_000, "started": False}
-_dropped = internal.DropCounter(internal.dropped_events)
 
+class Recorder:
+    """The event buffer of this process and its flusher (a :class:`BackgroundWorker`)."""
 
-def register(kind, handler):
-    """Calls ``handler(batch, event)`` for every event whose first item is ``kind``."""
-    _handlers.setdefault(kind, [])
-    if handler not in _handlers[kind]:
-        _handlers[kind].append(handler)
+    def __init__(self) -> None:
+        self._handlers: dict[type, list[Callable[[Batch, Any], None]]] = {}
+        self._periodic: list[Callable[[Batch], None]] = []
+        #: The bound is ``BUFFER_MAX_EVENTS``, read by :meth:`read_settings`.
+        self.queue = BoundedQueue(100_000)
+        self.worker = BackgroundWorker("telemetry-flush", self._tick, internal.DropCounter(internal.dropped_events),
+                                       at_exit=self._flush_at_exit, after_fork=self._after_fork)
+        self._last_sample = 0.0
 
+    def register(self, event_type: type, handler: Callable[["Batch", Any], None]) -> None:
+        """Calls ``handler(batch, event)`` for every event of ``event_type`` (a type of
+        :mod:`telemetry.core.events`)."""
+        handlers = self._handlers.setdefault(event_type, [])
+        if handler not in handlers:
+            handlers.append(handler)
 
-def register_periodic(callback):
-    """Calls ``callback(batch)`` every ``SAMPLE_INTERVAL_SECONDS`` (and on ``flush(sample=True)``)."""
-    if callback not in _periodic:
-        _periodic.append(callback)
+    def register_periodic(self, callback: Callable[["Batch"], None]) -> None:
+        """Calls ``callback(batch)`` every ``SAMPLE_INTERVAL_SECONDS`` (and on ``flush(sample=True)``)."""
+        if callback not in self._periodic:
+            self._periodic.append(callback)
 
+    def record(self, event: tuple) -> bool:
+        """Appends an event (one of :mod:`telemetry.core.events`); never blocks, never
+        raises. Returns whether the event was kept. A request's end is kept up to twice
+        the bound, so that every request whose start was kept is also finished (at most
+        one end per kept start)."""
+        return self.worker.submit(self.queue, event, 2 if type(event) is RequestFinished else 1)
 
-def record(event):
-    """Appends an event tuple ``(kind, ...)``; never blocks, never raises. Returns whether
-    the event was kept. A request's end is kept up to twice the bound, so that every
-    request whose start was kept is also finished (at most one end per kept start)."""
-    length = len(_events)
-    if length >= _hot["max_events"] and (event[0] != "request" or length >= 2 * _hot["max_events"]):
-        _dropped.count()
-        return False
-    _events.append(event)
-    if not _hot["started"]:
-        _start_thread()
-    return True
+    def dropped_events(self) -> int:
+        """Events this process dropped so far because the buffer was full."""
+        return self.worker.dropped.total()
 
-
-def dropped_events():
-    return _dropped.total()
-
-
-def flush(sample=False):
-    """Drains the buffer now and applies it; with ``sample``, then runs the periodic
-    callbacks (which see what was just drained). Safe from any thread."""
-    with _drain_lock:
-        batch = Batch()
-        popleft = _events.popleft
-        while True:
-            try:
-                event = popleft()
-            except IndexError:
-                break
-            for handler in _handlers.get(event[0], ()):
+    def flush(self, sample: bool = False) -> None:
+        """Drains the buffer now and applies it; with ``sample``, then runs the periodic
+        callbacks (which see what was just drained). Safe from any thread."""
+        with self.worker.lock:
+            batch = Batch()
+            handlers = self._handlers
+            popleft = self.queue.items.popleft
+            while True:
                 try:
-                    handler(batch, event)
-                except Exception as exc:  # noqa: BLE001
-                    guard.report(f"handler:{event[0]}", exc)
-        if sample:
-            for callback in _periodic:
-                try:
-                    callback(batch)
-                except Exception as exc:  # noqa: BLE001
-                    guard.report("periodic", exc)
-        batch.apply()
-        _dropped.report()
+                    event = popleft()
+                except IndexError:
+                    break
+                for handler in handlers.get(type(event), ()):
+                    try:
+                        handler(batch, event)
+                    except Exception as exc:  # noqa: BLE001
+                        guard.report(f"handler:{KIND_NAMES.get(type(event), type(event).__name__)}", exc)
+            if sample:
+                for callback in self._periodic:
+                    try:
+                        callback(batch)
+                    except Exception as exc:  # noqa: BLE001
+                        guard.report("periodic", exc)
+            batch.apply()
+            self.worker.dropped.report()
 
+    def run_in_foreground(self) -> None:
+        """No flusher thread in this process: events wait for an explicit :meth:`flush`.
+        For test processes, where a background writer would race the test database."""
+        self.worker.run_in_foreground()
 
-def _run(wake):
-    from django.db import connections
+    def read_settings(self) -> None:
+        self.queue.limit = conf.get("BUFFER_MAX_EVENTS")
 
-    from telemetry.core.context import suppress_in_this_thread
+    def reset(self) -> None:
+        """Forgets buffered events without applying them (tests)."""
+        self.queue.clear()
 
-    suppress_in_this_thread()
-    last_sample = 0.0
-    while True:
-        wake.wait(conf.get("FLUSH_INTERVAL_SECONDS"))
-        wake.clear()
-        sample = time.monotonic() - last_sample >= conf.get("SAMPLE_INTERVAL_SECONDS")
+    def _tick(self) -> None:
+        """The flusher thread's work every ``FLUSH_INTERVAL_SECONDS``: a drain, with a
+        sample every ``SAMPLE_INTERVAL_SECONDS``."""
+        sample = time.monotonic() - self._last_sample >= conf.get("SAMPLE_INTERVAL_SECONDS")
         with guard.guarded("flush"):
             if sample:
-                last_sample = time.monotonic()
-            flush(sample=sample)
+                self._last_sample = time.monotonic()
+            self.flush(sample=sample)
         if sample:
             # One short-lived connection per sample: nothing held open between samples,
             # and a database that went away is simply reconnected next time.
             with guard.guarded("flush_close"):
                 connections.close_all()
 
+    def _after_fork(self) -> None:
+        self._last_sample = 0.0  # the child's flusher samples on its first drain, as the parent's did
 
-def _start_thread():
-    """Starts the flusher in this process (again after a fork: threads do not survive it)."""
-    with _drain_lock:
-        if _state["pid"] == os.getpid():
-            return
-        wake = threading.Event()
-        thread = threading.Thread(target=_run, args=(wake,), name="telemetry-flush", daemon=True)
-        _state.update(pid=os.getpid(), thread=thread, wake=wake)
-        _hot["started"] = True
-        thread.start()
+    def _flush_at_exit(self) -> None:
+        with guard.guarded("flush_at_exit"):
+            self.flush(sample=self.worker.has_thread())
 
 
-def run_in_foreground():
-    """No flusher thread in this process: events wait for an explicit :func:`flush`.
-    For test processes, where a background writer would race the test database."""
-    _state["pid"] = os.getpid()
-    _hot["started"] = True
-
-
-def _after_fork_in_child():
-    global _drain_lock
-    _drain_lock = threading.Lock()
-    _state.update(pid=None, thread=None, wake=None)
-    _hot["started"] = False
-
-
-def _read_settings():
-    _hot["max_events"] = conf.get("BUFFER_MAX_EVENTS")
-
-
-def _flush_at_exit():
-    with guard.guarded("flush_at_exit"):
-        flush(sample=_state["thread"] is not None and _state["pid"] == os.getpid())
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_flush_at_exit)
+#: This process's recorder; the module-level names below are its methods.
+event_buffer = Recorder()
+register = event_buffer.register
+register_periodic = event_buffer.register_periodic
+record = event_buffer.record
+flush = event_buffer.flush
+dropped_events = event_buffer.dropped_events
+run_in_foreground = event_buffer.run_in_foreground
+read_settings = event_buffer.read_settings
+reset = event_buffer.reset
 
 
 class Batch:

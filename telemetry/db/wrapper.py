@@ -14,6 +14,7 @@ from telemetry.db import callsite
 from telemetry import conf
 from telemetry.core import guard, recorder
 from telemetry.core.context import MAX_QUERIES_PER_REQUEST, current_request, suppression
+from telemetry.core.events import DatabaseConnect, QueryExecuted
 from telemetry.tracing import current_context_var, span_key
 from telemetry.tracing import state as tracing_state
 
@@ -49,14 +50,14 @@ def execute_wrapper(execute, sql, params, many, context):
                 else:
                     seen.add(sql)
             # The parent of the DB span the flusher builds: the request's span, or a business
-            # span around the query (index 11, after what other consumers read).
+            # span around the query.
             span_context = None
             if tracing_state["on"]:
                 span = current_context_var.get().get(span_key)
                 if span is not None:
                     span_context = span.get_span_context()
-            event = ("query", connection.alias, connection.vendor, sql, params, many, started, duration,
-                     rowcount, error, call_site, span_context)
+            event = QueryExecuted(connection.alias, connection.vendor, sql, params, many, started, duration,
+                                  rowcount, error, call_site, span_context)
             if request is None:
                 recorder.record(event)
             else:
@@ -97,9 +98,9 @@ def _instrument_connect(backend_class):
             new_connection = original(self, conn_params)
         except Exception as exc:
             if "timeout" in f"{type(exc).__name__} {exc}".lower():
-                recorder.record(("db_connect", self.vendor, perf_counter() - started, True))
+                recorder.record(DatabaseConnect(self.vendor, perf_counter() - started, True))
             raise
-        recorder.record(("db_connect", self.vendor, perf_counter() - started, False))
+        recorder.record(DatabaseConnect(self.vendor, perf_counter() - started, False))
         # psycopg2 instrumentation wraps every psycopg2.connect(); Django's connections
         # get their one DB span from execute_wrapper, so they take the bare connection.
         return getattr(new_connection, "__wrapped__", new_connection) if unwrap else new_connection

@@ -9,6 +9,7 @@ get it as parent); the server span itself is built from the request event later.
 """
 
 from time import perf_counter
+from typing import Any, NamedTuple, Optional
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import MiddlewareNotUsed
@@ -16,20 +17,30 @@ from django.utils.functional import SimpleLazyObject, empty
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.instrumentation.wsgi import wsgi_getter  # request.META is the WSGI environ's shape
-from opentelemetry.trace import NonRecordingSpan, get_current_span, set_span_in_context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, get_current_span, set_span_in_context
 
 from telemetry import conf
 from telemetry.core import guard, organization, recorder
 from telemetry.core import routes
 from telemetry.core.context import RequestContext, current_request
+from telemetry.core.events import RequestFinished, RequestStarted
 from telemetry.tracing import state as tracing_state
 from telemetry.tracing.spans import new_server_context
 
 
+class RequestTrace(NamedTuple):
+    """A traced request's span context, its remote parent, and the token that detaches
+    the span context from the OpenTelemetry context when the request ends."""
+
+    span_context: SpanContext
+    parent: Optional[SpanContext]
+    token: Any
+
+
 def _start_trace(request):
-    """(span context, parent, context token) of the request, or None when the caller's
-    trace is not sampled or the path is excluded. ``traceparent`` is parsed only when
-    the header is present."""
+    """The request's :class:`RequestTrace`, or None when the caller's trace is not
+    sampled or the path is excluded. ``traceparent`` is parsed only when the header is
+    present."""
     if request.path_info.startswith(tracing_state["excluded_paths"]):
         return None
     parent = None
@@ -41,7 +52,7 @@ def _start_trace(request):
             return None
     span_context = new_server_context(parent)
     token = otel_context.attach(set_span_in_context(NonRecordingSpan(span_context)))
-    return span_context, parent, token
+    return RequestTrace(span_context, parent, token)
 
 
 def _user_id(request):
@@ -94,7 +105,7 @@ class TelemetryMiddleware:
         finally:
             current_request.reset(token)
             if trace is not None:
-                otel_context.detach(trace[2])
+                otel_context.detach(trace.token)
         self._finish(request, response, context, trace)
         return response
 
@@ -107,7 +118,7 @@ class TelemetryMiddleware:
         finally:
             current_request.reset(token)
             if trace is not None:
-                otel_context.detach(trace[2])
+                otel_context.detach(trace.token)
         self._finish(request, response, context, trace)
         return response
 
@@ -116,11 +127,11 @@ class TelemetryMiddleware:
         if context is not None:
             try:
                 context.route = routes.of_request(request)
-                active_key = (request.method, context.route, request.scheme)
-                # Only an accepted "active" event is undone at the end: a full buffer
-                # must not leave the in-flight gauge one up for good.
-                if recorder.record(("active", active_key)):
-                    context.active_key = active_key
+                request_started = RequestStarted(request.method, context.route, request.scheme)
+                # Only an accepted start is undone at the end: a full buffer must not
+                # leave the in-flight gauge one up for good.
+                if recorder.record(request_started):
+                    context.active_key = request_started
             except Exception as exc:  # noqa: BLE001
                 guard.report("middleware", exc)
         return None
@@ -134,8 +145,7 @@ class TelemetryMiddleware:
             organization_id = None
         try:
             route = context.route or routes.of_request(request)
-            recorder.record((
-                "request",
+            recorder.record(RequestFinished(
                 request.method,
                 route,
                 response.status_code,
@@ -147,7 +157,8 @@ class TelemetryMiddleware:
                 context,
                 getattr(request, "app_operation", None),
                 _user_id(request),
-                trace[:2] if trace is not None else None,
+                trace.span_context if trace is not None else None,
+                trace.parent if trace is not None else None,
             ))
         except Exception as exc:  # noqa: BLE001
             guard.report("middleware", exc)

@@ -4,6 +4,8 @@ from functools import lru_cache
 
 from telemetry.usage import activity, releases, rollups as usage
 from telemetry.core import labels, recorder
+from telemetry.core.events import (DatabaseConnect, MetricUpdate, PluginRun, QueryExecuted, RequestFinished,
+                                   RequestStarted)
 from telemetry.queries import stats as querystats
 from telemetry.metrics import families
 from telemetry.tracing import spans
@@ -18,29 +20,31 @@ def _is_api(path, settings):
     return path.startswith(tuple(settings["API_PATH_PREFIXES"]))
 
 
-def on_active(batch, event):
-    method, route, scheme = event[1]
-    batch.add(families().http.active_requests, (labels.method(method), route, scheme), 1)
+def _active_labels(event: RequestStarted):
+    return labels.method(event.method), event.route, event.scheme
 
 
-def on_request(batch, event):
-    (_, method, route, status, organization_id, duration, request_size, response_size,
-     path, context, app_operation, user_id) = event[:12]
-    trace = event[12] if len(event) > 12 else None
-    keep_trace = trace is not None and spans.keeps(event, batch.settings)
+def on_active(batch, event: RequestStarted):
+    batch.add(families().http.active_requests, _active_labels(event), 1)
+
+
+def on_request(batch, event: RequestFinished):
+    route, duration, context, app_operation = event.route, event.duration, event.context, event.app_operation
+    organization_id = event.organization_id
+    traced = event.span_context is not None
+    keep_trace = traced and spans.keeps(event, batch.settings)
     metrics = families()
-    method = labels.method(method)
-    status = str(status)
+    method = labels.method(event.method)
+    status = str(event.status)
     organization = labels.organization(organization_id)
     # Exemplars link only traces the store keeps: a dropped trace would be a dead link.
-    exemplar = {"trace_id": f"{trace[0].trace_id:032x}"} if keep_trace else None
+    exemplar = {"trace_id": f"{event.span_context.trace_id:032x}"} if keep_trace else None
     batch.observe(metrics.http.request_duration, (method, route, status, organization), duration, exemplar)
-    batch.observe(metrics.http.request_body_size, (method, route), request_size)
-    batch.observe(metrics.http.response_body_size, (method, route, status), response_size)
+    batch.observe(metrics.http.request_body_size, (method, route), event.request_size)
+    batch.observe(metrics.http.response_body_size, (method, route, status), event.response_size)
     if context.active_key is not None:
-        active_method, active_route, scheme = context.active_key
-        batch.add(metrics.http.active_requests, (labels.method(active_method), active_route, scheme), -1)
-    if _is_api(path, batch.settings):
+        batch.add(metrics.http.active_requests, _active_labels(context.active_key), -1)
+    if _is_api(event.path, batch.settings):
         batch.inc(metrics.business.api_calls, (route, method, status, labels.status_class(status)))
         batch.observe(metrics.business.api_call_duration, (route, method), duration)
     external = min(context.external_time, duration)
@@ -56,21 +60,21 @@ def on_request(batch, event):
     batch.observe(analytics.benchmark_duration, (releases.current_release(), route, benchmark_type), duration)
     releases.observe(batch, route, duration)
     usage.request(batch, organization_id, status, app_operation)
-    if user_id is not None:
-        activity.seen(user_id, organization_id)
+    if event.user_id is not None:
+        activity.seen(event.user_id, organization_id)
     analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
     if analysed and querystats.worth_detecting(analysed, batch.settings):
         querystats.detect(analysed, route, organization)
-    if trace is not None:
+    if traced:
         spans.submit_request(event, analysed, batch.settings, keep_trace)
 
 
-def on_standalone_query(batch, event):
+def on_standalone_query(batch, event: QueryExecuted):
     """A statement outside any request (Celery task, management command)."""
     analysed = [(event, on_query(batch, event))]
     if querystats.worth_detecting(analysed, batch.settings):
         querystats.detect(analysed)
-    if len(event) > 11 and event[11] is not None:
+    if event.span_context is not None:
         spans.submit_query(event, analysed[0][1], batch.settings)
 
 
@@ -89,17 +93,17 @@ def _labels_of(result, vendor):
 labels.on_reset(_labels_of.cache_clear)
 
 
-def on_query(batch, event, organization=""):
+def on_query(batch, event: QueryExecuted, organization=""):
     """Metrics and statistics of one statement; returns its analysis."""
-    _, alias, vendor, sql, params, many, started, duration, rowcount, error, call_site = event[:11]
+    vendor, duration, rowcount = event.vendor, event.duration, event.rowcount
     if not _analyze:
         from telemetry.queries.sql import analyze
 
         _analyze.append(analyze)
-    result = _analyze[0](sql, params, vendor)
+    result = _analyze[0](event.sql, event.params, vendor)
     settings = batch.settings
     if settings["QUERY_STATS_ENABLED"]:
-        querystats.observe(batch, result, alias, duration, rowcount)
+        querystats.observe(batch, result, event.alias, duration, rowcount)
     metrics = families()
     system, operation, table, pattern = _labels_of(result, vendor)
     batch.observe(metrics.db.operation_duration, (system, operation, table, organization), duration)
@@ -117,19 +121,18 @@ def on_query(batch, event, organization=""):
     return result
 
 
-def on_db_connect(batch, event):
-    _, vendor, seconds, timed_out = event
-    system = DB_SYSTEMS.get(vendor, vendor)
+def on_db_connect(batch, event: DatabaseConnect):
+    system = DB_SYSTEMS.get(event.vendor, event.vendor)
     metrics = families().db
-    if timed_out:
+    if event.timed_out:
         batch.inc(metrics.connection_timeouts, (system,))
     else:
-        batch.observe(metrics.connection_wait_time, (system,), seconds)
+        batch.observe(metrics.connection_wait_time, (system,), event.seconds)
 
 
-def on_plugin(batch, event):
-    (_, kind, organization_id, status, result, seconds, phases, bytes_sent, bytes_received,
-     connect_seconds, use_seconds) = event
+def on_plugin(batch, event: PluginRun):
+    kind, organization_id, status, result, seconds, phases = (
+        event.kind, event.organization_id, event.status, event.result, event.seconds, event.phases)
     metrics = families().plugins
     organization = labels.organization(organization_id)
     batch.observe(metrics.execution_duration, (kind, organization, status), seconds)
@@ -139,13 +142,13 @@ def on_plugin(batch, event):
     batch.observe(families().analytics.external_operation, ("datasource_query", kind), seconds)
     for phase, phase_seconds in phases.items():
         batch.observe(metrics.operation_latency, (kind, phase), phase_seconds)
-    if bytes_sent:
-        batch.observe(metrics.data_transfer_size, (kind, "query"), bytes_sent)
-    batch.observe(metrics.data_transfer_size, (kind, "query_result"), bytes_received)
-    if connect_seconds is not None:
-        batch.observe(metrics.connection_create_duration, (kind, organization), connect_seconds)
-    if use_seconds is not None:
-        batch.observe(metrics.connection_use_duration, (kind,), use_seconds)
+    if event.bytes_sent:
+        batch.observe(metrics.data_transfer_size, (kind, "query"), event.bytes_sent)
+    batch.observe(metrics.data_transfer_size, (kind, "query_result"), event.bytes_received)
+    if event.connect_seconds is not None:
+        batch.observe(metrics.connection_create_duration, (kind, organization), event.connect_seconds)
+    if event.use_seconds is not None:
+        batch.observe(metrics.connection_use_duration, (kind,), event.use_seconds)
     system = PLUGIN_DB_SYSTEMS.get(kind)
     if system is not None:
         # The plugins' connection cache is a pool too: getting a connection (cached or
@@ -157,18 +160,17 @@ def on_plugin(batch, event):
             batch.inc(db_metrics.connection_timeouts, (system,))
 
 
-def on_metric(batch, event):
-    """Generic events from the public API: ``("metric", op, family_path, labels, value)``."""
-    _, operation, family_path, label_values, value = event
-    group, name = family_path
+def on_metric(batch, event: MetricUpdate):
+    """Generic updates from the internal bus and the public API."""
+    group, name = event.family_path
     family = getattr(getattr(families(), group), name)
-    getattr(batch, operation)(family, label_values, value)
+    getattr(batch, event.operation)(family, event.label_values, event.value)
 
 
 def register_all():
-    recorder.register("active", on_active)
-    recorder.register("request", on_request)
-    recorder.register("query", on_standalone_query)
-    recorder.register("db_connect", on_db_connect)
-    recorder.register("metric", on_metric)
-    recorder.register("plugin", on_plugin)
+    recorder.register(RequestStarted, on_active)
+    recorder.register(RequestFinished, on_request)
+    recorder.register(QueryExecuted, on_standalone_query)
+    recorder.register(DatabaseConnect, on_db_connect)
+    recorder.register(MetricUpdate, on_metric)
+    recorder.register(PluginRun, on_plugin)

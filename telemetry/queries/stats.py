@@ -166,8 +166,8 @@ write_pending = statistics.write_pending
 
 
 def _trace_id(event):
-    """The trace of a query event: the span context the execute wrapper noted (index 11)."""
-    span_context = event[11] if len(event) > 11 else None
+    """The trace of a query event: the span context the execute wrapper noted."""
+    span_context = event.span_context
     return f"{span_context.trace_id:032x}" if span_context is not None and span_context.is_valid else ""
 
 
@@ -175,7 +175,7 @@ def worth_detecting(analysed, settings):
     """Cheap pre-check: the execute wrapper finds call sites only for repeated or slow
     statements, so without one (and without a large result) there is nothing to detect."""
     limit_rows = settings["ADD_LIMIT_ROWS"]
-    return any(event[10] or event[8] > limit_rows for event, _ in analysed)
+    return any(event.call_site or event.rowcount > limit_rows for event, _ in analysed)
 
 
 def _has_limit(fingerprint):
@@ -184,18 +184,18 @@ def _has_limit(fingerprint):
 
 def detect(analysed, route="", organization=""):
     """``analysed``: one request's (or one standalone) statements as
-    ``(event, analysis)`` pairs, in order."""
+    ``(QueryExecuted, analysis)`` pairs, in order."""
     slow_seconds = conf.get("SLOW_QUERY_MS") / 1000.0
     limit_rows = conf.get("ADD_LIMIT_ROWS")
     groups = {}
     for event, analysis in analysed:
-        _, alias, _, _, params, many, _, duration, rowcount, _, call_site = event[:11]
+        alias, duration, rowcount, call_site = event.alias, event.duration, event.rowcount, event.call_site
         if duration >= slow_seconds:
             _finding("slow", analysis, alias, route, organization, call_site, duration, rows=rowcount,
                      trace_id=_trace_id(event))
             # Queued for an EXPLAIN run later by this thread (rate-limited, PostgreSQL only).
-            explain.offer(alias, event[2], event[3], params, many, analysis)
-        if (analysis.operation == "select" and rowcount > limit_rows and not many
+            explain.offer(alias, event.vendor, event.sql, event.params, event.many, analysis)
+        if (analysis.operation == "select" and rowcount > limit_rows and not event.many
                 and not _has_limit(analysis.fingerprint)):
             _finding("add_limit_clause", analysis, alias, route, organization, call_site, duration, rows=rowcount,
                      trace_id=_trace_id(event))
@@ -207,9 +207,9 @@ def detect(analysed, route="", organization=""):
         analysis = runs[0][1]
         by_params = {}
         for event, _ in runs:
-            by_params.setdefault(_params_key(event[4]), []).append(event)
-        call_site = next((event[10] for event, _ in runs if event[10]), "")
-        total = sum(event[7] for event, _ in runs)
+            by_params.setdefault(_params_key(event.params), []).append(event)
+        call_site = next((event.call_site for event, _ in runs if event.call_site), "")
+        total = sum(event.duration for event, _ in runs)
         repeated = max(len(events) for events in by_params.values())
         if repeated >= 2:
             _finding("duplicate_query", analysis, alias, route, organization, call_site, total, repeated,

@@ -1,7 +1,7 @@
 """The embedded trace store: tail sampling and batched writes off the request thread.
 
 ``submit`` (a span processor's ``on_end``, or the flusher building spans from events)
-appends to a bounded deque. A daemon writer thread per process drains it every
+appends to a bounded queue. A daemon writer thread per process drains it every
 ``FLUSH_INTERVAL_SECONDS``: spans wait, per trace, until their local root span arrives;
 the root decides the trace (every error, every slow root, ``TRACE_SAMPLE_RATE`` of the
 rest, deterministic on the trace id so processes of one trace agree); spans that arrive
@@ -9,23 +9,25 @@ later follow the remembered decision. Kept spans go to the OTLP exporter (when
 configured) and, in one transaction per batch, to ``Trace``/``Span`` rows on the
 telemetry alias. A failed batch is retried a few times, then dropped and counted.
 Everything is bounded; nothing raises into the caller.
+
+The state lives in one :class:`TraceStore` per process (``trace_store``); its writer
+is a :class:`~telemetry.core.background.BackgroundWorker`.
 """
 
-import atexit
 import json
-import os
-import threading
 import time
 from collections import OrderedDict, deque
 from contextlib import nullcontext
 from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 import orjson
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from telemetry import conf
-from telemetry.core import guard
+from telemetry.core import guard, recorder
+from telemetry.core.background import BackgroundWorker, BoundedQueue
 from telemetry.metrics import internal
 
 MAX_PENDING_TRACES = 5000
@@ -35,18 +37,6 @@ MAX_DECISIONS = 50_000
 MAX_ATTEMPTS = 3
 MAX_FAILED_BATCHES = 20
 _RATIO_MASK = (1 << 64) - 1
-
-_spans = deque()
-_logs = deque()
-_hot = {"max_spans": 50_000, "max_logs": 10_000, "started": False}
-_state = {"pid": None, "wake": None, "foreground": False}
-_dropped = internal.DropCounter(internal.trace_dropped, labelled=True)
-_lock = threading.Lock()
-_pending = OrderedDict()  # trace id -> [first seen (monotonic), spans]
-_decisions = OrderedDict()  # trace id -> kept_because or "" (dropped)
-_failed = deque()  # [attempts, batch]
-_export = {"processor": None, "checked": False}
-
 
 class StoreSpanProcessor(SpanProcessor):
     """Spans ended through the SDK (business, plugin, Celery, psycopg2, requests, redis)."""
@@ -83,146 +73,256 @@ def sampled_by_ratio(trace_id, settings):
     return (trace_id & _RATIO_MASK) < settings["TRACE_SAMPLE_RATE"] * (1 << 64)
 
 
-def submit(span):
-    """Never blocks, never raises; a full queue drops and counts."""
-    if len(_spans) >= _hot["max_spans"]:
-        _dropped.count("queue_full")
-        return
-    _spans.append(span)
-    if not _hot["started"]:
-        _start_thread()
+
+class StoreBatch(NamedTuple):
+    """One drain's worth for the store: kept spans, their traces' summaries (trace id ->
+    ``Trace`` row fields), log rows."""
+
+    spans: list
+    summaries: dict
+    logs: list
 
 
-def submit_log(row):
-    if len(_logs) >= _hot["max_logs"]:
-        _dropped.count("log_queue_full")
-        return
-    _logs.append(row)
-    if not _hot["started"]:
-        _start_thread()
+class _PendingTrace:
+    """Spans of a trace waiting for its local root, since ``first_seen`` (monotonic)."""
+
+    __slots__ = ("first_seen", "spans")
+
+    def __init__(self, first_seen: float) -> None:
+        self.first_seen = first_seen
+        self.spans: list = []
 
 
-def read_settings():
-    _hot["max_spans"] = conf.get("TRACE_QUEUE_MAX")
-    _hot["max_logs"] = conf.get("LOG_QUEUE_MAX")
+class _FailedBatch:
+    """A batch whose write failed ``attempts`` times, waiting for the next flush."""
+
+    __slots__ = ("attempts", "batch")
+
+    def __init__(self, batch: StoreBatch) -> None:
+        self.attempts = 0
+        self.batch = batch
 
 
-def _drain(queue):
-    items = []
-    popleft = queue.popleft
-    while True:
-        try:
-            items.append(popleft())
-        except IndexError:
-            return items
+class TraceStore:
+    """The trace store writer of this process: its two queues (spans, log rows), the
+    spans waiting for their root, the decisions taken, the batches to retry, and its
+    writer (a :class:`BackgroundWorker` that runs in the foreground when the recorder's
+    flusher does). A forked child forgets what its parent queued, waited for and failed
+    to write."""
 
+    def __init__(self) -> None:
+        #: Bounds ``TRACE_QUEUE_MAX`` and ``LOG_QUEUE_MAX``, read by :meth:`read_settings`.
+        self.spans = BoundedQueue(50_000, "queue_full")
+        self.logs = BoundedQueue(10_000, "log_queue_full")
+        self.worker = BackgroundWorker(
+            "telemetry-trace-store", self.flush, internal.DropCounter(internal.trace_dropped, labelled=True),
+            at_exit=self._flush_at_exit, after_fork=self._after_fork, follows=recorder.event_buffer.worker)
+        self._pending: OrderedDict[int, _PendingTrace] = OrderedDict()
+        #: trace id -> kept_because, or "" for a dropped trace.
+        self._decisions: OrderedDict[int, str] = OrderedDict()
+        self._failed: deque[_FailedBatch] = deque()
+        self._export_processor: Any = None
+        self._export_checked = False
 
-def flush():
-    """Decides and writes what is queued, then retries failed batches. Safe from any thread."""
-    with _lock:
-        with guard.guarded("trace_store"):
-            _flush_locked()
+    def submit(self, span: "ReadableSpan | DeferredTrace") -> None:
+        """Never blocks, never raises; a full queue drops and counts."""
+        self.worker.submit(self.spans, span)
 
+    def submit_log(self, row: dict) -> None:
+        self.worker.submit(self.logs, row)
 
-def _flush_locked():
-    from telemetry.tracing import spans as span_builder
+    def read_settings(self) -> None:
+        self.spans.limit = conf.get("TRACE_QUEUE_MAX")
+        self.logs.limit = conf.get("LOG_QUEUE_MAX")
 
-    settings = conf.get_settings()
-    spans = _drain(_spans)
-    logs = _drain(_logs)
-    kept, summaries = _decide(spans, settings)
-    capture_sql = settings["TRACE_CAPTURE_SQL"]
-    kept = [span_builder.sanitize(span, capture_sql) for span in kept]
-    if kept:
-        _export_spans(kept)
-    if kept or summaries or logs:
-        _failed.append([0, (kept, summaries, logs)])
-    while len(_failed) > MAX_FAILED_BATCHES:
-        _count_lost(_failed.popleft()[1])
-    for _ in range(len(_failed)):
-        entry = _failed.popleft()
-        try:
-            _write(*entry[1])
-        except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
-            guard.report("trace_store_write", exc)
-            _close_connection()
-            entry[0] += 1
-            if entry[0] >= MAX_ATTEMPTS:
-                _count_lost(entry[1])
+    def flush(self) -> None:
+        """Decides and writes what is queued, then retries failed batches. Safe from any thread."""
+        with self.worker.lock:
+            with guard.guarded("trace_store"):
+                self._flush_locked()
+
+    def run_in_foreground(self) -> None:
+        """No writer thread in this process: spans wait for :meth:`flush` (test processes)."""
+        self.worker.run_in_foreground()
+
+    def reset(self) -> None:
+        """Forgets queued spans and log rows, traces waiting for their root, decisions
+        taken and failed batches, without writing them (tests)."""
+        with self.worker.lock:
+            self.spans.clear()
+            self.logs.clear()
+            self._pending.clear()
+            self._decisions.clear()
+            self._failed.clear()
+
+    def forget_decisions(self) -> None:
+        """Forgets the decisions taken, as another process would not know them (tests)."""
+        with self.worker.lock:
+            self._decisions.clear()
+
+    def failed_batches(self) -> int:
+        """Batches waiting to be written again."""
+        return len(self._failed)
+
+    def count_dropped(self, reason: str, amount: int = 1) -> None:
+        self.worker.dropped.count(reason, amount)
+
+    def dropped(self, reason: str) -> int:
+        """Spans (or log records) dropped for ``reason`` in this process so far."""
+        return self.worker.dropped.total(reason)
+
+    def reset_export(self) -> None:
+        """Reads the ``OTEL_EXPORTER_OTLP_*`` environment again on the next export (tests)."""
+        with self.worker.lock:
+            processor = self._export_processor
+            self._export_processor = None
+            self._export_checked = False
+        if processor is not None:
+            with guard.guarded("otlp_shutdown"):
+                processor.shutdown()
+
+    def export_processor(self) -> Any:
+        """The OTLP span processor kept traces go to, or None (not configured, or no export yet)."""
+        return self._export_processor
+
+    def _flush_locked(self) -> None:
+        # Imported here: spans.py builds spans for this module's queue and imports it.
+        from telemetry.tracing import spans as span_builder
+
+        settings = conf.get_settings()
+        spans = self.spans.drain()
+        logs = self.logs.drain()
+        kept, summaries = self._decide(spans, settings)
+        capture_sql = settings["TRACE_CAPTURE_SQL"]
+        kept = [span_builder.sanitize(span, capture_sql) for span in kept]
+        if kept:
+            self._export_spans(kept)
+        failed = self._failed
+        if kept or summaries or logs:
+            failed.append(_FailedBatch(StoreBatch(kept, summaries, logs)))
+        while len(failed) > MAX_FAILED_BATCHES:
+            self._count_lost(failed.popleft().batch)
+        for _ in range(len(failed)):
+            entry = failed.popleft()
+            try:
+                write_batch(*entry.batch)
+            except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
+                guard.report("trace_store_write", exc)
+                self._close_connection()
+                entry.attempts += 1
+                if entry.attempts >= MAX_ATTEMPTS:
+                    self._count_lost(entry.batch)
+                else:
+                    failed.append(entry)
+        self.worker.dropped.report()
+
+    def _count_lost(self, batch: StoreBatch) -> None:
+        self.worker.dropped.count("store_failed", len(batch.spans))
+        self.worker.dropped.count("log_store_failed", len(batch.logs))
+
+    def _decide(self, spans, settings):
+        """Returns (kept spans, {trace id: Trace row fields}) for this drain."""
+        pending, decisions, dropped = self._pending, self._decisions, self.worker.dropped
+        kept = []
+        summaries = {}
+        now = time.monotonic()
+        queue = deque(spans)
+        while queue:
+            span = queue.popleft()
+            if type(span) is DeferredTrace:
+                waiting = pending.get(span.trace_id)
+                if waiting and any(child.status.status_code is StatusCode.ERROR for child in waiting.spans):
+                    queue.extendleft(reversed(span.build()))
+                else:
+                    pending.pop(span.trace_id, None)
+                    decisions[span.trace_id] = ""
+                    if len(decisions) > MAX_DECISIONS:
+                        decisions.popitem(last=False)
+                continue
+            trace_id = span.context.trace_id
+            decision = decisions.get(trace_id)
+            if decision is not None:
+                if decision:
+                    kept.append(span)
+                continue
+            if _is_local_root(span):
+                entry = pending.pop(trace_id, None)
+                group = entry.spans if entry else []
+                group.append(span)
+                if span.parent is None and span.kind in (SpanKind.CLIENT, SpanKind.PRODUCER):
+                    # A client call outside any trace (a broker poll, the exporter's own
+                    # request): not a trace anyone asked for.
+                    reason = ""
+                else:
+                    reason = _reason(span, group, settings)
+                decisions[trace_id] = reason
+                if len(decisions) > MAX_DECISIONS:
+                    decisions.popitem(last=False)
+                if reason:
+                    kept.extend(group)
+                    summaries[trace_id] = _summary(span, group, reason, settings)
+                continue
+            entry = pending.get(trace_id)
+            if entry is None:
+                if len(pending) >= MAX_PENDING_TRACES:
+                    dropped.count("pending_full")
+                    continue
+                entry = pending[trace_id] = _PendingTrace(now)
+            if len(entry.spans) < MAX_SPANS_PER_PENDING_TRACE:
+                entry.spans.append(span)
             else:
-                _failed.append(entry)
-    _dropped.report()
+                dropped.count("pending_full")
+        while pending:
+            trace_id, entry = next(iter(pending.items()))
+            if now - entry.first_seen < PENDING_TTL_SECONDS:
+                break
+            del pending[trace_id]
+            dropped.count("expired", len(entry.spans))
+        return kept, summaries
 
+    def _close_connection(self) -> None:
+        if self.worker.foreground:
+            return  # the test's own connection, inside its transaction
+        with guard.guarded("trace_store_close"):
+            from django.db import connections
 
-def _count_lost(batch):
-    kept, _, logs = batch
-    _dropped.count("store_failed", len(kept))
-    _dropped.count("log_store_failed", len(logs))
+            from telemetry.core.routers import telemetry_alias
+
+            connections[telemetry_alias()].close()
+
+    def _export_spans(self, kept) -> None:
+        """OTLP gets the kept traces (sampling is decided here, before export)."""
+        if not self._export_checked:
+            self._export_checked = True
+            from telemetry.tracing import export
+
+            self._export_processor = export.build_processor()
+        processor = self._export_processor
+        if processor is not None:
+            for span in kept:
+                processor.on_end(span)
+
+    def _after_fork(self) -> None:
+        self.spans.clear()
+        self.logs.clear()
+        self._pending.clear()
+        self._failed.clear()
+
+    def _flush_at_exit(self) -> None:
+        if self.worker.started_here():
+            with guard.guarded("flush_at_exit"):
+                recorder.flush()  # the last requests' DB and server spans first
+            self.flush()
+            processor = self._export_processor
+            if processor is not None:
+                with guard.guarded("otlp_flush_at_exit"):
+                    processor.force_flush(5000)
 
 
 def _is_local_root(span):
     parent = span.parent
     return parent is None or parent.is_remote
 
-
-def _decide(spans, settings):
-    """Returns (kept spans, {trace id: Trace row fields}) for this drain."""
-    kept = []
-    summaries = {}
-    now = time.monotonic()
-    queue = deque(spans)
-    while queue:
-        span = queue.popleft()
-        if type(span) is DeferredTrace:
-            waiting = _pending.get(span.trace_id)
-            if waiting and any(child.status.status_code is StatusCode.ERROR for child in waiting[1]):
-                queue.extendleft(reversed(span.build()))
-            else:
-                _pending.pop(span.trace_id, None)
-                _decisions[span.trace_id] = ""
-                if len(_decisions) > MAX_DECISIONS:
-                    _decisions.popitem(last=False)
-            continue
-        trace_id = span.context.trace_id
-        decision = _decisions.get(trace_id)
-        if decision is not None:
-            if decision:
-                kept.append(span)
-            continue
-        if _is_local_root(span):
-            entry = _pending.pop(trace_id, None)
-            group = entry[1] if entry else []
-            group.append(span)
-            if span.parent is None and span.kind in (SpanKind.CLIENT, SpanKind.PRODUCER):
-                # A client call outside any trace (a broker poll, the exporter's own
-                # request): not a trace anyone asked for.
-                reason = ""
-            else:
-                reason = _reason(span, group, settings)
-            _decisions[trace_id] = reason
-            if len(_decisions) > MAX_DECISIONS:
-                _decisions.popitem(last=False)
-            if reason:
-                kept.extend(group)
-                summaries[trace_id] = _summary(span, group, reason, settings)
-            continue
-        entry = _pending.get(trace_id)
-        if entry is None:
-            if len(_pending) >= MAX_PENDING_TRACES:
-                _dropped.count("pending_full")
-                continue
-            entry = _pending[trace_id] = [now, []]
-        if len(entry[1]) < MAX_SPANS_PER_PENDING_TRACE:
-            entry[1].append(span)
-        else:
-            _dropped.count("pending_full")
-    while _pending:
-        trace_id, (first_seen, waiting) = next(iter(_pending.items()))
-        if now - first_seen < PENDING_TTL_SECONDS:
-            break
-        del _pending[trace_id]
-        _dropped.count("expired", len(waiting))
-    return kept, summaries
 
 
 def _status_code(span):
@@ -313,8 +413,8 @@ def span_row(span):
     }
 
 
-def _write(kept, summaries, logs):
-    """Stores one batch: span rows, trace summaries with their span counts, log rows.
+def write_batch(kept, summaries, logs):
+    """Stores one batch (the fields of a :class:`StoreBatch`): span rows, trace summaries with their span counts, log rows.
     Span rows stored already are skipped (a batch retried after its commit was lost); a
     trace stored already (its other local root, in a worker, came first, or its root was
     written by an earlier batch) keeps its fields, gets the new spans added to its count
@@ -441,108 +541,17 @@ def _write_any(connection, rows, traces):
         trace_rows.filter(trace_id__in=errors).update(status="error")
 
 
-def _close_connection():
-    if _state["foreground"]:
-        return  # the test's own connection, inside its transaction
-    with guard.guarded("trace_store_close"):
-        from django.db import connections
-
-        from telemetry.core.routers import telemetry_alias
-
-        connections[telemetry_alias()].close()
-
-
-def _export_spans(kept):
-    """OTLP gets the kept traces (sampling is decided here, before export)."""
-    if not _export["checked"]:
-        _export["checked"] = True
-        from telemetry.tracing import export
-
-        _export["processor"] = export.build_processor()
-    processor = _export["processor"]
-    if processor is not None:
-        for span in kept:
-            processor.on_end(span)
-
-
-def reset_export():
-    """Reads the ``OTEL_EXPORTER_OTLP_*`` environment again on the next export (tests)."""
-    with _lock:
-        processor = _export["processor"]
-        _export.update(processor=None, checked=False)
-    if processor is not None:
-        with guard.guarded("otlp_shutdown"):
-            processor.shutdown()
-
-
-def export_processor():
-    return _export["processor"]
-
-
-def count_dropped(reason, amount=1):
-    _dropped.count(reason, amount)
-
-
-def dropped(reason):
-    """Spans (or log records) dropped for ``reason`` in this process so far."""
-    return _dropped.total(reason)
-
-
-def _run(wake):
-    from telemetry.core.context import suppress_in_this_thread
-
-    suppress_in_this_thread()
-    while True:
-        wake.wait(conf.get("FLUSH_INTERVAL_SECONDS"))
-        wake.clear()
-        flush()
-
-
-def _start_thread():
-    with _lock:
-        if _state["pid"] == os.getpid():
-            return
-        from telemetry.core import recorder
-
-        _state["pid"] = os.getpid()
-        _hot["started"] = True
-        # Test processes apply telemetry by explicit flushes: the writer follows the recorder.
-        if recorder._state["thread"] is None and recorder._state["pid"] == os.getpid():
-            _state["foreground"] = True
-            return
-        wake = threading.Event()
-        _state["wake"] = wake
-        threading.Thread(target=_run, args=(wake,), name="telemetry-trace-store", daemon=True).start()
-
-
-def run_in_foreground():
-    _state.update(pid=os.getpid(), foreground=True)
-    _hot["started"] = True
-
-
-def _after_fork_in_child():
-    global _lock
-    _lock = threading.Lock()
-    _state.update(pid=None, wake=None, foreground=False)
-    _hot["started"] = False
-    _spans.clear()
-    _logs.clear()
-    _pending.clear()
-    _failed.clear()
-
-
-def _flush_at_exit():
-    if _state["pid"] == os.getpid():
-        from telemetry.core import recorder
-
-        with guard.guarded("flush_at_exit"):
-            recorder.flush()  # the last requests' DB and server spans first
-        flush()
-        processor = _export["processor"]
-        if processor is not None:
-            with guard.guarded("otlp_flush_at_exit"):
-                processor.force_flush(5000)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_flush_at_exit)
+#: This process's trace store writer; the module-level names below are its methods.
+trace_store = TraceStore()
+submit = trace_store.submit
+submit_log = trace_store.submit_log
+read_settings = trace_store.read_settings
+flush = trace_store.flush
+run_in_foreground = trace_store.run_in_foreground
+reset = trace_store.reset
+forget_decisions = trace_store.forget_decisions
+failed_batches = trace_store.failed_batches
+count_dropped = trace_store.count_dropped
+dropped = trace_store.dropped
+reset_export = trace_store.reset_export
+export_processor = trace_store.export_processor

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from telemetry.core.events import QueryExecuted, RequestFinished
 from telemetry.tracing import processor, provider
 
 #: perf_counter() seconds + this = epoch nanoseconds; one offset per process (the
@@ -38,38 +39,37 @@ def epoch_ns(perf_seconds):
     return int(perf_seconds * 1e9) + EPOCH_OFFSET_NS
 
 
-def server_span(event, settings):
-    """The request event (see ``TelemetryMiddleware._finish``) as its server span."""
-    (_, method, route, status, organization_id, duration, _, _, _, context, app_operation, user_id,
-     (span_context, parent)) = event[:13]
+def server_span(event: RequestFinished, settings) -> ReadableSpan:
+    """A traced request's end (see ``TelemetryMiddleware._finish``) as its server span."""
+    method, route, status, context = event.method, event.route, event.status, event.context
     start = epoch_ns(context.started)
     attributes = {"http.request.method": method, "http.route": route, "http.response.status_code": status,
                   "tooljet.db_query_count": context.query_count}
-    if organization_id is not None:
-        attributes["organization.id"] = str(organization_id)
-    if user_id is not None:
-        attributes["user.id"] = str(user_id)
-    if app_operation:
-        attributes["tooljet.app.operation"] = app_operation
+    if event.organization_id is not None:
+        attributes["organization.id"] = str(event.organization_id)
+    if event.user_id is not None:
+        attributes["user.id"] = str(event.user_id)
+    if event.app_operation:
+        attributes["tooljet.app.operation"] = event.app_operation
     return ReadableSpan(
-        name=f"{method} {route}", context=span_context, parent=parent, resource=provider.resource(),
+        name=f"{method} {route}", context=event.span_context, parent=event.parent, resource=provider.resource(),
         attributes=attributes, kind=SpanKind.SERVER, instrumentation_scope=HTTP_SCOPE,
         status=Status(StatusCode.ERROR) if status >= 500 else _OK, start_time=start,
-        end_time=start + int(duration * 1e9),
+        end_time=start + int(event.duration * 1e9),
     )
 
 
-def db_span(event, result, settings):
+def db_span(event: QueryExecuted, result, settings) -> ReadableSpan | None:
     """One statement as its ``<db.system>.query`` span, or None outside any sampled span."""
-    parent = event[11] if len(event) > 11 else None
+    parent = event.span_context
     if parent is None or not parent.is_valid or not parent.trace_flags.sampled:
         return None
-    _, alias, vendor, _, _, _, started, duration, rowcount, error, _ = event[:11]
-    attributes = dict(_statement_attributes(result, alias, vendor))
+    duration, rowcount, error = event.duration, event.rowcount, event.error
+    attributes = dict(_statement_attributes(result, event.alias, event.vendor))
     attributes["db.query.is_slow"] = duration * 1000.0 >= settings["SLOW_QUERY_MS"]
     if rowcount >= 0:
         attributes["db.rows_affected"] = rowcount
-    start = epoch_ns(started)
+    start = epoch_ns(event.started)
     return ReadableSpan(
         name=attributes["db.system"] + ".query",
         context=SpanContext(parent.trace_id, random.getrandbits(64) or 1, False, SAMPLED),
@@ -93,16 +93,16 @@ def _statement_attributes(result, alias, vendor):
     return attributes
 
 
-def keeps(event, settings):
+def keeps(event: RequestFinished, settings) -> bool:
     """Whether the request's trace is kept when it ends: a 5xx, a slow request, a failed
     statement, or the sampled share. (A failed child span of the SDK keeps it as well;
     the store writer finds those, see ``submit_request``.)"""
-    return (event[3] >= 500 or event[5] * 1000.0 >= settings["TRACE_SLOW_MS"]
-            or processor.sampled_by_ratio(event[12][0].trace_id, settings)
-            or any(query[9] for query in event[9].queries))
+    return (event.status >= 500 or event.duration * 1000.0 >= settings["TRACE_SLOW_MS"]
+            or processor.sampled_by_ratio(event.span_context.trace_id, settings)
+            or any(query.error for query in event.context.queries))
 
 
-def submit_request(event, analysed, settings, kept):
+def submit_request(event: RequestFinished, analysed, settings, kept: bool) -> None:
     """The request's DB spans, then its server span: the root reaches the store writer
     after its children, so its sampling decision sees them all.
 
@@ -112,7 +112,7 @@ def submit_request(event, analysed, settings, kept):
     failed."""
     if not kept:
         processor.submit(processor.DeferredTrace(
-            event[12][0].trace_id, lambda: _request_spans(event, analysed, settings)))
+            event.span_context.trace_id, lambda: _request_spans(event, analysed, settings)))
         return
     for span in _request_spans(event, analysed, settings):
         processor.submit(span)
@@ -125,7 +125,7 @@ def _request_spans(event, analysed, settings):
     return built
 
 
-def submit_query(event, result, settings):
+def submit_query(event: QueryExecuted, result, settings) -> None:
     span = db_span(event, result, settings)
     if span is not None:
         processor.submit(span)

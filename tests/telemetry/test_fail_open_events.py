@@ -11,6 +11,7 @@ from django.urls import path
 import plugins
 from telemetry import testing
 from telemetry.core import guard, recorder
+from telemetry.core.events import QueryExecuted
 
 
 def ok(request, thing_id):
@@ -58,7 +59,8 @@ def test_runtime_detections_count_as_optimization_suggestions(samples):
                                    {"tooljet_optimization_suggestion": "n_plus_one"})
     sql = 'SELECT "auth_group"."name" FROM "auth_group" WHERE "auth_group"."id" = %s'
     analysis = analyze(sql, [1], "postgresql")
-    events = [("query", "default", "postgresql", sql, [group_id], False, 0.0, 0.001, 1, None, "views.py:3 in f")
+    events = [QueryExecuted(alias="default", vendor="postgresql", sql=sql, params=[group_id], many=False, started=0.0,
+                            duration=0.001, rowcount=1, error=None, call_site="views.py:3 in f", span_context=None)
               for group_id in range(6)]
     querystats.detect([(event, analysis) for event in events])
     querystats.detect([(event, analysis) for event in events])

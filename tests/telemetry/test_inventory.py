@@ -495,7 +495,7 @@ def test_events_beyond_the_buffer_are_dropped_and_counted(samples, settings, org
         api.track_feature("inventory", "drop", org.pk)
     settings.TELEMETRY = {key: value for key, value in settings.TELEMETRY.items() if key != "BUFFER_MAX_EVENTS"}
     assert (used(), dropped()) == (5, 3)
-    assert recorder._hot["max_events"] == 100_000
+    assert recorder.event_buffer.queue.limit == 100_000
 
 
 # ---------------------------------------------------------------------------- connection pool

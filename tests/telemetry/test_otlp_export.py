@@ -114,7 +114,7 @@ def test_unavailable_store_never_fails_a_request_retries_then_counts(world, api_
             cursor.execute("ALTER TABLE telemetry_span_away RENAME TO telemetry_span")
     assert guard.internal_error_count("trace_store_write") - before_errors == processor.MAX_ATTEMPTS
     assert processor.dropped("store_failed") - before_dropped >= 2
-    assert not processor._failed
+    assert processor.failed_batches() == 0
     assert Trace.objects.count() == 0  # the batch's transaction rolled back whole
 
 

@@ -285,8 +285,8 @@ def test_a_span_written_twice_is_stored_once(trace_settings):
     context = SpanContext(0xABC, 0xDEF, False, TraceFlags(TraceFlags.SAMPLED))
     span = ReadableSpan(name="job.step", context=context, parent=None, attributes={"db.statement": "SELECT ?"},
                         start_time=1_000_000_000, end_time=1_002_000_000)
-    processor._write([span], {}, [])
-    processor._write([span], {}, [])
+    processor.write_batch([span], {}, [])
+    processor.write_batch([span], {}, [])
     stored = Span.objects.get(trace_id=f"{0xABC:032x}")
     assert (stored.span_id, stored.duration_ms, stored.attributes) == (f"{0xDEF:016x}", 2.0, {"db.statement": "SELECT ?"})
 
@@ -318,7 +318,7 @@ def test_a_trace_with_two_local_roots_keeps_one_summary_with_every_span(trace_se
     trace = Trace.objects.get(trace_id=f"{trace_id:032x}")
     assert (trace.root_name, trace.span_count, trace.status) == ("GET /web", 2, "ok")
 
-    processor._decisions.clear()  # as in another process: the worker decides on its own
+    processor.forget_decisions()  # as in another process: the worker decides on its own
     processor.submit(_span(trace_id, 4, 3, error=True))          # the task's failed child
     processor.submit(_span(trace_id, 3, 2, remote_parent=True, name="run/job"))  # the task
     flush()
@@ -339,8 +339,8 @@ def test_spans_after_their_root_join_its_count_and_a_retried_batch_counts_once(t
     assert (trace.span_count, trace.status) == (2, "error")
 
     late = _span(trace_id, 6, 1)
-    processor._write([late], {}, [])
-    processor._write([late], {}, [])  # its commit was lost: the writer tries again
+    processor.write_batch([late], {}, [])
+    processor.write_batch([late], {}, [])  # its commit was lost: the writer tries again
     trace.refresh_from_db()
     assert trace.span_count == 3
     assert len(stored_spans(f"{trace_id:032x}")) == 3
@@ -358,7 +358,7 @@ processor.run_in_foreground()
 processor.submit(_span(0xC3, 2, 1, attributes={"db.statement": "SELECT ?", "db.query.tables": ("a", "b")}))
 processor.submit(_span(0xC3, 1, name="GET /c"))
 processor.flush()
-processor._decisions.clear()
+processor.forget_decisions()
 processor.submit(_span(0xC3, 4, 3, error=True))
 processor.submit(_span(0xC3, 3, 2, remote_parent=True, name="run/job"))
 processor.flush()

@@ -12,8 +12,7 @@ TRACE_DATABASES = ["default", "telemetry"]
 def reset_trace_state():
     """Forgets what earlier tests left queued or decided in this process."""
     recorder.flush()
-    for queue in (processor._spans, processor._logs, processor._pending, processor._decisions, processor._failed):
-        queue.clear()
+    processor.reset()
 
 
 @pytest.fixture

@@ -1,0 +1,143 @@
+"""One pattern for background work: a thread per process that drains bounded queues.
+
+:class:`BackgroundWorker` is what the recorder's flusher and the trace store writer
+share: producers append to a :class:`BoundedQueue` through :meth:`BackgroundWorker.submit`
+(never blocks, never raises; a full queue drops and counts), the first submit in a
+process starts a daemon thread that calls the owner's ``tick`` every
+``FLUSH_INTERVAL_SECONDS``, a forked child starts its own thread on its first submit
+(threads do not survive a fork), and the owner's ``at_exit`` runs when the process
+exits. In test processes the worker runs in the foreground: no thread, the owner
+flushes explicitly.
+
+Imports nothing of telemetry above ``conf`` and ``metrics.internal``.
+"""
+
+import atexit
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Optional
+
+from telemetry import conf
+from telemetry.core.context import suppress_in_this_thread
+from telemetry.metrics.internal import DropCounter
+
+
+class BoundedQueue:
+    """A deque that :meth:`BackgroundWorker.submit` keeps under ``limit`` items; what is
+    dropped beyond it is counted under ``drop_reason``."""
+
+    __slots__ = ("items", "limit", "drop_reason")
+
+    def __init__(self, limit: int, drop_reason: str = "") -> None:
+        self.items: deque[Any] = deque()
+        self.limit = limit
+        self.drop_reason = drop_reason
+
+    def drain(self) -> list[Any]:
+        """Everything queued now, oldest first; safe while producers append."""
+        items = []
+        popleft = self.items.popleft
+        while True:
+            try:
+                items.append(popleft())
+            except IndexError:
+                return items
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
+class BackgroundWorker:
+    """A thread per process calling ``tick()`` every ``FLUSH_INTERVAL_SECONDS``.
+
+    - Starts lazily, on the first :meth:`submit` in this process (again in a forked child).
+    - ``lock`` is the owner's drain lock: the owner holds it while it drains, and the
+      worker while it starts; a child gets a new one (a fork may copy it held).
+    - ``after_fork`` runs in a forked child (the owner forgets what its parent queued);
+      ``at_exit`` runs at interpreter exit.
+    - ``dropped`` counts what full queues refused (reported by the owner's flush).
+    - :meth:`run_in_foreground` (test processes): no thread, the owner flushes
+      explicitly; a worker that ``follows`` another runs in the foreground when that one
+      does.
+
+    One instance per owner, for the life of the process: it registers its fork and exit
+    hooks when made.
+    """
+
+    def __init__(self, thread_name: str, tick: Callable[[], None], dropped: DropCounter, *,
+                 at_exit: Callable[[], None], after_fork: Optional[Callable[[], None]] = None,
+                 follows: Optional["BackgroundWorker"] = None) -> None:
+        self.thread_name = thread_name
+        self.dropped = dropped
+        self.lock = threading.Lock()
+        #: Hot-path flag: whether this process has started (or foregrounded) the worker.
+        self.started = False
+        self.pid: Optional[int] = None
+        self.thread: Optional[threading.Thread] = None
+        self.wake: Optional[threading.Event] = None
+        self.foreground = False
+        self._tick = tick
+        self._after_fork = after_fork
+        self._follows = follows
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        atexit.register(at_exit)
+
+    def submit(self, queue: BoundedQueue, item: Any, allowance: int = 1) -> bool:
+        """Appends ``item`` unless ``queue`` holds ``allowance`` times its limit already;
+        returns whether it was kept. Never blocks, never raises."""
+        items = queue.items
+        if len(items) >= queue.limit * allowance:
+            self.dropped.count(queue.drop_reason)
+            return False
+        items.append(item)
+        if not self.started:
+            self.start()
+        return True
+
+    def start(self) -> None:
+        """Starts the thread in this process, once (again after a fork)."""
+        with self.lock:
+            if self.pid == os.getpid():
+                return
+            self.pid = os.getpid()
+            self.started = True
+            if self._follows is not None and self._follows.in_foreground():
+                self.foreground = True
+                return
+            wake = threading.Event()
+            self.wake = wake
+            self.thread = threading.Thread(target=self._run, args=(wake,), name=self.thread_name, daemon=True)
+            self.thread.start()
+
+    def run_in_foreground(self) -> None:
+        """No thread in this process: queued items wait for the owner's explicit flush."""
+        self.pid = os.getpid()
+        self.foreground = True
+        self.started = True
+
+    def in_foreground(self) -> bool:
+        return self.foreground and self.pid == os.getpid()
+
+    def has_thread(self) -> bool:
+        """Whether this process runs the worker's thread (started, not in the foreground)."""
+        return self.thread is not None and self.pid == os.getpid()
+
+    def started_here(self) -> bool:
+        return self.pid == os.getpid()
+
+    def _run(self, wake: threading.Event) -> None:
+        suppress_in_this_thread()
+        while True:
+            wake.wait(conf.get("FLUSH_INTERVAL_SECONDS"))
+            wake.clear()
+            self._tick()
+
+    def _after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = self.thread = self.wake = None
+        self.foreground = False
+        self.started = False
+        if self._after_fork is not None:
+            self._after_fork()
