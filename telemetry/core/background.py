@@ -17,7 +17,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 from telemetry import conf
 from telemetry.core.context import suppress_in_this_thread
@@ -67,16 +67,16 @@ class BackgroundWorker:
     """
 
     def __init__(self, thread_name: str, tick: Callable[[], None], dropped: DropCounter, *,
-                 at_exit: Callable[[], None], after_fork: Optional[Callable[[], None]] = None,
-                 follows: Optional["BackgroundWorker"] = None) -> None:
+                 at_exit: Callable[[], None], after_fork: Callable[[], None] | None = None,
+                 follows: "BackgroundWorker | None" = None) -> None:
         self.thread_name = thread_name
         self.dropped = dropped
         self.lock = threading.Lock()
         #: Hot-path flag: whether this process has started (or foregrounded) the worker.
         self.started = False
-        self.pid: Optional[int] = None
-        self.thread: Optional[threading.Thread] = None
-        self.wake: Optional[threading.Event] = None
+        self.pid: int | None = None
+        self.thread: threading.Thread | None = None
+        self.wake: threading.Event | None = None
         self.foreground = False
         self._tick = tick
         self._after_fork = after_fork

@@ -109,6 +109,9 @@ class PluginRun(NamedTuple):
     use_seconds: float | None
 
 
+#: Any event the recorder takes.
+Event = RequestStarted | RequestFinished | QueryExecuted | DatabaseConnect | MetricUpdate | PluginRun
+
 #: The name each event type goes by in ``telemetry_internal_errors_total``
 #: (``component="handler:<name>"``) when one of its handlers fails.
 KIND_NAMES: dict[type, str] = {

@@ -20,7 +20,7 @@ from django.db import connections
 from telemetry import conf
 from telemetry.core import guard
 from telemetry.core.background import BackgroundWorker, BoundedQueue
-from telemetry.core.events import KIND_NAMES, RequestFinished
+from telemetry.core.events import KIND_NAMES, Event, RequestFinished
 from telemetry.metrics import internal
 
 
@@ -48,7 +48,7 @@ class Recorder:
         if callback not in self._periodic:
             self._periodic.append(callback)
 
-    def record(self, event: tuple) -> bool:
+    def record(self, event: Event) -> bool:
         """Appends an event (one of :mod:`telemetry.core.events`); never blocks, never
         raises. Returns whether the event was kept. A request's end is kept up to twice
         the bound, so that every request whose start was kept is also finished (at most

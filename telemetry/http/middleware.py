@@ -9,7 +9,7 @@ get it as parent); the server span itself is built from the request event later.
 """
 
 from time import perf_counter
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import MiddlewareNotUsed
@@ -33,7 +33,7 @@ class RequestTrace(NamedTuple):
     the span context from the OpenTelemetry context when the request ends."""
 
     span_context: SpanContext
-    parent: Optional[SpanContext]
+    parent: SpanContext | None
     token: Any
 
 
