@@ -49,6 +49,11 @@ class RequestFinished(NamedTuple):
     span_context: SpanContext | None
     parent: SpanContext | None
 
+    @property
+    def trace_id(self) -> int:
+        """The trace of a traced request; 0 when not traced."""
+        return self.span_context.trace_id if self.span_context is not None else 0
+
 
 class QueryExecuted(NamedTuple):
     """One statement run through the execute wrapper: kept in its request's context, or

@@ -10,16 +10,16 @@ from time import perf_counter
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from telemetry.db import callsite
 from telemetry import conf
 from telemetry.core import guard, recorder
 from telemetry.core.context import MAX_QUERIES_PER_REQUEST, current_request, suppression
 from telemetry.core.events import DatabaseConnect, QueryExecuted
+from telemetry.db import callsite
 from telemetry.tracing import current_context_var, span_key
 from telemetry.tracing import state as tracing_state
 
 #: Django connection wrappers seen connecting, for the connection-count gauges.
-tracked_connections = weakref.WeakSet()
+tracked_connections: weakref.WeakSet = weakref.WeakSet()
 
 
 def execute_wrapper(execute, sql, params, many, context):

@@ -20,8 +20,7 @@ from opentelemetry.instrumentation.wsgi import wsgi_getter  # request.META is th
 from opentelemetry.trace import NonRecordingSpan, SpanContext, get_current_span, set_span_in_context
 
 from telemetry import conf
-from telemetry.core import guard, organization, recorder
-from telemetry.core import routes
+from telemetry.core import guard, organization, recorder, routes
 from telemetry.core.context import RequestContext, current_request
 from telemetry.core.events import RequestFinished, RequestStarted
 from telemetry.tracing import state as tracing_state

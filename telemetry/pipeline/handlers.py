@@ -2,13 +2,20 @@
 
 from functools import lru_cache
 
-from telemetry.usage import activity, releases, rollups as usage
 from telemetry.core import labels, recorder
-from telemetry.core.events import (DatabaseConnect, MetricUpdate, PluginRun, QueryExecuted, RequestFinished,
-                                   RequestStarted)
-from telemetry.queries import stats as querystats
+from telemetry.core.events import (
+    DatabaseConnect,
+    MetricUpdate,
+    PluginRun,
+    QueryExecuted,
+    RequestFinished,
+    RequestStarted,
+)
 from telemetry.metrics import families
+from telemetry.queries import stats as querystats
 from telemetry.tracing import spans
+from telemetry.usage import activity, releases
+from telemetry.usage import rollups as usage
 
 DB_SYSTEMS = spans.DB_SYSTEMS
 #: Datasource kinds that are databases, as ``db_system`` label values.
@@ -38,7 +45,7 @@ def on_request(batch, event: RequestFinished):
     status = str(event.status)
     organization = labels.organization(organization_id)
     # Exemplars link only traces the store keeps: a dropped trace would be a dead link.
-    exemplar = {"trace_id": f"{event.span_context.trace_id:032x}"} if keep_trace else None
+    exemplar = {"trace_id": f"{event.trace_id:032x}"} if keep_trace else None
     batch.observe(metrics.http.request_duration, (method, route, status, organization), duration, exemplar)
     batch.observe(metrics.http.request_body_size, (method, route), event.request_size)
     batch.observe(metrics.http.response_body_size, (method, route, status), event.response_size)
@@ -78,7 +85,7 @@ def on_standalone_query(batch, event: QueryExecuted):
         spans.submit_query(event, analysed[0][1], batch.settings)
 
 
-_analyze = []  # telemetry.queries.sql.analyze, imported on the first statement (sqlglot loads then)
+_analyze: list = []  # telemetry.queries.sql.analyze, imported on the first statement (sqlglot loads then)
 
 
 @lru_cache(maxsize=5000)

@@ -380,7 +380,7 @@ SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "servic
 TRACE_COLUMNS = ("trace_id", "root_name", "service", "route", "method", "status_code", "status", "organization_id",
                  "start", "duration_ms", "span_count", "is_slow", "kept_because")
 _TRACE_INSERT_ONLY = tuple(column for column in TRACE_COLUMNS if column not in ("trace_id", "span_count", "status"))
-_statements = {}
+_statements: dict[str, str] = {}
 
 
 def _service_name(resource):

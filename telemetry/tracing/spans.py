@@ -98,7 +98,7 @@ def keeps(event: RequestFinished, settings) -> bool:
     statement, or the sampled share. (A failed child span of the SDK keeps it as well;
     the store writer finds those, see ``submit_request``.)"""
     return (event.status >= 500 or event.duration * 1000.0 >= settings["TRACE_SLOW_MS"]
-            or processor.sampled_by_ratio(event.span_context.trace_id, settings)
+            or processor.sampled_by_ratio(event.trace_id, settings)
             or any(query.error for query in event.context.queries))
 
 
@@ -112,7 +112,7 @@ def submit_request(event: RequestFinished, analysed, settings, kept: bool) -> No
     failed."""
     if not kept:
         processor.submit(processor.DeferredTrace(
-            event.span_context.trace_id, lambda: _request_spans(event, analysed, settings)))
+            event.trace_id, lambda: _request_spans(event, analysed, settings)))
         return
     for span in _request_spans(event, analysed, settings):
         processor.submit(span)
