@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from prometheus_client import REGISTRY
 
 from telemetry import api
-from telemetry.core import labels, organization
+from telemetry.core import labels, organization, recorder
 from telemetry.http import views
 from telemetry.queries import advice, explain
 from telemetry.queries import stats as querystats
-from telemetry.tracing import logs
+from telemetry.tracing import logs, processor
 from telemetry.usage import activity, releases, rollups
 
 
@@ -26,11 +26,14 @@ def reset() -> None:
     and the caches derived from them, the imported organization resolver, pending query
     statistics and findings with the findings' rate limits, the EXPLAIN queue with its
     rate limits and HypoPG's back-off, the usage tables, release latency, active users, the
-    log rows' rate limits and cached health results.
+    log rows' rate limits and cached health results; events recorded and not yet applied,
+    and spans and log records waiting for the trace store, are dropped.
 
     Counters of this process stay (prometheus-client's registry, drop totals): assert
-    deltas (:class:`Samples`). Events recorded and not yet flushed still arrive.
+    deltas (:class:`Samples`).
     """
+    recorder.reset()
+    processor.reset()
     labels.caps.reset()
     organization.resolver.reset()
     querystats.statistics.reset()

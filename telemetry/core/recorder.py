@@ -18,6 +18,7 @@ from typing import Any
 from django.db import connections
 
 from telemetry import conf
+from telemetry.adapters import prometheus
 from telemetry.core import guard
 from telemetry.core.background import BackgroundWorker, BoundedQueue
 from telemetry.core.events import KIND_NAMES, Event, RequestFinished
@@ -184,20 +185,12 @@ class Batch:
         self.gauge_deltas[key] = self.gauge_deltas.get(key, 0.0) + delta
 
     def apply(self):
-        from prometheus_client.samples import Exemplar
-
         for (family, label_values), amount in self.counters.items():
             family.child(label_values).inc(amount)
         for (family, label_values), (bucket_counts, total) in self.histograms.items():
-            child = family.child(label_values)
-            # prometheus-client keeps per-bucket (non-cumulative) counts in ``_buckets``
-            # and the sum in ``_sum``: adding aggregated counts equals observing each value.
-            child._sum.inc(total)
-            for index, count in enumerate(bucket_counts):
-                if count:
-                    child._buckets[index].inc(count)
+            prometheus.add_observations(family.child(label_values), bucket_counts, total)
         for ((family, label_values), index), (exemplar, value) in self.exemplars.items():
-            family.child(label_values)._buckets[index].set_exemplar(Exemplar(exemplar, value, time.time()))
+            prometheus.set_bucket_exemplar(family.child(label_values), index, exemplar, value)
         for (family, label_values), value in self.gauges.items():
             family.child(label_values).set(value)
         for (family, label_values), delta in self.gauge_deltas.items():

@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from telemetry import conf
+from telemetry.adapters.opentelemetry import span_fields
 from telemetry.core import guard, recorder
 from telemetry.core.background import BackgroundWorker, BoundedQueue
 from telemetry.metrics import internal
@@ -391,25 +392,21 @@ def _service_name(resource):
 
 def span_row(span):
     """The ``Span`` row of ``span``: a dict of ``SPAN_COLUMNS``, built without a model
-    instance. Reads ``ReadableSpan``'s fields directly: its properties copy (attributes,
-    events) or cost a call each, and this runs for every stored span."""
-    context = span._context
-    parent = span._parent
-    status = span._status
-    attributes = span._attributes
+    instance. Reads ``ReadableSpan``'s fields as held (through the adapter): its properties
+    copy (attributes, events) or cost a call each, and this runs for every stored span."""
+    name, context, parent, kind, start, end, attributes, events, status, resource = span_fields(span)
     if type(attributes) is not dict:  # the SDK's BoundedAttributes; JSON writes tuples as lists
         attributes = dict(attributes or {})
-    start, end = span._start_time, span._end_time
     return {
         "trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}",
-        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else "", "name": span._name[:255],
-        "kind": _KIND_NAMES[span._kind],
-        "service": _service_name(span._resource),
+        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else "", "name": name[:255],
+        "kind": _KIND_NAMES[kind],
+        "service": _service_name(resource),
         "start_ns": start, "end_ns": end, "duration_ms": (end - start) / 1e6,
         "status": _STATUS_NAMES[status.status_code], "status_message": (status.description or "")[:255],
         "attributes": attributes,
         "events": [{"name": event.name, "time_ns": event.timestamp, "attributes": dict(event.attributes or {})}
-                   for event in span._events] if span._events else [],
+                   for event in events] if events else [],
     }
 
 

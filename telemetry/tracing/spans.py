@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from telemetry.adapters.opentelemetry import rewrite_span
 from telemetry.core.events import QueryExecuted, RequestFinished
 from telemetry.tracing import processor, provider
 
@@ -165,12 +166,12 @@ def sanitize(span, capture_sql):
             changed = changed if changed is not None else dict(attributes)
             changed[key] = _strip_url(value)
     if changed is not None:
-        span._attributes = changed
+        rewrite_span(span, attributes=changed)
     if span.events:
-        span._events = tuple(_safe_event(event) for event in span.events)
+        rewrite_span(span, events=tuple(_safe_event(event) for event in span.events))
     status = span.status
     if status.description:
-        span._status = Status(status.status_code, status.description.split(":", 1)[0][:120])
+        rewrite_span(span, status=Status(status.status_code, status.description.split(":", 1)[0][:120]))
     return span
 
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def redis_worker(redis_url, tmp_path):
+    """A worker on a queue of its own: other test runs may share the Redis database."""
+    queue = f"celery-test-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url,
-           "VAR_DIR": str(tmp_path)}
+           "VAR_DIR": str(tmp_path), "TEST_QUEUE": queue}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", queue,
          "--concurrency=1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
@@ -29,7 +32,7 @@ def test_task_runs_on_a_real_worker_over_redis(redis_worker, redis_url):
     from celery import Celery
 
     client = Celery("config", broker=redis_url, backend=redis_url)
-    result = client.send_task("config.celery.ping")
+    result = client.send_task("config.celery.ping", queue=redis_worker["TEST_QUEUE"])
     assert result.get(timeout=60)["pong"] is True
 
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,12 +44,13 @@ def scraped(path_dir, name, labels):
 
 
 def test_task_metrics_from_a_real_worker_over_redis(redis_url, tmp_path):
+    queue = f"jobs-test-{uuid.uuid4().hex[:8]}"  # other test runs may share the Redis database
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()
     env = {**os.environ, "CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url,
            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "VAR_DIR": str(tmp_path)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", "jobs-test",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", queue,
          "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -59,8 +61,8 @@ def test_task_metrics_from_a_real_worker_over_redis(redis_url, tmp_path):
         from telemetry.tasks import receivers as jobs
 
         jobs.connect()  # the publishing side stamps the enqueue time
-        ok = [client.send_task("config.celery.ping", queue="jobs-test") for _ in range(3)]
-        bad = client.send_task("config.celery.ping", args=("unexpected",), queue="jobs-test")
+        ok = [client.send_task("config.celery.ping", queue=queue) for _ in range(3)]
+        bad = client.send_task("config.celery.ping", args=("unexpected",), queue=queue)
         for result in ok:
             assert result.get(timeout=60)["pong"] is True
         with pytest.raises(TypeError):
