@@ -29,8 +29,8 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from telemetry.models import LogEntry, Span, Trace
 from telemetry.tracing import waterfall
+from telemetry.models import LogEntry, Span, Trace
 
 #: Rows the paginator counts before it stops: past it, later pages are out of reach and
 #: the filters narrow the list.
