@@ -246,7 +246,8 @@ def summarize(samples: Mapping[str, Sequence[Sample]]) -> dict[str, Any]:
 
     http_name = _family_name(metrics.http.request_duration)
     by_route_status = _histogram_by(samples, http_name, ("http_route", "http_response_status_code"))
-    routes: defaultdict[str, dict[str, Any]] = defaultdict(lambda: {"requests": 0.0, "errors": 0.0, "buckets": defaultdict(float)})
+    routes: defaultdict[str, dict[str, Any]] = defaultdict(
+        lambda: {"requests": 0.0, "errors": 0.0, "buckets": defaultdict(float)})
     overall_buckets: defaultdict[float, float] = defaultdict(float)
     for (route, status_code), values in by_route_status.items():
         entry = routes[route]

@@ -77,5 +77,6 @@ def histogram(name: str, documentation: str, labels: Sequence[str],
     return Family(metric, "histogram", prometheus.upper_bounds(metric))
 
 
-def gauge(name: str, documentation: str, labels: Sequence[str], multiprocess_mode: MultiprocessMode = "livesum") -> Family:
+def gauge(name: str, documentation: str, labels: Sequence[str],
+          multiprocess_mode: MultiprocessMode = "livesum") -> Family:
     return Family(Gauge(name, documentation, labels, multiprocess_mode=multiprocess_mode), "gauge")

@@ -8,6 +8,8 @@ placeholder keys that feed them, so a cached statement is re-checked against new
 parameters without parsing it again.
 """
 
+from collections.abc import Collection, Mapping
+
 from sqlglot import exp
 
 from telemetry.queries.sql.scopes import (
@@ -16,6 +18,7 @@ from telemetry.queries.sql.scopes import (
     is_within,
     own_columns,
     own_nodes,
+    Source,
     resolve,
     source_items,
     sources,
@@ -62,9 +65,9 @@ class Findings:
         self.literal_leading_wildcards = 0
 
 
-def find(tree, limits, schema):
+def find(tree: exp.Expr, limits: Limits, schema: Mapping[str, Collection[str]]) -> Findings:
     findings = Findings()
-    cache = {}
+    cache: dict[int, dict[str, Source]] = {}
     _select_star(tree, findings)
     _missing_where(tree, findings)
     _like_patterns(tree, findings)
