@@ -179,7 +179,7 @@ def _shrink(renamed):
     the longest IN list seen. Placeholders keep their :pN names, so positions hold."""
     longest = 0
 
-    def first_item(match):
+    def first_item(match: re.Match[str]) -> str:
         nonlocal longest
         longest = max(longest, match.group(2).count(",") + 1)
         return f"IN ({match.group(1)})"

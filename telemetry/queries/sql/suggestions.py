@@ -232,15 +232,15 @@ def _joins(block, limits, schema, cache, findings):
     block_sources = sources(block, schema, cache)
     parent = {key: key for key, source in block_sources.items() if not source.opaque}
 
-    def root(key):
+    def root(key: str) -> str:
         while parent[key] != key:
             key = parent[key]
         return key
 
-    def union(*keys):
-        keys = [root(key) for key in keys if key in parent]
-        for key in keys[1:]:
-            parent[key] = keys[0]
+    def union(*keys: str) -> None:
+        roots = [root(key) for key in keys if key in parent]
+        for key in roots[1:]:
+            parent[key] = roots[0]
 
     seen = []
     for item, join in source_items(block):
