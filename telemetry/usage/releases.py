@@ -19,8 +19,8 @@ from django.db.models import Min, Sum
 from django.urls import Resolver404, resolve
 
 from telemetry.core import routes
-from telemetry.core.recorder import Batch
 from telemetry.core.bus import emit
+from telemetry.core.recorder import Batch
 from telemetry.core.routers import telemetry_alias
 from telemetry.core.upsert import IncrementTable, Row
 from telemetry.metrics import internal

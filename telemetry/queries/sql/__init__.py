@@ -19,8 +19,8 @@ the parser rejects get operation ``other`` and no score, and are counted in
 import hashlib
 import logging
 import re
-from functools import lru_cache
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from telemetry import conf

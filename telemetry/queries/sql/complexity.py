@@ -20,9 +20,8 @@ UNION 26.
 
 from sqlglot import exp
 
-from telemetry.queries.sql.suggestions import Findings
-
 from telemetry.queries.sql.scopes import clause
+from telemetry.queries.sql.suggestions import Findings
 
 LOW_BELOW = 5.0
 MEDIUM_BELOW = 15.0

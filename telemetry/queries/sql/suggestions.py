@@ -14,11 +14,11 @@ from sqlglot import exp
 
 from telemetry.queries.sql.scopes import (
     COMPARISONS,
+    Source,
     clause,
     is_within,
     own_columns,
     own_nodes,
-    Source,
     resolve,
     source_items,
     sources,
