@@ -6,7 +6,7 @@ class TelemetryConfig(AppConfig):
     verbose_name = "Telemetry"
     default_auto_field = "django.db.models.BigAutoField"
 
-    def ready(self):
+    def ready(self) -> None:
         """Installs the hooks once per process; a second call does nothing."""
         from telemetry import checks, tracing
         from telemetry import conf

@@ -1,5 +1,9 @@
 """System checks for misconfiguration, with stable ids."""
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 
@@ -9,8 +13,8 @@ MIDDLEWARE_PATH = "telemetry.http.middleware.TelemetryMiddleware"
 
 
 @checks.register()
-def check_middleware(app_configs, **kwargs):
-    errors = []
+def check_middleware(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
     middleware = list(getattr(settings, "MIDDLEWARE", []))
     if MIDDLEWARE_PATH not in middleware:
         errors.append(checks.Warning(
@@ -26,7 +30,7 @@ def check_middleware(app_configs, **kwargs):
 
 
 @checks.register(checks.Tags.security)
-def check_metrics_behind_proxy(app_configs, **kwargs):
+def check_metrics_behind_proxy(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Behind a reverse proxy, loopback is the proxy: only a token keeps /metrics private."""
     behind_proxy = (getattr(settings, "USE_X_FORWARDED_HOST", False) or getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
                     or conf.get("METRICS_TRUSTED_PROXIES"))

@@ -5,13 +5,15 @@ Read through :func:`get_settings`, cached and cleared on ``setting_changed`` so 
 Every key is documented in the README's configuration table.
 """
 
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     # One switch per signal. Off means the hooks are not installed at all.
     "METRICS_ENABLED": True,
     "TRACES_ENABLED": True,
@@ -132,20 +134,20 @@ DEFAULTS = {
 
 
 @lru_cache(maxsize=1)
-def get_settings():
+def get_settings() -> dict[str, Any]:
     merged = dict(DEFAULTS)
     merged.update(getattr(settings, "TELEMETRY", {}) or {})
     return merged
 
 
-def get(name, default=None):
+def get(name: str, default: Any = None) -> Any:
     return get_settings().get(name, default)
 
 
-_change_callbacks = []
+_change_callbacks: list[Callable[[], object]] = []
 
 
-def on_change(callback):
+def on_change(callback: Callable[[], object]) -> None:
     """Calls ``callback()`` now and whenever the settings change: for hot paths that keep
     a setting in a module variable instead of looking it up per call."""
     if callback not in _change_callbacks:

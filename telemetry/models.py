@@ -84,11 +84,11 @@ class QueryStat(models.Model):
         indexes = [models.Index(fields=["hour"]), models.Index(fields=["fingerprint_id"])]
 
     @classmethod
-    def bucket_fields(cls):
+    def bucket_fields(cls) -> list[str]:
         return [f"bucket_{index}" for index in range(len(cls.BUCKETS_MS) + 1)]
 
     @property
-    def mean_ms(self):
+    def mean_ms(self) -> float:
         return self.total_ms / self.calls if self.calls else 0.0
 
 

@@ -114,7 +114,7 @@ class _Finished(SpanProcessor):
     def __init__(self):
         self.spans = []
 
-    def on_end(self, span):
+    def on_end(self, span: ReadableSpan) -> None:
         self.spans.append(span)
 
 

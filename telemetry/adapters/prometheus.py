@@ -75,7 +75,8 @@ def label_names(metric: Counter | Histogram) -> tuple[str, ...]:
 
 def is_registered(registry: CollectorRegistry, metric: Counter | Histogram) -> bool:
     """Whether ``registry`` holds ``metric`` itself under its name."""
-    return registry._names_to_collectors.get(metric.describe()[0].name) is metric
+    # describe() returns a list; prometheus-client types it as an Iterable.
+    return registry._names_to_collectors.get(metric.describe()[0].name) is metric  # type: ignore[index]
 
 
 # ---------------------------------------------------------------------------- multiprocess files

@@ -9,13 +9,15 @@ page is read-only: telemetry rows are written by telemetry only.
 
 import json
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
@@ -29,18 +31,18 @@ SORT_KEYS = (("total_ms", "Total ms"), ("calls", "Calls"), ("mean_ms", "Mean ms"
 MAX_ROWS = 300
 
 
-def trace_url(trace_id):
+def trace_url(trace_id: str | None) -> str:
     """The trace list searched by trace id (the trace admin's search)."""
     if not trace_id:
         return ""
     return reverse("admin:telemetry_trace_changelist") + "?" + urlencode({"q": trace_id})
 
 
-def render_plan(plan):
+def render_plan(plan: Any) -> str:
     """Pretty JSON of a plan, sequential-scan nodes highlighted."""
     if not plan:
         return ""
-    lines = []
+    lines: list[str] = []
     for line in json.dumps(plan, indent=2).splitlines():
         if '"Node Type": "Seq Scan"' in line or '"Node Type": "Parallel Seq Scan"' in line:
             lines.append(format_html('<mark class="seq-scan">{}</mark>', line))
@@ -50,10 +52,10 @@ def render_plan(plan):
 
 
 class ReadOnly:
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -72,7 +74,7 @@ def _latest_optimization_codes():
 class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
     """The changelist is the per-fingerprint table of a period, not the hourly rows."""
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path("fingerprint/<str:fingerprint_id>/", self.admin_site.admin_view(self.fingerprint_view),
                  name="telemetry_querystat_fingerprint"),
@@ -82,7 +84,7 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
     def _context(self, request, title):
         return {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title}
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         try:
@@ -136,20 +138,22 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/telemetry/queries/fingerprints.html", context)
 
-    def fingerprint_view(self, request, fingerprint_id):
+    def fingerprint_view(self, request: HttpRequest, fingerprint_id: str) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        hours = QueryStat.objects.filter(fingerprint_id=fingerprint_id).order_by("-hour")[:48]
+        # Any rows: the loops below set display attributes (p95_ms, rendered, trace_url) for the template.
+        hours: QuerySet[Any] = QueryStat.objects.filter(fingerprint_id=fingerprint_id).order_by("-hour")[:48]
         if not hours:
             raise Http404("no statistics for this fingerprint")
         bucket_fields = QueryStat.bucket_fields()
         for stat in hours:
             stat.p95_ms = reports.percentile([getattr(stat, name) for name in bucket_fields], stat.calls, 0.95,
                                              stat.max_ms)
-        plans = list(QueryPlan.objects.filter(fingerprint_id=fingerprint_id).order_by("-captured_at"))
+        plans: list[Any] = list(QueryPlan.objects.filter(fingerprint_id=fingerprint_id).order_by("-captured_at"))
         for plan in plans:
             plan.rendered = render_plan(plan.plan)
-        findings = list(QueryFinding.objects.filter(fingerprint_id=fingerprint_id).order_by("-created_at")[:20])
+        findings: list[Any] = list(
+            QueryFinding.objects.filter(fingerprint_id=fingerprint_id).order_by("-created_at")[:20])
         for finding in findings:
             finding.trace_url = trace_url(finding.trace_id)
         suggestions = QuerySuggestion.objects.filter(
@@ -172,12 +176,12 @@ class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
     show_full_result_count = False
 
     @admin.display(description="statement")
-    def short_fingerprint(self, finding):
+    def short_fingerprint(self, finding: QueryFinding) -> str:
         url = reverse("admin:telemetry_querystat_fingerprint", args=[finding.fingerprint_id])
         return format_html('<a href="{}">{}</a>', url, finding.fingerprint[:120])
 
     @admin.display(description="trace")
-    def trace(self, finding):
+    def trace(self, finding: QueryFinding) -> str:
         url = trace_url(finding.trace_id)
         return format_html('<a href="{}">{}</a>', url, finding.trace_id[:12]) if url else "—"
 
@@ -192,20 +196,20 @@ class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
     fields = readonly_fields
 
     @admin.display(description="statement")
-    def short_fingerprint(self, plan):
+    def short_fingerprint(self, plan: QueryPlan) -> str:
         return plan.fingerprint[:120]
 
     @admin.display(description="seq scans with filter")
-    def seq_scan_tables(self, plan):
+    def seq_scan_tables(self, plan: QueryPlan) -> str:
         return ", ".join(scan["table"] for scan in plan.seq_scans) or "—"
 
     @admin.display(description="index advice")
-    def advice(self, plan):
+    def advice(self, plan: QueryPlan) -> str:
         return "; ".join(f"{c['create_statement']} (gain {c['gain']:.0%})" if c.get("gain") is not None
                          else c["create_statement"] for c in plan.candidates) or "—"
 
     @admin.display(description="plan")
-    def rendered_plan(self, plan):
+    def rendered_plan(self, plan: QueryPlan) -> str:
         return render_plan(plan.plan)
 
 
@@ -219,14 +223,15 @@ class QueryReportAdmin(ReadOnly, admin.ModelAdmin):
     ordering = ("-period_end", "kind")
 
     @admin.display(description="summary")
-    def summary(self, report):
+    def summary(self, report: QueryReport) -> str:
         if report.kind == "optimization":
             data = report.data
             return f"{data.get('suggestions', 0)} suggestions over {data.get('fingerprints', 0)} fingerprints"
         totals = report.data.get("totals", {})
         return f"{totals.get('fingerprints', 0)} fingerprints, {totals.get('calls', 0)} calls"
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
         report = self.get_object(request, object_id)
         if report is None:
             raise Http404("no such report")

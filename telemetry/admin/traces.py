@@ -9,22 +9,25 @@ spans stored as with a hundred. A trace's change page is its waterfall.
 import json
 import re
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta, tzinfo
 from functools import lru_cache, partial
 from html import escape as _html_escape
+from typing import Any, cast
 
 from django.contrib import admin
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import TextField
+from django.db.models import Model, QuerySet, TextField
 from django.db.models.functions import Cast
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
 from telemetry.tracing import waterfall
 from telemetry.models import LogEntry, Span, Trace
@@ -47,7 +50,7 @@ SPAN_JSON_FIELDS = ("attributes", "events")
 LOG_FIELDS = ("time", "level", "logger", "message", "span_id")
 
 
-def escape(value):
+def escape(value: object) -> str:
     return _html_escape(str(value), quote=True)
 
 
@@ -55,21 +58,23 @@ class CappedCountPaginator(Paginator):
     """Counts ``COUNT_CAP + 1`` rows at most (``SELECT COUNT(*) FROM (... LIMIT n)``):
     an exact count of a million-row table would cost more than the page itself."""
 
+    object_list: QuerySet[Any]
+
     @cached_property
-    def count(self):
+    def count(self) -> int:
         return self.object_list.order_by()[: COUNT_CAP + 1].count()
 
 
 class ChoicesFilter(admin.SimpleListFilter):
     """A filter over fixed choices: no query to build its lookups."""
 
-    options = ()
-    field = None
+    options: tuple[tuple[str, str], ...] = ()
+    field: Any = None  # the model field's name, set by each subclass
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         return self.options
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
 
 
@@ -91,12 +96,12 @@ class MinimumDurationFilter(admin.SimpleListFilter):
     title = "minimum duration"
     parameter_name = "min_ms"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         return (("100", "≥ 100 ms"), ("500", "≥ 500 ms"), ("1000", "≥ 1 s"), ("5000", "≥ 5 s"))
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         try:
-            return queryset.filter(duration_ms__gte=float(self.value())) if self.value() else queryset
+            return queryset.filter(duration_ms__gte=float(cast(str, self.value()))) if self.value() else queryset
         except ValueError:
             return queryset.none()
 
@@ -106,13 +111,13 @@ class TimeRangeFilter(admin.SimpleListFilter):
 
     title = "started"
     parameter_name = "since"
-    ranges = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1),
-              "7d": timedelta(days=7)}
+    ranges: dict[str | None, timedelta] = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1),
+                                           "1d": timedelta(days=1), "7d": timedelta(days=7)}
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         return (("15m", "last 15 minutes"), ("1h", "last hour"), ("1d", "last day"), ("7d", "last 7 days"))
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         window = self.ranges.get(self.value())
         return queryset.filter(start__gte=timezone.now() - window) if window else queryset
 
@@ -121,9 +126,9 @@ class RecentValuesFilter(admin.SimpleListFilter):
     """The most frequent values of ``field`` among the latest ``CHOICES_WINDOW`` traces,
     cached briefly: bounded work however many traces are stored."""
 
-    field = None
+    field: Any = None  # the model field's name, set by each subclass
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         key = f"telemetry:admin:trace-choices:{self.field}"
         values = cache.get(key)
         if values is None:
@@ -138,7 +143,7 @@ class RecentValuesFilter(admin.SimpleListFilter):
             values.append(self.value())
         return [(value, value) for value in values]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
 
 
@@ -161,13 +166,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -182,37 +187,41 @@ class TraceAdmin(ReadOnlyAdmin):
     sortable_by = ("start", "duration")
 
     @admin.display(description="status")
-    def status_badge(self, trace):
+    def status_badge(self, trace: Trace) -> str:
         code = f" {trace.status_code}" if trace.status_code else ""
         if trace.status == "error":
             return format_html('<strong class="trace-status-error" style="color: #ba2121">error{}</strong>', code)
         return f"ok{code}"
 
     @admin.display(description="organization")
-    def organization(self, trace):
+    def organization(self, trace: Trace) -> str:
         return trace.organization_id or "—"
 
     @admin.display(description="duration", ordering="duration_ms")
-    def duration(self, trace):
+    def duration(self, trace: Trace) -> str:
         return f"{trace.duration_ms:,.1f} ms"
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Trace],
+                           search_term: str) -> tuple[QuerySet[Trace], bool]:
         """An exact match on the unique index; ``icontains`` would scan every row."""
         term = search_term.strip().lower()
         if not term:
             return queryset, False
         return queryset.filter(trace_id=term), False
 
-    def get_object(self, request, object_id, from_field=None):
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Trace | None:
         """By primary key, or by trace id so ``/admin/telemetry/trace/<trace id>/change/`` works."""
         if TRACE_ID.match(str(object_id)):
             return Trace.objects.filter(trace_id=object_id).first()
         return super().get_object(request, object_id, from_field)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
         trace = self.get_object(request, object_id)
         if trace is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            # A private ModelAdmin helper that django-stubs does not declare.
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, object_id)
         if not self.has_view_permission(request, trace):
             raise PermissionDenied
         spans = span_values(trace.trace_id)
@@ -247,7 +256,7 @@ class TraceAdmin(ReadOnlyAdmin):
         return response
 
 
-def span_values(trace_id):
+def span_values(trace_id: str) -> list[dict[str, Any]]:
     """The first ``MAX_SPANS + 1`` spans of a trace, as dicts. The JSON columns are read as
     text and decoded with one ``json.loads`` per column: decoding each value on its own
     (the ``JSONField`` converter) made the query a third slower at 2,000 spans."""
@@ -258,7 +267,7 @@ def span_values(trace_id):
             for row, row_attributes, row_events in zip(rows, attributes, events)]
 
 
-def put_rows(rows_html, response):
+def put_rows(rows_html: str, response: TemplateResponse) -> None:
     """Puts the rows in the rendered page as bytes: carried through the template's nested
     joins (and widened to two bytes a character by the admin's "…") and encoded with the
     page, the megabytes of a 2,000-span waterfall cost ~8 ms."""
@@ -266,14 +275,14 @@ def put_rows(rows_html, response):
     response.content = [head, rows_html.encode(response.charset), tail]
 
 
-def span_rows_html(rows, trace_start):
+def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int) -> SafeString:
     """The waterfall rows, built in Python: the template engine took seconds over the
     ~60,000 values of a 2,000-span trace, string building takes milliseconds. Every
     stored value goes through ``escape``; ``cached_escape`` (memoized for this page)
     for the names, kinds, statuses and statements most spans share."""
     cached_escape = lru_cache(maxsize=None)(escape)
     zone = timezone.get_current_timezone()
-    parts = []
+    parts: list[str] = []
     append = parts.append
     for row in rows:
         attributes = row["attributes"] if isinstance(row["attributes"], dict) else {}
@@ -324,7 +333,8 @@ def span_rows_html(rows, trace_start):
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated value is escaped above
 
 
-def log_lines_html(logs, zone, cached_escape=escape):
+def log_lines_html(logs: Iterable[Mapping[str, Any]], zone: tzinfo,
+                   cached_escape: Callable[[object], str] = escape) -> str:
     """``<li>`` lines of log records, their time in ``zone`` (the current time zone, as the
     ``date`` filter; looking it up per record cost more than the rest of the line)."""
     return "".join([
@@ -346,12 +356,12 @@ def _event_html(event, trace_start):
 class MinimumLevelFilter(admin.SimpleListFilter):
     title = "level"
     parameter_name = "level"
-    levels = {"warning": 30, "error": 40, "critical": 50}
+    levels: dict[str | None, int] = {"warning": 30, "error": 40, "critical": 50}
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         return (("warning", "warning and above"), ("error", "error and above"), ("critical", "critical"))
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         number = self.levels.get(self.value())
         return queryset.filter(level_number__gte=number) if number else queryset
 
@@ -365,18 +375,19 @@ class LogEntryAdmin(ReadOnlyAdmin):
     ordering = ("-time",)
     sortable_by = ("time",)
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[LogEntry],
+                           search_term: str) -> tuple[QuerySet[LogEntry], bool]:
         term = search_term.strip()
         if TRACE_ID.match(term.lower()):
             return queryset.filter(trace_id=term.lower()), False
         return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="message")
-    def short_message(self, entry):
+    def short_message(self, entry: LogEntry) -> str:
         return entry.message if len(entry.message) <= 140 else entry.message[:139] + "…"
 
     @admin.display(description="trace")
-    def trace_link(self, entry):
+    def trace_link(self, entry: LogEntry) -> str:
         if not entry.trace_id:
             return "—"
         url = reverse("admin:telemetry_trace_change", args=[entry.trace_id])

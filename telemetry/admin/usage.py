@@ -5,17 +5,20 @@ Pages read the hourly rollups of ``telemetry.usage.rollups`` only: the list is o
 the indexed hour range, an organization's page two range reads on its unique indexes.
 """
 
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max, OuterRef, Subquery, Sum
+from django.db.models import Max, Model, OuterRef, Subquery, Sum
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage
 
@@ -26,7 +29,7 @@ COLORS = ("#417690", "#e08e0b", "#5b8c3a", "#9c4f96", "#c0392b", "#2f9e9e", "#7f
 ERROR_COLOR = "#ba2121"
 
 
-def period(request):
+def period(request: HttpRequest) -> tuple[int, list[datetime]]:
     """(hours, hour list): the window's hours, oldest first, ending with the current one."""
     try:
         hours = int(request.GET.get("hours", 24))
@@ -38,7 +41,8 @@ def period(request):
     return hours, [current - timedelta(hours=offset) for offset in range(hours - 1, -1, -1)]
 
 
-def human_bytes(size):
+# Any, not str: mypy cannot see that the loop always returns (at "GB").
+def human_bytes(size: float | None) -> Any:
     if size is None:
         return "—"
     for unit in ("B", "KB", "MB", "GB"):
@@ -64,16 +68,17 @@ def _axis(hours, width, height, left, top, peak, label):
     )
 
 
-def bar_chart(chart_id, title, hours, series, label=str):
+def bar_chart(chart_id: str, title: str, hours: Sequence[datetime], series: Sequence[tuple[str, str, Sequence[float]]],
+              label: Callable[[Any], str] = str) -> SafeString:
     """Stacked bars per hour; ``series`` is ``[(name, color, values)]``. Every bar has a
     ``<title>`` (the browser's tooltip) with its hour and value."""
     width, height, left, top = 760, 120, 60, 6
     totals = [sum(values[index] for _, _, values in series) for index in range(len(hours))]
     peak = max(totals, default=0) or 1
     step = (width - left) / len(hours)
-    bars = []
+    bars: list[str] = []
     for index, hour in enumerate(hours):
-        base = top + height
+        base: float = top + height
         for name, color, values in series:
             value = values[index]
             if not value:
@@ -95,12 +100,14 @@ def bar_chart(chart_id, title, hours, series, label=str):
         _axis(hours, width, height, left, top, peak if any(totals) else 0, label), mark_safe("".join(bars)))
 
 
-def line_chart(chart_id, title, hours, values, label=str):
+def line_chart(chart_id: str, title: str, hours: Sequence[datetime], values: Sequence[float | None],
+               label: Callable[[Any], str] = str) -> SafeString:
     """A line over the hours that have a value (gaps where ``None``)."""
     width, height, left, top = 760, 120, 60, 6
     present = [value for value in values if value is not None]
     peak = max(present, default=0) or 1
     step = (width - left) / len(hours)
+    current: list[tuple[float, float, datetime, float]]
     segments, current = [], []
     for index, value in enumerate(values):
         if value is None:
@@ -111,7 +118,7 @@ def line_chart(chart_id, title, hours, values, label=str):
         current.append((left + (index + 0.5) * step, top + height - value / peak * height, hours[index], value))
     if current:
         segments.append(current)
-    shapes = []
+    shapes: list[str] = []
     for segment in segments:
         shapes.append(format_html('<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>', COLORS[0],
                                   " ".join(f"{x:.2f},{y:.2f}" for x, y, _, _ in segment)))
@@ -137,16 +144,16 @@ def _latest_storage():
 class OrganizationUsageAdmin(admin.ModelAdmin):
     """The changelist is the organizations' totals of a window, not the hourly rows."""
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path("organization/<str:organization_id>/", self.admin_site.admin_view(self.organization_view),
                  name="telemetry_organizationusage_organization"),
@@ -160,7 +167,7 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
                          "url": "?" + urlencode({"hours": value})} for value, label in PERIODS],
         }
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         hours, window = period(request)
@@ -180,13 +187,14 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
                    "start": window[0], **(extra_context or {})}
         return TemplateResponse(request, "admin/telemetry/usage/dashboard.html", context)
 
-    def organization_view(self, request, organization_id):
+    def organization_view(self, request: HttpRequest, organization_id: str) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         hours, window = period(request)
         index = {hour: position for position, hour in enumerate(window)}
         series = {name: [0] * hours for name in (*COUNTS, "active_users")}
-        storage = [None] * hours
+        storage: list[int | None] = [None] * hours
+        row: Any  # the two loops below read two models through this name
         for row in OrganizationUsage.objects.filter(organization_id=organization_id, hour__gte=window[0]):
             position = index.get(row.hour)
             if position is None:
@@ -194,7 +202,7 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
             for name in series:
                 series[name][position] = getattr(row, name)
             storage[position] = row.storage_bytes
-        kinds = {}
+        kinds: dict[str, dict[str, Any]] = {}
         for row in OrganizationDatasourceUsage.objects.filter(organization_id=organization_id,
                                                               hour__gte=window[0]).order_by("kind"):
             position = index.get(row.hour)

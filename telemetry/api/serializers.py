@@ -1,6 +1,8 @@
 """Serializers of the telemetry API: query parameters (validated, 400 with field errors)
 and the stored rows, which are sanitised when written (normalized SQL, no secrets)."""
 
+from typing import Any
+
 from rest_framework import serializers
 
 from telemetry.models import LogEntry, Trace
@@ -16,7 +18,7 @@ class TimeRangeQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE,
                                      help_text=f"Page size (at most {MAX_PAGE_SIZE}).")
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
             raise serializers.ValidationError({"until": "must be later than since."})
         return attrs

@@ -5,16 +5,23 @@ span every organization, are for staff only. Anonymous callers get 401.
 """
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from prometheus_client import REGISTRY
+from prometheus_client.samples import Sample
 from rest_framework import generics
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -40,7 +47,7 @@ MAX_LOGS_PER_TRACE = 500
 MAX_METRIC_ROUTES = 50
 
 
-def organization_ids(user):
+def organization_ids(user: AbstractBaseUser | AnonymousUser) -> list[str]:
     """The organization ids whose telemetry ``user`` may read (strings, as stored); none
     when no resolver is configured or it fails (closed, never open)."""
     path = conf.get("USER_ORGANIZATION_RESOLVER")
@@ -58,7 +65,8 @@ def organization_ids(user):
     return [str(resolved)]
 
 
-def visible_traces(user):
+def visible_traces(user: Any) -> QuerySet[Trace]:
+    """Any user: the host's user model, which has ``is_staff`` (``AbstractBaseUser`` does not)."""
     if user.is_staff:
         return Trace.objects.all()
     return Trace.objects.filter(organization_id__in=organization_ids(user))
@@ -104,7 +112,7 @@ class TraceListView(generics.ListAPIView):
     serializer_class = TraceSerializer
     pagination_class = TracePagination
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Trace]:
         params = _validated(TraceQuerySerializer, self.request)
         queryset = visible_traces(self.request.user)
         for field in ("route", "status", "organization_id", "kept_because"):
@@ -122,9 +130,10 @@ class TraceDetailView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    def get(self, request, trace_id):
+    def get(self, request: Request, trace_id: str) -> Response:
         trace = get_object_or_404(visible_traces(request.user), trace_id=trace_id.lower())
-        spans = list(Span.objects.filter(trace_id=trace.trace_id).order_by("start_ns").values(
+        # Any rows: layout() extends these dicts in place, beyond the values() fields.
+        spans: list[Any] = list(Span.objects.filter(trace_id=trace.trace_id).order_by("start_ns").values(
             "span_id", "parent_span_id", "name", "kind", "service", "start_ns", "end_ns", "duration_ms",
             "status", "status_message", "attributes", "events")[: waterfall.MAX_SPANS + 1])
         truncated = len(spans) > waterfall.MAX_SPANS
@@ -144,7 +153,7 @@ class LogListView(generics.ListAPIView):
     serializer_class = LogEntrySerializer
     pagination_class = LogPagination
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[LogEntry]:
         params = _validated(LogQuerySerializer, self.request)
         queryset = LogEntry.objects.all()
         if not self.request.user.is_staff:
@@ -167,7 +176,7 @@ class MetricsView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         with guard.guarded("telemetry_api_metrics"):
             api.flush(sample=True)
         return Response(summarize(_collect()))
@@ -189,7 +198,7 @@ def _family_name(family):
     return family.metric.describe()[0].name
 
 
-def quantile(q, cumulative):
+def quantile(q: float, cumulative: Sequence[tuple[float, float]]) -> float | None:
     """Prometheus ``histogram_quantile``: ``cumulative`` is ``[(upper bound, count), ...]``
     sorted by bound, ending with +Inf; linear interpolation inside the bucket."""
     if not cumulative or cumulative[-1][1] == 0:
@@ -232,14 +241,15 @@ def _counter_by(samples, family_name, key_labels):
     return totals
 
 
-def summarize(samples):
+def summarize(samples: Mapping[str, Sequence[Sample]]) -> dict[str, Any]:
     metrics = families()
     namespace = conf.get("NAMESPACE")
 
     http_name = _family_name(metrics.http.request_duration)
     by_route_status = _histogram_by(samples, http_name, ("http_route", "http_response_status_code"))
-    routes = defaultdict(lambda: {"requests": 0.0, "errors": 0.0, "buckets": defaultdict(float)})
-    overall_buckets = defaultdict(float)
+    routes: defaultdict[str, dict[str, Any]] = defaultdict(
+        lambda: {"requests": 0.0, "errors": 0.0, "buckets": defaultdict(float)})
+    overall_buckets: defaultdict[float, float] = defaultdict(float)
     for (route, status_code), values in by_route_status.items():
         entry = routes[route]
         entry["requests"] += values["count"]
@@ -263,7 +273,7 @@ def summarize(samples):
     kind_label, status_label = f"{namespace}_datasource_kind", f"{namespace}_query_status"
     plugin_runs = _counter_by(samples, _family_name(metrics.plugins.execution_count), (kind_label, status_label))
     plugin_latency = _histogram_by(samples, _family_name(metrics.plugins.execution_duration), (kind_label,))
-    plugin_kinds = defaultdict(lambda: {"executions": 0, "errors": 0})
+    plugin_kinds: defaultdict[str, dict[str, int]] = defaultdict(lambda: {"executions": 0, "errors": 0})
     for (kind, status), count in plugin_runs.items():
         plugin_kinds[kind]["executions"] += int(count)
         if status != "success":

@@ -28,7 +28,7 @@ class RequestContext:
 current_request = ContextVar("telemetry_request", default=None)
 
 
-def add_external_time(seconds):
+def add_external_time(seconds: float) -> None:
     """Adds time spent waiting on an external system (plugin, webhook) to the request."""
     context = current_request.get()
     if context is not None:
@@ -50,6 +50,6 @@ class suppressed:
         suppression.active = self.previous
 
 
-def suppress_in_this_thread():
+def suppress_in_this_thread() -> None:
     """For telemetry's own threads (flusher, trace store writer): nothing they run is recorded."""
     suppression.active = True

@@ -5,6 +5,7 @@ and logged once per component and error type, never raised.
 """
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import REGISTRY
@@ -12,10 +13,10 @@ from prometheus_client import REGISTRY
 from telemetry.metrics import internal
 
 logger = logging.getLogger("telemetry")
-_logged = set()
+_logged: set[tuple[str, str]] = set()
 
 
-def report(component, exc):
+def report(component: str, exc: BaseException) -> None:
     try:
         internal.internal_errors().labels(component).inc()
         key = (component, type(exc).__name__)
@@ -27,13 +28,13 @@ def report(component, exc):
 
 
 @contextmanager
-def guarded(component):
+def guarded(component: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # noqa: BLE001
         report(component, exc)
 
 
-def internal_error_count(component):
+def internal_error_count(component: str) -> float:
     """Current count for a component (tests and the health page)."""
     return REGISTRY.get_sample_value("telemetry_internal_errors_total", {"component": component}) or 0.0

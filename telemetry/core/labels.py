@@ -74,16 +74,16 @@ table = caps.table
 on_reset = caps.on_reset
 
 
-def method(value):
+def method(value: str | None) -> str:
     value = (value or "").upper()
     return value if value in KNOWN_METHODS else OTHER
 
 
-def status_class(status_code):
+def status_class(status_code: int | str | None) -> str:
     return f"{int(status_code) // 100}xx" if status_code else "unknown"
 
 
-def count_bucket(count):
+def count_bucket(count: int) -> str:
     """Counts as label values: ``0``, ``1``, ``2-5``, ``6-20``, ``>20``."""
     if count <= 1:
         return "0" if count <= 0 else "1"

@@ -1,13 +1,15 @@
 """How telemetry learns the organization of a request, without importing the platform."""
 
 from collections.abc import Callable
+from typing import Any
 
+from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from telemetry import conf
 
 
-def from_request_attribute(request):
+def from_request_attribute(request: HttpRequest) -> Any:
     """Default resolver: the view sets ``request.organization_id`` when it knows it."""
     return getattr(request, "organization_id", None)
 
@@ -18,7 +20,7 @@ class OrganizationResolver:
     def __init__(self) -> None:
         self._imported: dict[str, Callable] = {}
 
-    def resolve(self, request):
+    def resolve(self, request: HttpRequest) -> Any:
         path = conf.get("ORGANIZATION_RESOLVER")
         resolver = self._imported.get(path)
         if resolver is None:

@@ -2,6 +2,8 @@
 
 import re
 
+from django.http import HttpRequest
+
 from telemetry.core import labels
 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
@@ -37,7 +39,7 @@ normalize = route_labels.normalize
 labels.on_reset(route_labels.reset)
 
 
-def of_request(request) -> str:
+def of_request(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None or match.route is None:
         return labels.UNMATCHED_ROUTE

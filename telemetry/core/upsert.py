@@ -8,7 +8,7 @@ processes writing the same rows. Telemetry's own statements are not instrumented
 """
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from django.db import connections
@@ -19,8 +19,9 @@ from telemetry.core.routers import telemetry_alias
 from telemetry.metrics.internal import DropCounter
 
 
-def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(), set_fields=(), insert_fields=(),
-              chunk_size=500):
+def increment(model: type[Model], rows: Sequence[Mapping[str, Any]], key_fields: Sequence[str],
+              sum_fields: Sequence[str], max_fields: Sequence[str] = (), min_fields: Sequence[str] = (),
+              set_fields: Sequence[str] = (), insert_fields: Sequence[str] = (), chunk_size: int = 500) -> None:
     """Upserts ``rows`` (dicts holding every named field): keys identify a row, sums add
     up, maxima and minima keep the extreme, ``set_fields`` take the new value,
     ``insert_fields`` are written by the insert only (an existing row keeps its own)."""
@@ -31,7 +32,8 @@ def increment(model, rows, key_fields, sum_fields, max_fields=(), min_fields=(),
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     fields = [*key_fields, *sum_fields, *max_fields, *min_fields, *set_fields, *insert_fields]
-    model_fields = [model._meta.get_field(name) for name in fields]
+    # Any: get_field() is typed as a union with relations and generic keys; these are concrete fields.
+    model_fields: list[Any] = [model._meta.get_field(name) for name in fields]
     columns = [field.column for field in model_fields]
     column_of = dict(zip(fields, columns, strict=True))
     vendor = connection.vendor

@@ -4,16 +4,18 @@ frame outside Django, installed packages, the standard library and telemetry its
 import os
 import sys
 import sysconfig
+from types import FrameType
+from typing import cast
 
 _SKIPPED_PREFIXES = tuple(sorted({
-    os.path.dirname(os.path.dirname(os.path.abspath(__import__("django").__file__))),
+    os.path.dirname(os.path.dirname(os.path.abspath(cast(str, __import__("django").__file__)))),
     sysconfig.get_paths()["stdlib"],
     sysconfig.get_paths()["purelib"],
     sysconfig.get_paths()["platlib"],
     os.path.dirname(os.path.abspath(__file__)),
 }))
 _ROOT = os.getcwd()
-_decisions = {}
+_decisions: dict[str, bool] = {}
 
 
 def _is_application(filename):
@@ -25,9 +27,9 @@ def _is_application(filename):
     return decision
 
 
-def find(limit=80):
+def find(limit: int = 80) -> str:
     """``"path/to/file.py:42 in function"`` of the nearest application frame, or ``""``."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     depth = 0
     while frame is not None and depth < limit:
         code = frame.f_code

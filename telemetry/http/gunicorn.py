@@ -8,9 +8,10 @@ prometheus-client) is imported, also with ``--preload``.
 """
 
 import os
+from typing import Any
 
 
-def configure_multiprocess(directory=None):
+def configure_multiprocess(directory: str | None = None) -> str:
     """Sets ``PROMETHEUS_MULTIPROC_DIR`` (default ``$VAR_DIR/prometheus-multiproc``) unless
     the environment already does, and creates it. Returns the directory."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or directory
@@ -22,7 +23,7 @@ def configure_multiprocess(directory=None):
     return directory
 
 
-def worker_exit(server, worker):
+def worker_exit(server: Any, worker: Any) -> None:
     """In the exiting worker: apply what is still buffered."""
     try:
         from telemetry.core import recorder
@@ -32,7 +33,7 @@ def worker_exit(server, worker):
         pass
 
 
-def child_exit(server, worker):
+def child_exit(server: Any, worker: Any) -> None:
     """In the master, once a worker is gone: fold its files into the archive."""
     from telemetry.metrics.multiprocess import merge_dead_process
 

@@ -2,15 +2,21 @@
 ``REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]`` instead of DRF's own."""
 
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from rest_framework import throttling
+from rest_framework.request import Request
 
 from telemetry.core import routes
 from telemetry.core.bus import emit
 
+if TYPE_CHECKING:
+    # Only for the annotation: rest_framework.views imports the throttle classes while it loads.
+    from rest_framework.views import APIView
 
-class ReportingThrottleMixin:
-    def allow_request(self, request, view):
+
+class ReportingThrottleMixin(throttling.BaseThrottle):
+    def allow_request(self, request: Request, view: "APIView") -> bool:
         started = perf_counter()
         allowed = super().allow_request(request, view)
         seconds = perf_counter() - started

@@ -6,13 +6,14 @@ import ipaddress
 import os
 import threading
 import time
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.db import connections
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
@@ -69,7 +70,7 @@ def _networks(entries):
     return networks
 
 
-def metrics_access(request):
+def metrics_access(request: HttpRequest) -> HttpResponse | None:
     """``None`` when the scraper may read ``/metrics``, else the refusal response.
 
     A valid bearer token or an allowlisted address is enough; with neither configured,
@@ -94,7 +95,7 @@ def metrics_access(request):
 
 @login_not_required
 @require_GET
-def metrics(request):
+def metrics(request: HttpRequest) -> HttpResponse:
     refusal = metrics_access(request)
     if refusal is not None:
         return refusal
@@ -192,7 +193,7 @@ class Check:
         threading.Thread(target=self._run, args=(self._done, args), name=f"telemetry-health-{self.service}",
                          daemon=True).start()
 
-    def result(self, timeout, max_age, args=()):
+    def result(self, timeout: float, max_age: float, args: tuple[Any, ...] = ()) -> tuple[dict[str, Any], bool]:
         """(result dict, whether it comes from a run this call waited for); ``args`` go to
         the check function."""
         now = time.monotonic()
@@ -212,7 +213,7 @@ class Check:
         with self._lock:
             return self._result, True
 
-    def reset(self):
+    def reset(self) -> None:
         with self._lock:
             self._result, self._finished_at = None, -1e9
 
@@ -224,7 +225,7 @@ HOST_CHECKS = {"database": Check("database", _check_databases), "broker": Check(
 STORE_CHECK = Check("telemetry_store", _check_store)
 
 
-def reset_health():
+def reset_health() -> None:
     """Forgets cached check results (tests)."""
     for check in (*HOST_CHECKS.values(), STORE_CHECK):
         check.reset()
@@ -253,7 +254,7 @@ def _run_checks(checks):
 
 @login_not_required
 @require_GET
-def live(request):
+def live(request: HttpRequest) -> JsonResponse:
     """Liveness: the process answers. Checks nothing, so a slow dependency never gets a
     healthy process restarted."""
     return JsonResponse({"status": "ok"})
@@ -261,7 +262,7 @@ def live(request):
 
 @login_not_required
 @require_GET
-def health(request):
+def health(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when the host's databases (every alias but telemetry's store), the
     cache and, when Celery is configured, the broker are up, else 503. Telemetry's own
     store is reported under ``telemetry`` and only ever makes the status ``degraded``.

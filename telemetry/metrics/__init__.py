@@ -7,10 +7,10 @@ from telemetry import conf
 from telemetry.metrics import analytics, business, db, http, jobs, plugins
 
 _lock = threading.Lock()
-_families = None
+_families: SimpleNamespace | None = None
 
 
-def families():
+def families() -> SimpleNamespace:
     """All families: ``families().http.request_duration``, ``families().db...``."""
     global _families
     if _families is None:

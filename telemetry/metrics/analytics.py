@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from telemetry.metrics.base import counter, gauge, histogram
 
 
-def define(namespace):
+def define(namespace: str) -> SimpleNamespace:
     ns = namespace
     return SimpleNamespace(
         api_breakdown=histogram(

@@ -4,6 +4,9 @@ Families are created once per process, on first use, in prometheus-client's defa
 registry (multiprocess-aware when ``PROMETHEUS_MULTIPROC_DIR`` is set before start).
 """
 
+from collections.abc import Sequence
+from typing import Any, Literal
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry import conf
@@ -19,6 +22,10 @@ SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 167
 ROW_BUCKETS = (0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 #: Session lengths: 1 min .. 1 day.
 SESSION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+
+#: How a gauge combines its processes' values (prometheus-client's ``multiprocess_mode``).
+MultiprocessMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent",
+                           "livemostrecent"]
 
 
 class Family:
@@ -42,7 +49,7 @@ class Family:
         self._children = {}
         self._series = 0
 
-    def child(self, label_values):
+    def child(self, label_values: tuple[str, ...]) -> Any:
         child = self._children.get(label_values)
         if child is None:
             child = self._children[label_values] = self._new_child(label_values)
@@ -60,14 +67,16 @@ class Family:
         return self.metric.labels(*label_values)
 
 
-def counter(name, documentation, labels):
+def counter(name: str, documentation: str, labels: Sequence[str]) -> Family:
     return Family(Counter(name, documentation, labels), "counter")
 
 
-def histogram(name, documentation, labels, buckets=DURATION_BUCKETS):
+def histogram(name: str, documentation: str, labels: Sequence[str],
+              buckets: Sequence[float] = DURATION_BUCKETS) -> Family:
     metric = Histogram(name, documentation, labels, buckets=buckets)
     return Family(metric, "histogram", prometheus.upper_bounds(metric))
 
 
-def gauge(name, documentation, labels, multiprocess_mode="livesum"):
+def gauge(name: str, documentation: str, labels: Sequence[str],
+          multiprocess_mode: MultiprocessMode = "livesum") -> Family:
     return Family(Gauge(name, documentation, labels, multiprocess_mode=multiprocess_mode), "gauge")

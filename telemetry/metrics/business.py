@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from telemetry.metrics.base import SESSION_BUCKETS, counter, gauge, histogram
 
 
-def define(namespace):
+def define(namespace: str) -> SimpleNamespace:
     return SimpleNamespace(
         logins=counter(
             "user_logins", "Login attempts, by status, method and organization.",

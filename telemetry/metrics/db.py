@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from telemetry.metrics.base import ROW_BUCKETS, counter, gauge, histogram
 
 
-def define(namespace):
+def define(namespace: str) -> SimpleNamespace:
     return SimpleNamespace(
         operation_duration=histogram(
             "db_client_operation_duration_seconds",

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from telemetry.metrics.base import SIZE_BUCKETS, gauge, histogram
 
 
-def define(namespace):
+def define(namespace: str) -> SimpleNamespace:
     return SimpleNamespace(
         request_duration=histogram(
             "http_server_request_duration_seconds",

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from telemetry.metrics.base import counter, gauge, histogram
 
 
-def define(namespace):
+def define(namespace: str) -> SimpleNamespace:
     ns = namespace
     return SimpleNamespace(
         task_executions=counter(

@@ -9,6 +9,7 @@ keeps a scrape from seeing a worker's values both merged and unmerged.
 
 import fcntl
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, multiprocess
@@ -18,12 +19,12 @@ from telemetry.adapters import prometheus
 ARCHIVE_PID = "archive"
 
 
-def directory():
+def directory() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 @contextmanager
-def locked(path, exclusive):
+def locked(path: str, exclusive: bool) -> Iterator[None]:
     with open(os.path.join(path, ".merge.lock"), "a+") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
@@ -32,14 +33,14 @@ def locked(path, exclusive):
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def collect_registry():
+def collect_registry() -> CollectorRegistry:
     """A registry reading every process's files (under a shared lock while collecting)."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory())
     return registry
 
 
-def merge_dead_process(pid, path=None):
+def merge_dead_process(pid: int | str, path: str | None = None) -> None:
     """Folds a dead process's counters and histograms into the archive files and removes
     its files; its live gauges are dropped (``mark_process_dead``)."""
     path = path or directory()
@@ -58,7 +59,7 @@ def merge_dead_process(pid, path=None):
             os.remove(gauge_file)
 
 
-def prepare_directory(path):
+def prepare_directory(path: str) -> None:
     """Empties the directory at server start: values from a previous run must not leak in."""
     os.makedirs(path, exist_ok=True)
     for stale in prometheus.value_files(path):

@@ -5,6 +5,8 @@ apps register (the plugins' connection cache)."""
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import psutil
 
@@ -13,15 +15,16 @@ from django.db import connections
 
 from telemetry.usage import activity, releases, rollups as usage
 from telemetry.core import guard, labels
+from telemetry.core.recorder import Batch
 from telemetry.queries import stats as querystats
 from telemetry.db.wrapper import tracked_connections
 from telemetry.pipeline.handlers import DB_SYSTEMS
 from telemetry.metrics import families
 
-_process = {}
+_process: dict[int, psutil.Process] = {}
 
 
-def component():
+def component() -> str:
     """The role of this process, as the ``component`` label of resource metrics."""
     role = os.environ.get("TELEMETRY_COMPONENT")
     if role:
@@ -74,7 +77,7 @@ def _database_connections(batch):
             batch.set(metrics.connection_pending_requests, (alias,), 0)
 
 
-def sample(batch):
+def sample(batch: Batch) -> None:
     for name, step in (("resources", _resources), ("db_connections", _database_connections),
                        ("active_users", activity.write_and_count), ("releases", releases.write_pending),
                        ("query_stats", querystats.write_pending), ("usage", usage.write_pending),
@@ -83,12 +86,13 @@ def sample(batch):
             step(batch)
 
 
-_pool_samplers = []
+#: Callbacks returning ``telemetry.api.PoolSample``s (Any here: pipeline sits below the api layer).
+_pool_samplers: list[Callable[[], Iterable[Any]]] = []
 #: Pool series set at an earlier sample: one that is not reported again is set to 0.
-_pool_series = set()
+_pool_series: set[tuple[Any, tuple[str, ...]]] = set()
 
 
-def register_pools(callback):
+def register_pools(callback: Callable[[], Iterable[Any]]) -> None:
     """See ``telemetry.api.register_pool_sampler``."""
     if callback not in _pool_samplers:
         _pool_samplers.append(callback)

@@ -15,14 +15,18 @@
 import json
 import re
 import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 
 from telemetry.core import guard
 from telemetry.core.context import suppressed
 
 HYPOPG_RETRY_SECONDS = 3600.0
-_hypopg_unavailable_until = {}
+_hypopg_unavailable_until: dict[str, float] = {}
 
 _COMPARISON = re.compile(
     r"\(*\s*(?:\w+\.)?\"?([A-Za-z_][\w$]*)\"?\s*\)?(?:::[\w \"]+?)?\s*(=|<=|>=|<|>|~~)\s*(?!\s*\()"
@@ -31,7 +35,7 @@ _RANGE_OPERATORS = {"<", ">", "<=", ">="}
 SEQ_SCANS = {"Seq Scan", "Parallel Seq Scan"}
 
 
-def explain(cursor, sql, params):
+def explain(cursor: CursorWrapper, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The plan as JSON (a list with one ``{"Plan": ...}``), never ANALYZE."""
     cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
     value = cursor.fetchone()[0]
@@ -40,11 +44,11 @@ def explain(cursor, sql, params):
     return value
 
 
-def total_cost(plan):
+def total_cost(plan: Sequence[Mapping[str, Any]] | None) -> float:
     return plan[0]["Plan"]["Total Cost"] if plan else 0.0
 
 
-def plan_nodes(plan):
+def plan_nodes(plan: Sequence[Mapping[str, Any]] | None) -> Iterator[dict[str, Any]]:
     """Every node of an EXPLAIN (FORMAT JSON) result, depth first."""
     stack = [entry["Plan"] for entry in plan or () if "Plan" in entry]
     while stack:
@@ -53,7 +57,7 @@ def plan_nodes(plan):
         stack.extend(node.get("Plans", ()))
 
 
-def filtered_seq_scans(plan):
+def filtered_seq_scans(plan: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     return [
         {"schema": node.get("Schema", "public"), "table": node["Relation Name"], "filter": node["Filter"],
          "cost": node.get("Total Cost", 0.0), "rows": node.get("Plan Rows", 0)}
@@ -62,9 +66,11 @@ def filtered_seq_scans(plan):
     ]
 
 
-def filter_columns(filter_text, table_columns):
+def filter_columns(filter_text: str, table_columns: Collection[str]) -> list[str]:
     """Columns worth indexing for a filter: equality columns first, then one range
     column; only names that are columns of the table."""
+    equality: list[str]
+    ranged: list[str]
     equality, ranged = [], []
     for name, operator in _COMPARISON.findall(filter_text):
         if name not in table_columns:
@@ -89,12 +95,12 @@ def _table_facts(cursor, schema, table):
     return reltuples, {row[0] for row in cursor.fetchall()}
 
 
-def reset():
+def reset() -> None:
     """Forgets which aliases could not install HypoPG (``telemetry.testing.reset``)."""
     _hypopg_unavailable_until.clear()
 
 
-def hypopg_ready(connection, cursor):
+def hypopg_ready(connection: BaseDatabaseWrapper, cursor: CursorWrapper) -> bool:
     """HypoPG usable in this database: installed, or installed now (needs the right
     privileges; a failure is counted, the proof skipped and not retried for an hour)."""
     if time.monotonic() < _hypopg_unavailable_until.get(connection.alias, 0.0):
@@ -112,11 +118,13 @@ def hypopg_ready(connection, cursor):
         return False
 
 
-def index_name(table, columns):
+def index_name(table: str, columns: Sequence[str]) -> str:
     return f"{table}_{'_'.join(columns)}_idx"[:63]
 
 
-def index_candidates(connection, cursor, plan, sql, params, min_rows, min_gain, use_hypopg, seq_scans=None):
+def index_candidates(connection: BaseDatabaseWrapper, cursor: CursorWrapper, plan: Sequence[Mapping[str, Any]] | None,
+                     sql: str, params: Sequence[Any] | Mapping[str, Any] | None, min_rows: float, min_gain: float,
+                     use_hypopg: bool, seq_scans: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Proven (or, without HypoPG, unproven) index candidates for one plan (``seq_scans``:
     its ``filtered_seq_scans``, when the caller has them already)."""
     quote = connection.ops.quote_name
@@ -167,7 +175,7 @@ LIMIT 100
 """
 
 
-def unused_indexes(alias, min_rows):
+def unused_indexes(alias: str, min_rows: float) -> list[dict[str, Any]]:
     """Never-scanned secondary indexes on tables of at least ``min_rows`` rows (since the
     statistics were last reset)."""
     connection = connections[alias]

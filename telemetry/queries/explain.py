@@ -30,6 +30,7 @@ from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryPlan
 from telemetry.queries import advice
+from telemetry.queries.sql import QueryAnalysis
 
 MAX_QUEUE = 20
 MAX_REMEMBERED_FINGERPRINTS = 10_000
@@ -39,7 +40,7 @@ _EXPLAINABLE = {"select", "insert", "update", "delete", "with"}
 _FIRST_WORD = re.compile(r"^\s*(?:/\*.*?\*/\s*)*\(*\s*(\w+)", re.S)
 
 
-def explainable(sql):
+def explainable(sql: str) -> bool:
     """A single plain DML statement: what EXPLAIN can plan without side effects."""
     match = _FIRST_WORD.match(sql)
     if not match or match.group(1).lower() not in _EXPLAINABLE:
@@ -70,7 +71,7 @@ class ExplainQueue:
         #: ``telemetry_internal_errors_total{component="explain"}``).
         self.stats = {"offered": 0, "explained": 0, "failed": 0, "rate_limited": 0, "refused": 0}
 
-    def offer(self, alias, vendor, sql, params, many, analysis) -> bool:
+    def offer(self, alias: str, vendor: str, sql: str, params: Any, many: bool, analysis: QueryAnalysis) -> bool:
         """Queues one slow statement for EXPLAIN; True when queued. Never raises."""
         try:
             if vendor != "postgresql" or many or not conf.get("EXPLAIN_ENABLED"):
@@ -100,7 +101,7 @@ class ExplainQueue:
             guard.report("explain_offer", exc)
             return False
 
-    def run_pending(self, batch=None) -> None:
+    def run_pending(self, batch: recorder.Batch | None = None) -> None:
         """Explains what is queued (periodic callback of the flusher). Each failure is
         counted and reported, never raised."""
         while self._queue:
@@ -126,7 +127,7 @@ run_pending = queue.run_pending
 stats = queue.stats
 
 
-def capture(alias, sql, params, fingerprint_id, fingerprint):
+def capture(alias: str, sql: str, params: Any, fingerprint_id: str, fingerprint: str) -> None:
     """EXPLAINs on ``alias`` with the real parameters, proves index candidates, stores the
     scrubbed plan as the latest of its fingerprint."""
     settings = conf.get_settings()
@@ -162,7 +163,7 @@ _NAME_KEYS = {
 _LITERAL = re.compile(r"'(?:[^']|'')*'|(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 
 
-def scrub(value, key=None):
+def scrub(value: Any, key: str | None = None) -> Any:
     """A copy of a plan with every literal in its expressions replaced by ``?``."""
     if isinstance(value, dict):
         return {name: scrub(item, name) for name, item in value.items()}

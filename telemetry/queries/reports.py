@@ -7,10 +7,12 @@ it, so the Celery tasks are idempotent and admin pages only read stored results.
 """
 
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from telemetry.queries import advice
@@ -24,7 +26,7 @@ MAX_FINGERPRINT_TEXT = 2000
 MAX_SUGGESTIONS = 200
 
 
-def period(hours=None, end=None):
+def period(hours: float | None = None, end: datetime | None = None) -> tuple[datetime, datetime]:
     """``[start, end)`` of ``hours`` whole hours; ``end`` defaults to the end of the
     current hour, so the hour in progress is included and rebuilds replace."""
     hours = hours or conf.get("REPORT_PERIOD_HOURS")
@@ -33,7 +35,7 @@ def period(hours=None, end=None):
     return end - timedelta(hours=hours), end
 
 
-def percentile(buckets, calls, fraction, max_ms):
+def percentile(buckets: Sequence[int], calls: int, fraction: float, max_ms: float) -> float:
     """The ``fraction`` quantile (ms) from histogram counts over ``QueryStat.BUCKETS_MS``,
     interpolated inside its bucket and never above the observed maximum."""
     if not calls:
@@ -57,10 +59,11 @@ def _list_filter(field, value):
             | Q(**{f"{field}__endswith": f",{value}"}) | Q(**{f"{field}__contains": f",{value},"}))
 
 
-def aggregate(start, end, table=None, operation=None, complexity=None, suggestion=None):
+def aggregate(start: datetime, end: datetime, table: str | None = None, operation: str | None = None,
+              complexity: str | None = None, suggestion: str | None = None) -> list[dict[str, Any]]:
     """Per-fingerprint totals over ``[start, end)``: one GROUP BY, p95 added after."""
     bucket_fields = QueryStat.bucket_fields()
-    rows = QueryStat.objects.using(telemetry_alias()).filter(hour__gte=start, hour__lt=end)
+    rows: QuerySet[QueryStat, Any] = QueryStat.objects.using(telemetry_alias()).filter(hour__gte=start, hour__lt=end)
     if table:
         rows = rows.filter(_list_filter("tables", table))
     if operation:
@@ -113,7 +116,7 @@ def _public(row, total_ms):
             "share_of_db_time": round(row["total_ms"] / total_ms, 4) if total_ms else 0.0}
 
 
-def build_slow_query_report(hours=None, end=None):
+def build_slow_query_report(hours: float | None = None, end: datetime | None = None) -> QueryReport:
     """Top fingerprints by total time and by p95, with the change against the previous
     period of the same length."""
     start, end = period(hours, end)
@@ -127,7 +130,7 @@ def build_slow_query_report(hours=None, end=None):
     previous_total_ms = sum(row["total_ms"] for row in previous.values())
     previous_calls = sum(row["calls"] for row in previous.values())
 
-    def entry(row):
+    def entry(row: dict[str, Any]) -> dict[str, Any]:
         before = previous.get(row["fingerprint_id"])
         item = _public(row, total_ms)
         item["previous"] = (None if before is None else
@@ -155,7 +158,7 @@ def _postgresql_aliases():
     return [alias for alias in connections if alias != telemetry and connections[alias].vendor == "postgresql"]
 
 
-def build_optimization_report(hours=None, end=None):
+def build_optimization_report(hours: float | None = None, end: datetime | None = None) -> QueryReport:
     """Every suggestion of the period, ranked by the share of database time of the
     fingerprints it affects: statement rules, runtime findings, proven missing indexes
     (from captured plans) and unused indexes (from the statistics views)."""
@@ -169,7 +172,10 @@ def build_optimization_report(hours=None, end=None):
             QueryFinding.objects.using(alias).filter(created_at__gte=start, created_at__lt=end)
             .values("code", "fingerprint_id").order_by().annotate(occurrences=Count("id"), latest=Max("created_at"))
         )
-        examples = {}
+        examples: dict[tuple[str, str], dict[str, Any]] = {}
+        # Both names are reused below: for values() rows and for index candidates' keys.
+        finding: Any
+        key: tuple[Any, ...]
         for finding in QueryFinding.objects.using(alias).filter(
                 created_at__gte=start, created_at__lt=end).order_by("-created_at")[:5000].iterator():
             key = (finding.code, finding.fingerprint_id)
@@ -188,13 +194,13 @@ def build_optimization_report(hours=None, end=None):
                 guard.report("unused_indexes", exc)
                 unused_failed.append(database)
 
-    def share(fingerprint_ids):
+    def share(fingerprint_ids: Collection[str]) -> float:
         if not total_ms:
             return 0.0
         return round(sum(stats[f]["total_ms"] for f in fingerprint_ids if f in stats) / total_ms, 4)
 
     # The first example with a call site, per fingerprint.
-    call_sites = {}
+    call_sites: dict[str, dict[str, Any]] = {}
     for (_, found_id), example in examples.items():
         if example["call_site"]:
             call_sites.setdefault(found_id, example)
@@ -223,7 +229,7 @@ def build_optimization_report(hours=None, end=None):
                       "duration_ms": example.get("duration_ms"), "repetitions": example.get("repetitions"),
                       "trace_id": example.get("trace_id", "")},
         ))
-    missing = {}
+    missing: dict[tuple[Any, ...], dict[str, Any]] = {}
     for plan in plans:
         for candidate in plan.candidates:
             key = (plan.alias, candidate["schema"], candidate["table"], tuple(candidate["columns"]))

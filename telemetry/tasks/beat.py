@@ -3,9 +3,10 @@ interval allows (beat was down, or blocked), and a run that could not be sent (t
 broker was down), are counted in ``<namespace>_beat_missed_runs_total{entry}``. Use with
 ``CELERY_BEAT_SCHEDULER = "telemetry.tasks.beat:TelemetryScheduler"``."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from celery.beat import PersistentScheduler
+from celery.beat import PersistentScheduler, ScheduleEntry
 
 from telemetry.core import guard, recorder
 from telemetry.core.bus import emit
@@ -14,7 +15,7 @@ from telemetry.core.bus import emit
 TOLERANCE = 0.5
 
 
-def missed_runs(entry, now):
+def missed_runs(entry: ScheduleEntry, now: datetime) -> int:
     """How many runs of ``entry`` were skipped, judged when it is applied at ``now``."""
     if entry.last_run_at is None:
         return 0
@@ -29,7 +30,7 @@ def missed_runs(entry, now):
 
 
 class TelemetryScheduler(PersistentScheduler):
-    def apply_entry(self, entry, producer=None):
+    def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
         with guard.guarded("beat"):
             missed = missed_runs(entry, self.app.now())
             # Also when zero: every entry has a series (0 scrapes, absent does not alert).

@@ -7,6 +7,7 @@ archive."""
 
 import os
 import time
+from typing import Any
 
 from celery import signals
 
@@ -16,7 +17,7 @@ from telemetry.metrics import multiprocess
 from telemetry.core.bus import emit
 
 PUBLISHED_HEADER = "telemetry_published_at"
-_started = {}
+_started: dict[str | None, float] = {}
 
 
 def _task_name(sender=None, task=None, headers=None):
@@ -27,13 +28,13 @@ def _task_name(sender=None, task=None, headers=None):
     return getattr(sender, "name", None) or str(sender)
 
 
-def on_publish(sender=None, headers=None, **kwargs):
+def on_publish(sender: Any = None, headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
     with guard.guarded("celery_publish"):
         if headers is not None:
             headers[PUBLISHED_HEADER] = time.time()
 
 
-def on_prerun(task_id=None, task=None, **kwargs):
+def on_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
     with guard.guarded("celery_prerun"):
         _started[task_id] = time.perf_counter()
         name = task.name
@@ -45,7 +46,7 @@ def on_prerun(task_id=None, task=None, **kwargs):
             emit("observe", ("jobs", "task_queue_wait"), (name,), max(time.time() - float(published), 0.0))
 
 
-def on_postrun(task_id=None, task=None, state=None, **kwargs):
+def on_postrun(task_id: str | None = None, task: Any = None, state: str | None = None, **kwargs: Any) -> None:
     with guard.guarded("celery_postrun"):
         name = task.name
         started = _started.pop(task_id, None)
@@ -55,24 +56,24 @@ def on_postrun(task_id=None, task=None, state=None, **kwargs):
         emit("inc", ("jobs", "task_executions"), (name, (state or "unknown").lower()), 1)
 
 
-def on_process_init(**kwargs):
+def on_process_init(**kwargs: Any) -> None:
     with guard.guarded("celery_process_init"):
         tracing.setup()
 
 
-def on_worker_shutdown(**kwargs):
+def on_worker_shutdown(**kwargs: Any) -> None:
     with guard.guarded("celery_shutdown"):
         recorder.flush(sample=False)
         tracing.flush()
 
 
-def on_process_shutdown(**kwargs):
+def on_process_shutdown(**kwargs: Any) -> None:
     on_worker_shutdown()
     with guard.guarded("celery_shutdown"):
         multiprocess.merge_dead_process(os.getpid())
 
 
-def connect():
+def connect() -> None:
     signals.before_task_publish.connect(on_publish, dispatch_uid="telemetry.publish", weak=False)
     signals.task_prerun.connect(on_prerun, dispatch_uid="telemetry.prerun", weak=False)
     signals.task_postrun.connect(on_postrun, dispatch_uid="telemetry.postrun", weak=False)

@@ -4,6 +4,9 @@ Arguments are plain values (a period length in hours, an ISO end time); rebuildi
 period replaces its report, so a retried or duplicated run is harmless.
 """
 
+from datetime import datetime
+from typing import Any
+
 from celery import shared_task
 from django.utils.dateparse import parse_datetime
 
@@ -17,12 +20,12 @@ def _end(end):
 
 
 @shared_task(name="telemetry.build_slow_query_report", time_limit=300, soft_time_limit=240, ignore_result=False)
-def build_slow_query_report(hours=None, end=None):
+def build_slow_query_report(hours: float | None = None, end: str | datetime | None = None) -> dict[str, Any]:
     report = reports.build_slow_query_report(hours, _end(end))
     return {"report_id": report.pk, "fingerprints": report.data["totals"]["fingerprints"]}
 
 
 @shared_task(name="telemetry.build_optimization_report", time_limit=600, soft_time_limit=540, ignore_result=False)
-def build_optimization_report(hours=None, end=None):
+def build_optimization_report(hours: float | None = None, end: str | datetime | None = None) -> dict[str, Any]:
     report = reports.build_optimization_report(hours, _end(end))
     return {"report_id": report.pk, "suggestions": report.data["suggestions"]}

@@ -5,6 +5,7 @@ have their own task (``telemetry.purge_usage``). Deletes run in batches over ind
 columns, so no table is locked for long."""
 
 from datetime import timedelta
+from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
@@ -52,7 +53,7 @@ def _delete_in_batches(rows, batch_size):
 
 
 @shared_task(name="telemetry.purge_traces", time_limit=600, soft_time_limit=540, ignore_result=True)
-def purge_traces(batch_size=500):
+def purge_traces(batch_size: int = 500) -> int:
     """Deletes traces (with their spans and logs) older than ``TRACE_RETENTION_DAYS``, then
     the oldest traces while more than ``TRACE_RETENTION_MAX_SPANS`` spans are stored, and
     log records older than the age limit; in batches over indexed columns, so the table is
@@ -110,12 +111,12 @@ def _trim(rows, field, days, max_rows, batch_size):
 
 
 @shared_task(name="telemetry.purge_stored", time_limit=600, soft_time_limit=540, ignore_result=True)
-def purge_stored(batch_size=1000):
+def purge_stored(batch_size: int = 1000) -> dict[str, int]:
     """Applies the age and row limits of every table in :data:`STORED`; returns the rows
     deleted per table. Reports take their suggestions with them."""
     settings = conf.get_settings()
     alias = telemetry_alias()
-    deleted = {}
+    deleted: dict[Any, int] = {}  # by model name (``str | None`` in the stubs, always set for a model)
     with suppressed():
         for model, field, days_setting, rows_setting in STORED:
             deleted[model._meta.model_name] = _trim(

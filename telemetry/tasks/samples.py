@@ -1,5 +1,7 @@
 """Periodic telemetry tasks (beat schedule in the project's settings)."""
 
+from typing import Any
+
 from celery import current_app, shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -15,7 +17,7 @@ from telemetry.core.bus import emit
 
 
 @shared_task(name="telemetry.sample_storage_usage", time_limit=120, soft_time_limit=100, ignore_result=True)
-def sample_storage_usage():
+def sample_storage_usage() -> int:
     """Sets ``storage_usage_bytes`` from the project's provider (``STORAGE_USAGE_PROVIDER``,
     ``callable() -> [(type, organization_id, bytes), ...]``), never at scrape time, and
     the hour's ``storage_bytes`` of the usage rollups."""
@@ -32,7 +34,7 @@ def sample_storage_usage():
 
 
 @shared_task(name="telemetry.sample_queue_depth", time_limit=60, soft_time_limit=50, ignore_result=True)
-def sample_queue_depth():
+def sample_queue_depth() -> dict[str, int]:
     """Sets ``<namespace>_queue_depth{queue}`` for the configured queues (bounded list)."""
     queues = conf.get("QUEUE_DEPTH_QUEUES") or [current_app.conf.task_default_queue]
     depths = {}
@@ -48,7 +50,7 @@ def sample_queue_depth():
 
 
 @shared_task(name="telemetry.record_expired_sessions", time_limit=300, soft_time_limit=280, ignore_result=True)
-def record_expired_sessions(batch_size=500):
+def record_expired_sessions(batch_size: int = 500) -> int:
     """Observes the length of sessions that expired without a logout, then deletes them
     (what ``clearsessions`` does), in batches over the indexed ``expire_date``."""
     # Imported here: a project may run without django.contrib.sessions.
@@ -65,7 +67,8 @@ def record_expired_sessions(batch_size=500):
             break
         for session in expired:
             with guard.guarded("expired_sessions"):
-                data = session.get_decoded()
+                # Any: the user id may be absent, and a pk lookup of None matches no user.
+                data: Any = session.get_decoded()
                 login_at = data.get(SESSION_LOGIN_KEY)
                 if login_at is not None:
                     user = user_model.objects.filter(pk=data.get("_auth_user_id")).first()
@@ -77,7 +80,7 @@ def record_expired_sessions(batch_size=500):
 
 
 @shared_task(name="telemetry.compare_releases", time_limit=300, soft_time_limit=280, ignore_result=True)
-def compare_releases():
+def compare_releases() -> dict[str, Any]:
     """Release comparison: drives the ``<namespace>_benchmark_*`` metrics."""
     summary = releases.compare()
     recorder.flush()
@@ -85,7 +88,7 @@ def compare_releases():
 
 
 @shared_task(name="telemetry.purge_usage", time_limit=300, soft_time_limit=280, ignore_result=True)
-def purge_usage():
+def purge_usage() -> int:
     """Retention of the usage rollups (``USAGE_RETENTION_DAYS``)."""
     return usage.purge()
 

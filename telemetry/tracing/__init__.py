@@ -9,7 +9,8 @@ finished span then goes through one bounded queue to the store writer (:mod:`.pr
 which decides per trace when its local root ends (errors, slow, a share of the rest).
 """
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from opentelemetry import trace as trace_api
 
@@ -19,23 +20,23 @@ from telemetry.adapters.opentelemetry import SPAN_KEY as span_key, current_conte
 
 #: Hot-path switch read by the middleware and the execute wrapper: True once the
 #: provider is installed in this process and ``TRACES_ENABLED`` is on.
-state = {"on": False, "excluded_paths": ()}
+state: dict[str, Any] = {"on": False, "excluded_paths": ()}
 
-_tracer = []
+_tracer: list[trace_api.Tracer] = []
 _clients_instrumented = [False]
 
 
-def enabled():
+def enabled() -> bool:
     return state["on"]
 
 
-def tracer():
+def tracer() -> trace_api.Tracer:
     if not _tracer:
         _tracer.append(trace_api.get_tracer("telemetry"))
     return _tracer[0]
 
 
-def span(name, **attributes):
+def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
     """A business or plugin span (a context manager); a no-op context when tracing is off,
     so callers pay nothing then. The first one instruments the plugins' clients."""
     if not state["on"]:
@@ -48,21 +49,21 @@ def span(name, **attributes):
     return tracer().start_as_current_span(name, attributes=attributes or None)
 
 
-def setup():
+def setup() -> None:
     """Installs the provider and instrumentations once per process (``AppConfig.ready``)."""
     from telemetry.tracing import provider
 
     provider.setup()
 
 
-def flush():
+def flush() -> None:
     """Decides and writes every finished span and log record now (tests, process exit)."""
     from telemetry.tracing import processor
 
     processor.flush()
 
 
-def run_in_foreground():
+def run_in_foreground() -> None:
     """No writer thread in this process: spans wait for :func:`flush` (test processes)."""
     from telemetry.tracing import processor
 

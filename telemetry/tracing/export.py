@@ -5,18 +5,21 @@ processor gives it its own bounded queue and thread (restarted after a fork), so
 or unreachable collector never holds the store writer; failed exports are counted.
 """
 
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from telemetry.tracing import processor, provider
 
 
-def build_processor():
+def build_processor() -> BatchSpanProcessor | None:
     if not provider.otlp_endpoint_configured():
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     class CountingExporter(OTLPSpanExporter):
-        def export(self, spans):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
             try:
                 result = super().export(spans)
             except Exception:  # noqa: BLE001 - counted like any failed export

@@ -8,7 +8,7 @@ proxy from Django's connections so a query never gets two spans).
 
 from telemetry.core import guard
 
-_done = set()
+_done: set[str] = set()
 
 
 def _once(name, instrument):
@@ -19,10 +19,10 @@ def _once(name, instrument):
         instrument()
 
 
-def install():
+def install() -> None:
     """At start-up: Celery (publish and run), cheap to import."""
 
-    def celery():
+    def celery() -> None:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
         CeleryInstrumentor().instrument(skip_dep_check=True)
@@ -30,22 +30,22 @@ def install():
     _once("celery", celery)
 
 
-def install_clients():
+def install_clients() -> None:
     """At the first plugin run: the clients' instrumentations cost about a second of
     imports, which would otherwise delay every process's start (a gunicorn worker's
     first answer, a Celery child's first task)."""
 
-    def psycopg2():
+    def psycopg2() -> None:
         from opentelemetry.instrumentation.psycopg2 import Psycopg2Instrumentor
 
         Psycopg2Instrumentor().instrument(skip_dep_check=True)
 
-    def requests():
+    def requests() -> None:
         from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
         RequestsInstrumentor().instrument(skip_dep_check=True)
 
-    def redis():
+    def redis() -> None:
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         RedisInstrumentor().instrument(skip_dep_check=True)  # its db.statement is "COMMAND ? ?": no values
@@ -54,7 +54,7 @@ def install_clients():
         _once(name, instrument)
 
 
-def django_uses_psycopg2():
+def django_uses_psycopg2() -> bool:
     try:
         from django.db.backends.postgresql.psycopg_any import is_psycopg3
     except Exception:  # noqa: BLE001 - no PostgreSQL driver at all

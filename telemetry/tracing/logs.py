@@ -25,7 +25,7 @@ _hot = {"on": True, "level": logging.WARNING, "per_minute": 10}
 MAX_RATE_KEYS = 1000
 
 
-def read_settings():
+def read_settings() -> None:
     from telemetry import conf
 
     _hot["on"] = bool(conf.get("LOGS_ENABLED"))
@@ -44,7 +44,7 @@ class RateLimit:
         self._lock = threading.Lock()
         self._windows = {}  # key -> [minute started (monotonic), stored, folded]
 
-    def admit(self, key, per_minute):
+    def admit(self, key: tuple[str, str], per_minute: int) -> int | None:
         """``None`` when the record is folded, else how many were folded before it."""
         now = time.monotonic()
         with self._lock:
@@ -64,7 +64,7 @@ class RateLimit:
             folded, window[2] = window[2], 0
             return folded
 
-    def reset(self):
+    def reset(self) -> None:
         with self._lock:
             self._windows = {}
 
@@ -83,7 +83,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record; ``trace_id`` and ``span_id`` are always present
     (empty outside a trace)."""
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         trace_id, span_id = _ids()
         payload = {
             "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
@@ -100,7 +100,7 @@ class JsonFormatter(logging.Formatter):
 class TraceStoreHandler(logging.Handler):
     """Queues records at ``LOG_STORE_LEVEL`` and above for the trace store; never blocks."""
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         if not _hot["on"] or record.levelno < _hot["level"]:
             return
         try:

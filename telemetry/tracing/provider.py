@@ -6,16 +6,20 @@ OTLP batch processor start their threads lazily and again after a fork, so gunic
 """
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from telemetry import conf
 from telemetry.core import guard
 
-_installed = {"provider": None, "resource": None}
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+
+_installed: dict[str, Any] = {"provider": None, "resource": None}
 
 
-def resource():
+def resource() -> "Resource":
     """Service name and version from the ``OTEL_*`` environment when set (never
     overridden), else from ``TELEMETRY["SERVICE_NAME"]`` and ``RELEASE_VERSION``."""
     if _installed["resource"] is None:
@@ -27,7 +31,7 @@ def resource():
     return _installed["resource"]
 
 
-def service_name():
+def service_name() -> str:
     return str(resource().attributes.get("service.name", ""))
 
 
@@ -38,7 +42,7 @@ def _update_switch():
     state["excluded_paths"] = tuple(conf.get("TRACE_EXCLUDED_PATHS") or ())
 
 
-def setup():
+def setup() -> None:
     """Idempotent. With ``TRACES_ENABLED`` off nothing is installed at all."""
     if _installed["provider"] is not None or not conf.get("TRACES_ENABLED"):
         conf.on_change(_update_switch)
@@ -61,5 +65,5 @@ def setup():
         instrument.install()
 
 
-def otlp_endpoint_configured():
+def otlp_endpoint_configured() -> bool:
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))

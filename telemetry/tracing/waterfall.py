@@ -5,7 +5,9 @@ Pure functions over plain dicts (the rows of ``Span.objects.values(...)``), so t
 page, the API and tests share them without a database.
 """
 
+from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
+from typing import Any
 
 from telemetry import conf
 
@@ -13,7 +15,7 @@ from telemetry import conf
 MAX_SPANS = 2000
 
 
-def critical_path(spans):
+def critical_path(spans: Sequence[Mapping[str, Any]]) -> set[str]:
     """Span ids on the critical path of a span tree.
 
     From the root, walk back from the parent's end: the child that ends last (within the
@@ -63,7 +65,7 @@ def _root(spans, by_id):
     return max(orphans or spans, key=lambda span: (span["end_ns"] - span["start_ns"], -span["start_ns"]))
 
 
-def is_slow(span, slow_query_ms, slow_span_ms):
+def is_slow(span: Mapping[str, Any], slow_query_ms: float, slow_span_ms: float) -> bool:
     """Database spans flagged slow or over ``SLOW_QUERY_MS``; other spans over
     ``TRACE_SLOW_MS`` (what makes a whole trace slow)."""
     attributes = span.get("attributes") or {}
@@ -74,7 +76,8 @@ def is_slow(span, slow_query_ms, slow_span_ms):
     return span["duration_ms"] >= slow_span_ms
 
 
-def layout(spans, logs=()):
+def layout(spans: Iterable[dict[str, Any]],
+           logs: Iterable[dict[str, Any]] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows in display order (depth-first, children by start): the span dicts, with ``depth``,
     ``offset_percent``, ``width_percent``, ``is_slow``, ``is_error``, ``on_critical_path``
     and ``logs`` (the log records of that span) added to each span dict. Logs whose span
@@ -92,6 +95,7 @@ def layout(spans, logs=()):
              or not span["parent_span_id"] or span["parent_span_id"] not in by_id]
     on_path = _walk_critical_path(_root(spans, by_id), children)
     slow_query_ms, slow_span_ms = conf.get("SLOW_QUERY_MS"), conf.get("TRACE_SLOW_MS", 1000)
+    logs_by_span: dict[str, list[dict[str, Any]]]
     logs_by_span, unmatched = {}, []
     for log in logs:
         if log.get("span_id") in by_id:

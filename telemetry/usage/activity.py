@@ -11,6 +11,7 @@ from django.utils import timezone
 from telemetry import conf
 from telemetry.core import labels
 from telemetry.core.context import suppressed
+from telemetry.core.recorder import Batch
 from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import families
 from telemetry.models import UserActivity
@@ -25,11 +26,11 @@ class ActiveUsers:
         #: Organization labels given a value by an earlier sample (set to 0 once idle).
         self._reported: set[str] = set()
         #: The last count per organization and the batch of the sample that made it.
-        self._counted_batch = None
+        self._counted_batch: Batch | None = None
         self._counted: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def seen(self, user_id, organization_id) -> None:
+    def seen(self, user_id: object, organization_id: object) -> None:
         """A request of ``user_id``; one that names no organization keeps the known one."""
         if organization_id is None or organization_id == "":
             previous = self._seen.get(user_id)
@@ -38,7 +39,7 @@ class ActiveUsers:
             organization = str(organization_id)
         self._seen[user_id] = (organization, timezone.now())
 
-    def write_and_count(self, batch) -> None:
+    def write_and_count(self, batch: Batch) -> None:
         """The sampler's step: stores who was seen, counts the window per organization and
         sets ``active_users_current``."""
         with self._lock:
@@ -75,7 +76,7 @@ class ActiveUsers:
             batch.set(gauge, (label, "organization"), count)
         batch.set(gauge, ("", "platform"), sum(per_organization.values()))
 
-    def counts_of(self, batch) -> dict[str, int]:
+    def counts_of(self, batch: Batch) -> dict[str, int]:
         """Active users per organization id as counted in ``batch``'s sample (uncapped),
         or nothing when this sample did not count them."""
         if self._counted_batch is not batch:

@@ -9,7 +9,10 @@ Apdex-based performance score, and a trend coefficient over recent releases.
 """
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Min, Sum
@@ -17,6 +20,7 @@ from django.urls import Resolver404, resolve
 
 from telemetry.core import routes
 from telemetry.core.bus import emit
+from telemetry.core.recorder import Batch
 from telemetry.core.routers import telemetry_alias
 from telemetry.core.upsert import IncrementTable, Row
 from telemetry.metrics import internal
@@ -28,7 +32,7 @@ MAX_PENDING = 10_000
 SIGNIFICANCE_T = 1.96
 
 
-def current_release():
+def current_release() -> str:
     return getattr(settings, "RELEASE_VERSION", "") or "unknown"
 
 
@@ -54,7 +58,7 @@ class ReleaseLatency:
             max_fields=("max_seconds",), max_keys=max_keys,
             drops=internal.DropCounter(internal.table_dropped, labelled=True), drop_reason="releases")
 
-    def observe(self, batch, route, seconds) -> None:
+    def observe(self, batch: Batch, route: str, seconds: float) -> None:
         """A finished request (request handler, flusher thread)."""
         row = self.table.row((current_release(), route, batch.hour))
         if row is None:
@@ -69,7 +73,7 @@ class ReleaseLatency:
             row.tolerating += 1
         row.max_seconds = max(row.max_seconds, seconds)
 
-    def write_pending(self, batch=None) -> None:
+    def write_pending(self, batch: Batch | None = None) -> None:
         """The sampler's step: one increment-upsert."""
         self.table.write()
 
@@ -98,7 +102,7 @@ def _mean_variance(row):
     return mean, variance
 
 
-def significance(previous, current, min_samples=30):
+def significance(previous: Mapping[str, Any], current: Mapping[str, Any], min_samples: int = 30) -> str:
     """``improvement``, ``regression`` or ``no_change`` by Welch's t on the means."""
     if previous["count"] < min_samples or current["count"] < min_samples:
         return "insufficient_data"
@@ -114,12 +118,12 @@ def significance(previous, current, min_samples=30):
     return "regression" if t > 0 else "improvement"
 
 
-def regression_type(previous, current):
+def regression_type(previous: Mapping[str, Any], current: Mapping[str, Any]) -> str:
     ratio = _mean_variance(current)[0] / max(_mean_variance(previous)[0], 1e-9) - 1
     return "severe" if ratio >= 0.5 else "moderate" if ratio >= 0.2 else "minor"
 
 
-def performance_score(stats):
+def performance_score(stats: Mapping[str, Mapping[str, Any]]) -> float | None:
     """Apdex x 100 over all routes: (satisfied + tolerating / 2) / count."""
     count = sum(row["count"] for row in stats.values())
     if not count:
@@ -129,7 +133,7 @@ def performance_score(stats):
     return 100.0 * (satisfied + tolerating / 2) / count
 
 
-def trend_coefficient(means):
+def trend_coefficient(means: Sequence[float]) -> float:
     """Least-squares slope of a route's mean latency over release order, relative to the
     average mean: +0.15 means 15 % slower per release."""
     if len(means) < 2:
@@ -142,13 +146,13 @@ def trend_coefficient(means):
     return slope / y_mean if y_mean else 0.0
 
 
-def releases_in_order():
+def releases_in_order() -> list[str]:
     first_seen = (ReleaseRouteStats.objects.using(telemetry_alias()).values("release")
                   .annotate(first=Min("hour")).order_by("first"))
     return [row["release"] for row in first_seen]
 
 
-def compare(history=5):
+def compare(history: int = 5) -> dict[str, Any]:
     """Compares the current release with the previous one and updates the benchmark
     metrics. Returns a summary (also what the task returns)."""
     releases = releases_in_order()
@@ -157,7 +161,7 @@ def compare(history=5):
         return {"current": None}
     index = releases.index(current)
     current_stats = _route_stats(current)
-    summary = {"current": current, "previous": None, "routes": {}}
+    summary: dict[str, Any] = {"current": current, "previous": None, "routes": {}}
     score = performance_score(current_stats)
     if score is not None:
         emit("set", ("analytics", "benchmark_score"), (current,), score)
@@ -184,7 +188,8 @@ def compare(history=5):
     return summary
 
 
-def record_baseline(release, path, hour, requests, mean_seconds, variance_ratio=1.04):
+def record_baseline(release: str, path: str, hour: datetime, requests: int, mean_seconds: float,
+                    variance_ratio: float = 1.04) -> bool:
     """Stores an earlier release's latency for the route ``path`` resolves to (see
     ``telemetry.api.record_release_baseline``); False when it resolves to no route."""
     try:

@@ -10,6 +10,7 @@ storage task reads. The tables are bounded: a new key beyond ``MAX_PENDING`` is 
 and counted in ``telemetry_usage_dropped_total``.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from django.utils import timezone
 from telemetry import conf
 from telemetry.core import guard
 from telemetry.core.context import suppressed
+from telemetry.core.recorder import Batch
 from telemetry.core.routers import telemetry_alias
 from telemetry.core.upsert import IncrementTable, Row, increment
 from telemetry.metrics import internal
@@ -65,7 +67,7 @@ class UsageTables:
             OrganizationDatasourceUsage, DatasourceUsageRow, key_fields=("organization_id", "hour", "kind"),
             sum_fields=("runs", "failures"), max_keys=max_keys, drops=self.drops)
 
-    def request(self, batch, organization_id, status, app_operation) -> None:
+    def request(self, batch: Batch, organization_id: object, status: int | str, app_operation: str | None) -> None:
         """A finished request (request handler); requests that name no organization are not usage."""
         organization = _organization(organization_id)
         if not organization:
@@ -80,7 +82,7 @@ class UsageTables:
         if app_operation == "app_view" and status < 400:
             row.app_loads += 1
 
-    def query_run(self, batch, organization_id, kind, status) -> None:
+    def query_run(self, batch: Batch, organization_id: object, kind: str, status: str) -> None:
         """A datasource query run (plugin handler), in a request or not."""
         organization = _organization(organization_id)
         if not organization:
@@ -99,7 +101,7 @@ class UsageTables:
         """Events not counted in this process because a table was full."""
         return self.drops.total()
 
-    def write_pending(self, batch=None) -> None:
+    def write_pending(self, batch: Batch | None = None) -> None:
         """The sampler's step: one increment-upsert per table, with the active users
         ``activity`` counted in the same sample."""
         rows = self.organizations.take()
@@ -124,7 +126,7 @@ dropped = usage_tables.dropped
 write_pending = usage_tables.write_pending
 
 
-def write_storage(rows, now: datetime | None = None) -> int:
+def write_storage(rows: Iterable[tuple[str, object, int | None]], now: datetime | None = None) -> int:
     """``rows``: what ``STORAGE_USAGE_PROVIDER`` returned, ``[(type, organization, bytes)]``;
     the sum per organization becomes the hour's ``storage_bytes`` (latest sample wins)."""
     hour = (now or timezone.now()).replace(minute=0, second=0, microsecond=0)

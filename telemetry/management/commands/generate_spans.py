@@ -12,10 +12,15 @@ rows go in with COPY (a million spans in well under a minute); elsewhere with bu
 import json
 import random
 import time
+from argparse import ArgumentParser
+from collections.abc import Sequence
+from typing import Any
 from datetime import datetime, timedelta, timezone
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
 
 from telemetry.models import LogEntry, Span, Trace
 from telemetry.core.routers import telemetry_alias
@@ -66,10 +71,10 @@ class Generator:
         self.spans_per_trace = spans_per_trace
         self.route_weights = [route[-1] for route in ROUTES]
 
-    def hex_id(self, bits):
+    def hex_id(self, bits: int) -> str:
         return f"{self.rng.getrandbits(bits):0{bits // 4}x}"
 
-    def trace(self):
+    def trace(self) -> tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         rng = self.rng
         root_name, route, method, plugin_kind, business, _ = rng.choices(ROUTES, self.route_weights)[0]
         organization = rng.choices(self.organizations, self.organization_weights)[0]
@@ -179,7 +184,7 @@ TABLES = ((Trace, TRACE_COLUMNS), (Span, SPAN_COLUMNS), (LogEntry, LOG_COLUMNS))
 class Command(BaseCommand):
     help = "Insert synthetic traces (about --spans spans) into the trace store, for benchmarks."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--spans", type=int, default=1_000_000)
         parser.add_argument("--spans-per-trace", type=int, default=20)
         parser.add_argument("--organizations", type=int, default=30)
@@ -189,7 +194,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=50_000, help="spans per transaction")
         parser.add_argument("--clear", action="store_true", help="delete every stored trace, span and log first")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"] or telemetry_alias()
         if alias not in connections:
             raise CommandError(f"unknown database alias {alias!r}")
@@ -202,7 +207,7 @@ class Command(BaseCommand):
         started = time.perf_counter()
         written = traces = 0
         while written < options["spans"]:
-            batch = {Trace: [], Span: [], LogEntry: []}
+            batch: dict[type[Model], list[tuple[Any, ...]]] = {Trace: [], Span: [], LogEntry: []}
             while len(batch[Span]) < options["batch"] and written + len(batch[Span]) < options["spans"]:
                 trace_row, span_rows, log_rows = generator.trace()
                 batch[Trace].append(trace_row)
@@ -222,7 +227,7 @@ class Command(BaseCommand):
             f"Inserted {written:,} spans in {traces:,} traces into {alias!r} "
             f"in {time.perf_counter() - started:.1f} s."))
 
-    def clear(self, connection):
+    def clear(self, connection: BaseDatabaseWrapper) -> None:
         tables = [connection.ops.quote_name(model._meta.db_table) for model, _ in TABLES]
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
@@ -231,7 +236,9 @@ class Command(BaseCommand):
                 for table in tables:
                     cursor.execute(f"DELETE FROM {table}")
 
-    def insert(self, connection, model, columns, rows):
+    # Any model: one of TABLES' models (their union does not type ``objects.bulk_create``).
+    def insert(self, connection: BaseDatabaseWrapper, model: Any, columns: Sequence[str],
+               rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
         table = connection.ops.quote_name(model._meta.db_table)

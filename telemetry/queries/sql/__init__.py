@@ -19,8 +19,9 @@ the parser rejects get operation ``other`` and no score, and are counted in
 import hashlib
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from telemetry import conf
 from telemetry.core import guard
@@ -52,11 +53,11 @@ _LABEL_UNSAFE = re.compile(r"\W+")
 
 class QueryAnalysis(NamedTuple):
     operation: str
-    tables: tuple
+    tables: tuple[str, ...]
     complexity_score: float | None
     complexity: str
     pattern: str
-    suggestions: tuple
+    suggestions: tuple[str, ...]
     fingerprint: str
     fingerprint_id: str
 
@@ -78,7 +79,8 @@ _limits = None
 _schema = None
 
 
-def analyze(sql, params=None, vendor=None):
+def analyze(sql: str | bytes | bytearray, params: Sequence[Any] | Mapping[str, Any] | None = None,
+            vendor: str | None = None) -> QueryAnalysis:
     """Analysis of one statement as the driver received it (``params`` in any driver
     style: a sequence for ``%s``/``?``/``$1``, a mapping for ``%(name)s``/``:name``)."""
     try:
@@ -99,7 +101,7 @@ def analyze(sql, params=None, vendor=None):
             return QueryAnalysis("other", (), None, "unknown", "other", (), "", fingerprints.fingerprint_id(""))
 
 
-def cache_info():
+def cache_info() -> Any:  # functools' _CacheInfo (a private name)
     """Statistics of the statement cache (hits, misses, size), for tests and health pages."""
     return _analyze_cached.cache_info()
 
@@ -177,7 +179,7 @@ def _shrink(renamed):
     the longest IN list seen. Placeholders keep their :pN names, so positions hold."""
     longest = 0
 
-    def first_item(match):
+    def first_item(match: re.Match[str]) -> str:
         nonlocal longest
         longest = max(longest, match.group(2).count(",") + 1)
         return f"IN ({match.group(1)})"
@@ -348,7 +350,7 @@ def _model_schema():
 # sqlglot logs a warning for every statement it cannot parse and falls back to an opaque
 # Command; those are counted in telemetry_sql_unparsed_total instead.
 class _QuietFallback(logging.Filter):
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         return "Falling back to parsing as a 'Command'" not in record.getMessage()
 
 

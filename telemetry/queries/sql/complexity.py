@@ -21,6 +21,7 @@ UNION 26.
 from sqlglot import exp
 
 from telemetry.queries.sql.scopes import clause
+from telemetry.queries.sql.suggestions import Findings
 
 LOW_BELOW = 5.0
 MEDIUM_BELOW = 15.0
@@ -29,7 +30,7 @@ _PREDICATES = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ
                exp.Like, exp.ILike, exp.Between, exp.Is, exp.Exists)
 
 
-def score(tree, findings):
+def score(tree: exp.Expr, findings: Findings) -> float:
     total = 0.0
     for node in tree.walk():
         if isinstance(node, exp.Join):
@@ -50,7 +51,7 @@ def score(tree, findings):
     return total
 
 
-def classify(value):
+def classify(value: float | None) -> str:
     if value is None:
         return "unknown"
     if value < LOW_BELOW:

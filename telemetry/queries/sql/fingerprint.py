@@ -29,11 +29,11 @@ _NO_SPACE_AFTER = frozenset(("(", ".", "::", "["))
 _FALLBACK_LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|:p\d+|\?")
 
 
-def fingerprint_id(fingerprint):
+def fingerprint_id(fingerprint: str) -> str:
     return hashlib.blake2b(fingerprint.encode(), digest_size=8).hexdigest()
 
 
-def normalize(renamed_sql, dialect):
+def normalize(renamed_sql: str, dialect: str | None) -> str:
     """Fingerprint text of a statement whose placeholders were renamed ``:pN``."""
     try:
         tokens = Dialect.get_or_raise(dialect).tokenize(renamed_sql)

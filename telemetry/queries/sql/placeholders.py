@@ -9,6 +9,7 @@ rest of the statement. In a PostgreSQL statement with percent-style placeholders
 is the jsonb operator."""
 
 import re
+from typing import Any, cast
 
 _COMMON = r"""
     (?P<line_comment>--[^\n]*)
@@ -32,14 +33,14 @@ _MYSQL = re.compile(r"""
   | """ + _COMMON, re.S | re.X)
 
 
-def rename(sql, vendor=None):
+def rename(sql: str, vendor: str | None = None) -> tuple[str, tuple[int | str, ...]]:
     """``(sql with :pN placeholders, keys)``: ``keys[N]`` is the parameter's index (int)
     or name (str) in the params the driver received."""
-    keys = []
+    keys: list[int | str] = []
     position = [0]
 
-    def replace(match):
-        kind = match.lastgroup
+    def replace(match: re.Match[str]) -> str:
+        kind = cast(str, match.lastgroup)  # every alternative of the pattern is a named group
         if kind in ("quoted", "backticked"):
             return match.group()
         if kind == "line_comment":
@@ -67,7 +68,7 @@ def rename(sql, vendor=None):
     return renamed, tuple(keys)
 
 
-def value(params, key):
+def value(params: Any, key: int | str) -> Any:
     """The bound value for ``key``, or ``None`` when it cannot be found."""
     if params is None:
         return None

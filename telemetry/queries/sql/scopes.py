@@ -9,6 +9,8 @@ answer needs a schema; assuming "local" never invents a correlation). Django's m
 provide the schema of the project's own tables.
 """
 
+from collections.abc import Collection, Iterator, Mapping
+
 from sqlglot import exp
 
 BLOCKS = (exp.Select, exp.Update, exp.Delete)
@@ -17,7 +19,7 @@ COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ
 _NESTED = (exp.Select, exp.Subquery, exp.Exists)
 
 
-def clause(node):
+def clause(node: exp.Expr) -> tuple[str | None, exp.Expr | None]:
     """``(clause name, block)`` of the nearest enclosing query block: ``"where"``,
     ``"on"``, ``"having"``, or the block's argument name (``"expressions"`` for the
     select list, ``"from_"``, ``"order"``, ...)."""
@@ -35,21 +37,21 @@ def clause(node):
     return None, None
 
 
-def own_nodes(node, types):
+def own_nodes(node: exp.Expr, types: type[exp.Expr] | tuple[type[exp.Expr], ...]) -> Iterator[exp.Expr]:
     """Nodes of ``types`` under ``node`` that belong to its own block, not a nested query."""
     for found in node.walk(prune=lambda candidate: candidate is not node and isinstance(candidate, _NESTED)):
         if isinstance(found, types):
             yield found
 
 
-def own_columns(node):
+def own_columns(node: exp.Expr) -> list[exp.Expr]:
     return [column for column in own_nodes(node, exp.Column) if not isinstance(column.this, exp.Star)]
 
 
-def enclosing_blocks(node):
+def enclosing_blocks(node: exp.Expr) -> list[exp.Select | exp.Update | exp.Delete]:
     """Query blocks around ``node``, innermost first (the node itself if it is one)."""
     blocks = []
-    current = node
+    current: exp.Expr | None = node
     while current is not None:
         if isinstance(current, BLOCKS):
             blocks.append(current)
@@ -69,7 +71,7 @@ class Source:
         self.columns = columns
         self.opaque = opaque
 
-    def has(self, name):
+    def has(self, name: str) -> bool | None:
         """True, False, or None when its columns are not known."""
         if self.columns is None:
             return None
@@ -120,9 +122,9 @@ def _source(item, ctes, schema):
     return Source(item.alias_or_name.lower() if hasattr(item, "alias_or_name") else "?", opaque=True)
 
 
-def source_items(block):
+def source_items(block: exp.Expr) -> list[tuple[exp.Expr, exp.Join | None]]:
     """FROM-list entries of a block with the Join that brought each (None for the first)."""
-    items = []
+    items: list[tuple[exp.Expr, exp.Join | None]] = []
     if isinstance(block, exp.Select):
         from_ = block.args.get("from_")
         if from_ is not None:
@@ -140,7 +142,8 @@ def source_items(block):
     return items
 
 
-def sources(block, schema, cache):
+def sources(block: exp.Expr, schema: Mapping[str, Collection[str]],
+            cache: dict[int, dict[str, Source]]) -> dict[str, Source]:
     """``{alias or table name: Source}`` of a block, memoized in ``cache`` per block."""
     found = cache.get(id(block))
     if found is None:
@@ -153,7 +156,8 @@ def sources(block, schema, cache):
     return found
 
 
-def resolve(column, schema, cache):
+def resolve(column: exp.Column, schema: Mapping[str, Collection[str]],
+            cache: dict[int, dict[str, Source]]) -> tuple[exp.Expr | None, str | None]:
     """``(block, source key or None)`` the column belongs to, or ``(None, None)``."""
     qualifier = column.table.lower()
     name = column.name.lower()
@@ -179,7 +183,7 @@ def resolve(column, schema, cache):
     return None, None
 
 
-def is_within(node, ancestor):
+def is_within(node: exp.Expr | None, ancestor: exp.Expr) -> bool:
     while node is not None:
         if node is ancestor:
             return True

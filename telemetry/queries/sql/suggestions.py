@@ -8,10 +8,13 @@ placeholder keys that feed them, so a cached statement is re-checked against new
 parameters without parsing it again.
 """
 
+from collections.abc import Collection, Mapping
+
 from sqlglot import exp
 
 from telemetry.queries.sql.scopes import (
     COMPARISONS,
+    Source,
     clause,
     is_within,
     own_columns,
@@ -62,9 +65,9 @@ class Findings:
         self.literal_leading_wildcards = 0
 
 
-def find(tree, limits, schema):
+def find(tree: exp.Expr, limits: Limits, schema: Mapping[str, Collection[str]]) -> Findings:
     findings = Findings()
-    cache = {}
+    cache: dict[int, dict[str, Source]] = {}
     _select_star(tree, findings)
     _missing_where(tree, findings)
     _like_patterns(tree, findings)
@@ -229,15 +232,15 @@ def _joins(block, limits, schema, cache, findings):
     block_sources = sources(block, schema, cache)
     parent = {key: key for key, source in block_sources.items() if not source.opaque}
 
-    def root(key):
+    def root(key: str) -> str:
         while parent[key] != key:
             key = parent[key]
         return key
 
-    def union(*keys):
-        keys = [root(key) for key in keys if key in parent]
-        for key in keys[1:]:
-            parent[key] = keys[0]
+    def union(*keys: str) -> None:
+        roots = [root(key) for key in keys if key in parent]
+        for key in roots[1:]:
+            parent[key] = roots[0]
 
     seen = []
     for item, join in source_items(block):
