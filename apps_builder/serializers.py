@@ -110,7 +110,8 @@ class AppSerializer(serializers.ModelSerializer):
         return definition
 
     def validate(self, attrs):
-        if self.instance is not None and "organization" in attrs and attrs["organization"] != self.instance.organization:
+        moved = "organization" in attrs and attrs["organization"] != getattr(self.instance, "organization", None)
+        if self.instance is not None and moved:
             raise serializers.ValidationError({"organization": "An app cannot move to another organization."})
         if self.instance is None and not attrs.get("slug"):
             attrs["slug"] = unique_slug(attrs.get("name", ""))
@@ -169,7 +170,8 @@ class DataSourceSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         if self.instance is not None:
             if "organization" in attrs and attrs["organization"] != self.instance.organization:
-                raise serializers.ValidationError({"organization": "A data source cannot move to another organization."})
+                raise serializers.ValidationError(
+                    {"organization": "A data source cannot move to another organization."})
             if "kind" in attrs and attrs["kind"] != self.instance.kind:
                 raise serializers.ValidationError({"kind": "The kind of a data source cannot change."})
         return attrs

@@ -138,7 +138,7 @@ def main():
         for vendor, statement, params in STATEMENTS:
             telemetry_sql._analyze_cached.cache_clear()
             given = params if with_params else None
-            timings.append(per_call(lambda: analyze(statement, given, vendor), 1))
+            timings.append(per_call(lambda s=statement, g=given, v=vendor: analyze(s, g, v), 1))
         return statistics.mean(timings)
 
     def hit(with_params):

@@ -66,8 +66,8 @@ def timed(function):
 
 def flush(all_analyses, count):
     """One sample interval's write: ``count`` fingerprints, each seen 10 times."""
-    from telemetry.queries import stats as querystats
     from telemetry.core import recorder
+    from telemetry.queries import stats as querystats
 
     batch = recorder.Batch()
     for analysis in all_analyses[:count]:
@@ -84,8 +84,8 @@ def main():
     from django.utils import timezone
 
     from telemetry.core import recorder
-    from telemetry.queries import reports
     from telemetry.core.context import suppress_in_this_thread
+    from telemetry.queries import reports
 
     recorder.run_in_foreground()
     suppress_in_this_thread()

@@ -86,10 +86,10 @@ def main():
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from telemetry.tracing import waterfall
     from telemetry.admin.traces import MAX_LOGS
-    from telemetry.models import LogEntry, Span, Trace
     from telemetry.core.routers import telemetry_alias
+    from telemetry.models import LogEntry, Span, Trace
+    from telemetry.tracing import waterfall
 
     alias = telemetry_alias()
     connection = connections[alias]

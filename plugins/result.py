@@ -24,7 +24,7 @@ class QueryResult:
 
     def records(self):
         """Rows as dicts keyed by column name (what a table component shows)."""
-        return [dict(zip(self.columns, row)) for row in self.rows]
+        return [dict(zip(self.columns, row, strict=False)) for row in self.rows]
 
     def as_dict(self):
         return asdict(self)

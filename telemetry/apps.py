@@ -8,14 +8,13 @@ class TelemetryConfig(AppConfig):
 
     def ready(self) -> None:
         """Installs the hooks once per process; a second call does nothing."""
-        from telemetry import checks, tracing
-        from telemetry import conf
+        from telemetry import conf, tracing
         from telemetry.core import recorder
         from telemetry.db import wrapper as db
         from telemetry.pipeline import handlers, sampler
         from telemetry.tasks import receivers as jobs
-        from telemetry.usage import auth as signals  # noqa: F401
         from telemetry.tracing import logs
+        from telemetry.usage import auth as signals  # noqa: F401
 
         tracing.setup()
         conf.on_change(logs.read_settings)

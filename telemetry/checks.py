@@ -32,7 +32,8 @@ def check_middleware(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> 
 @checks.register(checks.Tags.security)
 def check_metrics_behind_proxy(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Behind a reverse proxy, loopback is the proxy: only a token keeps /metrics private."""
-    behind_proxy = (getattr(settings, "USE_X_FORWARDED_HOST", False) or getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    behind_proxy = (getattr(settings, "USE_X_FORWARDED_HOST", False)
+                    or getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
                     or conf.get("METRICS_TRUSTED_PROXIES"))
     if behind_proxy and not conf.get("METRICS_TOKEN"):
         return [checks.Warning(

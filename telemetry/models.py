@@ -239,7 +239,8 @@ class QueryReport(models.Model):
         indexes = [models.Index(fields=["kind", "-period_end"], name="telemetry_report_kind")]
 
     def __str__(self):
-        return f"{self.get_kind_display().capitalize()} {self.period_start:%Y-%m-%d %H:%M} – {self.period_end:%Y-%m-%d %H:%M}"
+        kind = self.get_kind_display().capitalize()
+        return f"{kind} {self.period_start:%Y-%m-%d %H:%M} – {self.period_end:%Y-%m-%d %H:%M}"
 
 
 class QuerySuggestion(models.Model):

@@ -22,8 +22,8 @@ from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
-from telemetry.queries import reports
 from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
+from telemetry.queries import reports
 
 PERIODS = ((1, "last hour"), (24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
 SORT_KEYS = (("total_ms", "Total ms"), ("calls", "Calls"), ("mean_ms", "Mean ms"), ("p95_ms", "p95 ms"),

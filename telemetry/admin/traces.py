@@ -29,8 +29,8 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from telemetry.tracing import waterfall
 from telemetry.models import LogEntry, Span, Trace
+from telemetry.tracing import waterfall
 
 #: Rows the paginator counts before it stops: past it, later pages are out of reach and
 #: the filters narrow the list.
@@ -263,8 +263,8 @@ def span_values(trace_id: str) -> list[dict[str, Any]]:
     rows = list(Span.objects.filter(trace_id=trace_id).order_by("start_ns").values_list(
         *SPAN_FIELDS, *(Cast(field, TextField()) for field in SPAN_JSON_FIELDS))[: waterfall.MAX_SPANS + 1])
     attributes, events = (json.loads(f"[{','.join(row[index] for row in rows)}]") for index in (-2, -1))
-    return [dict(zip(SPAN_FIELDS, row), attributes=row_attributes, events=row_events)
-            for row, row_attributes, row_events in zip(rows, attributes, events)]
+    return [dict(zip(SPAN_FIELDS, row, strict=False), attributes=row_attributes, events=row_events)
+            for row, row_attributes, row_events in zip(rows, attributes, events, strict=False)]
 
 
 def put_rows(rows_html: str, response: TemplateResponse) -> None:

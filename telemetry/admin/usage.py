@@ -216,7 +216,7 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
         latest_storage = (OrganizationUsage.objects.filter(organization_id=organization_id,
                                                            storage_bytes__isnull=False)
                           .order_by("-hour").values_list("storage_bytes", flat=True).first())
-        ok = [requests - errors for requests, errors in zip(series["requests"], series["errors"])]
+        ok = [requests - errors for requests, errors in zip(series["requests"], series["errors"], strict=False)]
         charts = [
             bar_chart("requests", "Requests", window, [("below 500", COLORS[0], ok),
                                                        ("5xx", ERROR_COLOR, series["errors"])]),

@@ -25,13 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from telemetry import api
-from telemetry import conf
-from telemetry.core import guard
-from telemetry.metrics import multiprocess
-from telemetry.tracing import waterfall
-from telemetry.metrics import families
-from telemetry.models import LogEntry, Span, Trace
+from telemetry import api, conf
 from telemetry.api.serializers import (
     LEVELS,
     MAX_PAGE_SIZE,
@@ -41,6 +35,10 @@ from telemetry.api.serializers import (
     TraceQuerySerializer,
     TraceSerializer,
 )
+from telemetry.core import guard
+from telemetry.metrics import families, multiprocess
+from telemetry.models import LogEntry, Span, Trace
+from telemetry.tracing import waterfall
 
 MAX_LOGS_PER_TRACE = 500
 #: Routes listed by the metrics endpoint (the busiest first).

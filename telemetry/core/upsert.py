@@ -61,7 +61,8 @@ def increment(model: type[Model], rows: Sequence[Mapping[str, Any]], key_fields:
         conflict = f"ON CONFLICT ({keys}) DO UPDATE SET " + ", ".join(updates)
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     column_list = ", ".join(quote(column) for column in columns)
-    prepared = [[field.get_db_prep_save(row[name], connection) for name, field in zip(fields, model_fields, strict=True)]
+    prepared = [[field.get_db_prep_save(row[name], connection)
+                 for name, field in zip(fields, model_fields, strict=True)]
                 for row in rows]
     with suppressed(), connection.cursor() as cursor:
         for start in range(0, len(prepared), chunk_size):
@@ -142,7 +143,8 @@ class IncrementTable(Generic[RowType]):
         if rows is None:
             rows = self.take()
         self.drops.report()
-        increment(self.model, [{**dict(zip(self.key_fields, key, strict=True)), **row.fields()} for key, row in rows.items()],
+        increment(self.model,
+                  [{**dict(zip(self.key_fields, key, strict=True)), **row.fields()} for key, row in rows.items()],
                   key_fields=self.key_fields, sum_fields=self.sum_fields, max_fields=self.max_fields,
                   min_fields=self.min_fields, set_fields=self.set_fields)
 

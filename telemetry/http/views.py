@@ -20,10 +20,10 @@ from prometheus_client.exposition import choose_encoder
 
 from telemetry import conf
 from telemetry.core import guard, recorder
+from telemetry.core.bus import emit
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import multiprocess
-from telemetry.core.bus import emit
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 

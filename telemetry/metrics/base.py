@@ -13,7 +13,6 @@ from telemetry import conf
 from telemetry.adapters import prometheus
 from telemetry.metrics import internal
 
-
 #: Seconds: 1 ms .. 30 s.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Bytes: 64 B .. 16 MiB.

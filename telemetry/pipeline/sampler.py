@@ -9,17 +9,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import psutil
-
 from django.conf import settings
 from django.db import connections
 
-from telemetry.usage import activity, releases, rollups as usage
 from telemetry.core import guard, labels
 from telemetry.core.recorder import Batch
-from telemetry.queries import stats as querystats
 from telemetry.db.wrapper import tracked_connections
-from telemetry.pipeline.handlers import DB_SYSTEMS
 from telemetry.metrics import families
+from telemetry.pipeline.handlers import DB_SYSTEMS
+from telemetry.queries import stats as querystats
+from telemetry.usage import activity, releases
+from telemetry.usage import rollups as usage
 
 _process: dict[int, psutil.Process] = {}
 

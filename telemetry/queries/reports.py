@@ -15,12 +15,12 @@ from django.db import connections, transaction
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
-from telemetry.queries import advice
 from telemetry import conf
 from telemetry.core import guard
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
+from telemetry.queries import advice
 
 MAX_FINGERPRINT_TEXT = 2000
 MAX_SUGGESTIONS = 200

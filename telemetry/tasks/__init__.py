@@ -18,6 +18,7 @@ from telemetry.tasks.samples import (
 )
 
 __all__ = [
-    "build_optimization_report", "build_slow_query_report", "compare_releases", "purge_stored", "purge_traces", "purge_usage",
+    "build_optimization_report", "build_slow_query_report", "compare_releases", "purge_stored", "purge_traces",
+    "purge_usage",
     "record_expired_sessions", "sample_queue_depth", "sample_storage_usage",
 ]

@@ -13,8 +13,8 @@ from celery import signals
 
 from telemetry import tracing
 from telemetry.core import guard, recorder
-from telemetry.metrics import multiprocess
 from telemetry.core.bus import emit
+from telemetry.metrics import multiprocess
 
 PUBLISHED_HEADER = "telemetry_published_at"
 _started: dict[str | None, float] = {}

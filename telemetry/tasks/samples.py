@@ -10,10 +10,10 @@ from django.utils.module_loading import import_string
 
 from telemetry import conf
 from telemetry.core import guard, labels, recorder
+from telemetry.core.bus import emit
 from telemetry.usage import releases
 from telemetry.usage import rollups as usage
 from telemetry.usage.auth import SESSION_LOGIN_KEY, record_session_end
-from telemetry.core.bus import emit
 
 
 @shared_task(name="telemetry.sample_storage_usage", time_limit=120, soft_time_limit=100, ignore_result=True)

@@ -16,7 +16,8 @@ from opentelemetry import trace as trace_api
 
 # For the execute wrapper: the current span is ``current_context_var.get().get(span_key)``,
 # one context-variable lookup per query instead of four calls.
-from telemetry.adapters.opentelemetry import SPAN_KEY as span_key, current_context_var  # noqa: F401
+from telemetry.adapters.opentelemetry import SPAN_KEY as span_key  # noqa: F401
+from telemetry.adapters.opentelemetry import current_context_var as current_context_var
 
 #: Hot-path switch read by the middleware and the execute wrapper: True once the
 #: provider is installed in this process and ``TRACES_ENABLED`` is on.

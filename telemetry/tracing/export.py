@@ -5,16 +5,21 @@ processor gives it its own bounded queue and thread (restarted after a fork), so
 or unreachable collector never holds the store writer; failed exports are counted.
 """
 
+import os
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from telemetry.tracing import processor, provider
+from telemetry.tracing import processor
+
+
+def otlp_endpoint_configured() -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
 def build_processor() -> BatchSpanProcessor | None:
-    if not provider.otlp_endpoint_configured():
+    if not otlp_endpoint_configured():
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -17,6 +17,7 @@ is a :class:`~telemetry.core.background.BackgroundWorker`.
 import json
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -30,6 +31,7 @@ from telemetry.adapters.opentelemetry import span_fields
 from telemetry.core import guard, recorder
 from telemetry.core.background import BackgroundWorker, BoundedQueue
 from telemetry.metrics import internal
+from telemetry.tracing.sanitize import sanitize
 
 MAX_PENDING_TRACES = 5000
 MAX_SPANS_PER_PENDING_TRACE = 1000
@@ -124,6 +126,9 @@ class TraceStore:
         self._failed: deque[_FailedBatch] = deque()
         self._export_processor: Any = None
         self._export_checked = False
+        #: Builds the OTLP span processor (or None when export is not configured); set by
+        #: ``telemetry.tracing.provider.setup``, called on the first export.
+        self.export_factory: Callable[[], Any] | None = None
 
     def submit(self, span: "ReadableSpan | DeferredTrace") -> None:
         """Never blocks, never raises; a full queue drops and counts."""
@@ -187,15 +192,12 @@ class TraceStore:
         return self._export_processor
 
     def _flush_locked(self) -> None:
-        # Imported here: spans.py builds spans for this module's queue and imports it.
-        from telemetry.tracing import spans as span_builder
-
         settings = conf.get_settings()
         spans = self.spans.drain()
         logs = self.logs.drain()
         kept, summaries = self._decide(spans, settings)
         capture_sql = settings["TRACE_CAPTURE_SQL"]
-        kept = [span_builder.sanitize(span, capture_sql) for span in kept]
+        kept = [sanitize(span, capture_sql) for span in kept]
         if kept:
             self._export_spans(kept)
         failed = self._failed
@@ -295,9 +297,7 @@ class TraceStore:
         """OTLP gets the kept traces (sampling is decided here, before export)."""
         if not self._export_checked:
             self._export_checked = True
-            from telemetry.tracing import export
-
-            self._export_processor = export.build_processor()
+            self._export_processor = self.export_factory() if self.export_factory is not None else None
         processor = self._export_processor
         if processor is not None:
             for span in kept:
@@ -411,7 +411,8 @@ def span_row(span):
 
 
 def write_batch(kept, summaries, logs):
-    """Stores one batch (the fields of a :class:`StoreBatch`): span rows, trace summaries with their span counts, log rows.
+    """Stores one batch (the fields of a :class:`StoreBatch`): span rows, trace summaries
+    with their span counts, log rows.
     Span rows stored already are skipped (a batch retried after its commit was lost); a
     trace stored already (its other local root, in a worker, came first, or its root was
     written by an earlier batch) keeps its fields, gets the new spans added to its count
@@ -419,8 +420,8 @@ def write_batch(kept, summaries, logs):
     from django.db import connections, transaction
 
     from telemetry.core.context import suppressed
-    from telemetry.models import LogEntry
     from telemetry.core.routers import telemetry_alias
+    from telemetry.models import LogEntry
 
     alias = telemetry_alias()
     connection = connections[alias]
@@ -456,7 +457,7 @@ def _write_postgresql(connection, rows, traces):
         span_columns = ", ".join(quote(column) for column in SPAN_COLUMNS)
         trace_id, count, status = quote("trace_id"), quote("span_count"), quote("status")
         trace_columns = [quote(column) for column in TRACE_COLUMNS]
-        selected = ", ".join(f"COALESCE(counts.n, 0)" if column == count else f"summary.{column}"
+        selected = ", ".join("COALESCE(counts.n, 0)" if column == count else f"summary.{column}"
                              for column in trace_columns)
         statement = _statements["postgresql"] = (
             f"WITH spans AS (INSERT INTO {span_table} ({span_columns}) SELECT {span_columns} "
@@ -496,8 +497,8 @@ def _write_any(connection, rows, traces):
     from django.db.models import F
     from django.db.models.constants import OnConflict
 
-    from telemetry.models import Span, Trace
     from telemetry.core.upsert import increment
+    from telemetry.models import Span, Trace
 
     per_trace = {}
     errors = set()

@@ -5,13 +5,13 @@ OTLP batch processor start their threads lazily and again after a fork, so gunic
 ``--preload`` and Celery prefork children need nothing special.
 """
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from telemetry import conf
 from telemetry.core import guard
+from telemetry.tracing import export, instrument, processor
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -50,8 +50,6 @@ def setup() -> None:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
-    from telemetry.tracing import instrument, processor
-
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider(resource=resource())
@@ -59,11 +57,9 @@ def setup() -> None:
     provider.add_span_processor(processor.StoreSpanProcessor())
     _installed["provider"] = provider
     conf.on_change(_update_switch)
+    processor.trace_store.export_factory = export.build_processor
     processor.read_settings()
     conf.on_change(processor.read_settings)
     with guard.guarded("trace_instrument"):
         instrument.install()
 
-
-def otlp_endpoint_configured() -> bool:
-    return bool(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))

@@ -1,5 +1,4 @@
-"""Spans built off the request thread, and the sanitising every span passes before it
-is stored or exported.
+"""Spans built off the request thread.
 
 The server span and the DB spans are made here, in the flusher thread, from the events
 the middleware and the execute wrapper recorded: ``ReadableSpan`` objects the SDK's
@@ -9,23 +8,21 @@ exporters accept, at a fraction of what live SDK spans cost on the request threa
 import random
 import time
 from functools import lru_cache
-from urllib.parse import urlsplit, urlunsplit
 
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from telemetry.adapters.opentelemetry import rewrite_span
 from telemetry.core.events import QueryExecuted, RequestFinished
 from telemetry.tracing import processor, provider
+from telemetry.tracing.sanitize import DB_SCOPE_NAME, HTTP_SCOPE_NAME
 
 #: perf_counter() seconds + this = epoch nanoseconds; one offset per process (the
 #: monotonic clock is shared by forked children, so it stays valid after a fork).
 EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-HTTP_SCOPE = InstrumentationScope("telemetry.http")
-DB_SCOPE = InstrumentationScope("telemetry.db")
-OUR_SCOPES = frozenset({HTTP_SCOPE.name, DB_SCOPE.name})
+HTTP_SCOPE = InstrumentationScope(HTTP_SCOPE_NAME)
+DB_SCOPE = InstrumentationScope(DB_SCOPE_NAME)
 DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
 _OK = Status(StatusCode.UNSET)
 
@@ -132,52 +129,3 @@ def submit_query(event: QueryExecuted, result, settings) -> None:
         processor.submit(span)
 
 
-def _strip_url(url):
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def sanitize(span, capture_sql):
-    """What third-party instrumentation recorded, made safe to keep: normalized SQL,
-    URLs without credentials or query strings, exception types without their messages
-    (a driver's message may quote a row's values). Mutates the span's private fields:
-    it is the writer's own copy (``Span.end`` hands processors a fresh ``ReadableSpan``)."""
-    scope = span.instrumentation_scope
-    if scope is not None and scope.name in OUR_SCOPES:
-        return span
-    attributes = span.attributes
-    changed = None
-    statement = attributes.get("db.statement")
-    if statement is not None and not capture_sql and attributes.get("db.system") != "redis":
-        changed = dict(attributes)
-        vendor = str(attributes.get("db.system") or "postgresql")
-        from telemetry.queries.sql import analyze
-
-        changed["db.statement"] = analyze(str(statement), None, vendor).fingerprint
-    for key in ("http.url", "url.full"):
-        value = attributes.get(key)
-        if value and ("?" in value or "@" in value or "#" in value):
-            changed = changed if changed is not None else dict(attributes)
-            changed[key] = _strip_url(value)
-    if changed is not None:
-        rewrite_span(span, attributes=changed)
-    if span.events:
-        rewrite_span(span, events=tuple(_safe_event(event) for event in span.events))
-    status = span.status
-    if status.description:
-        rewrite_span(span, status=Status(status.status_code, status.description.split(":", 1)[0][:120]))
-    return span
-
-
-def _safe_event(event):
-    if event.name != "exception":
-        return event
-    attributes = event.attributes or {}
-    kept = {key: attributes[key] for key in ("exception.type", "exception.escaped") if key in attributes}
-    return Event("exception", kept, event.timestamp)

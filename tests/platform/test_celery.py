@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Variables that would take a process off the embedded broker and database.
+EMBEDDED_OVERRIDES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL")
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def test_task_runs_on_a_real_worker_over_redis(redis_worker, redis_url):
 
 
 def test_worker_and_beat_start_on_the_embedded_file_broker(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_OVERRIDES}
     env["VAR_DIR"] = str(tmp_path)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-l", "WARNING"],
@@ -68,7 +70,7 @@ def test_worker_and_beat_start_on_the_embedded_file_broker(tmp_path):
 def test_a_broken_message_on_the_embedded_broker_does_not_stop_the_worker(tmp_path):
     """A message file that is not JSON (kombu's own filesystem transport died on one read
     half-written) is skipped; the worker goes on with the next message."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_OVERRIDES}
     env["VAR_DIR"] = str(tmp_path)
     queue = tmp_path / "celery" / "broker" / "queue"
     queue.mkdir(parents=True)

@@ -19,14 +19,12 @@ from prometheus_client import REGISTRY
 
 import plugins
 from apps_builder.models import App, AppVersion, DataQuery, DataSource
-from telemetry import api
+from telemetry import api, conf
 from telemetry.adapters import prometheus
-from telemetry import conf
-from telemetry.core import labels, recorder
-from telemetry.core import routes
+from telemetry.core import labels, recorder, routes
+from telemetry.metrics import families
 from telemetry.pipeline import sampler
 from telemetry.queries.sql import analyze
-from telemetry.metrics import families
 from tests.live import ROOT, free_port
 
 #: The seed inventory (``seeds/000``): exposition name, type, label keys. ``{ns}`` is the
@@ -467,7 +465,8 @@ def probe_task():
 
 
 def test_a_running_task_is_active_and_counted_when_done(samples):
-    executions = samples.snapshot("tooljet_task_executions_total", {"task": "tests.inventory.probe", "status": "success"})
+    executions = samples.snapshot("tooljet_task_executions_total",
+                                  {"task": "tests.inventory.probe", "status": "success"})
     durations = samples.snapshot("tooljet_task_duration_seconds_count", {"task": "tests.inventory.probe"})
     assert probe_task.apply().get() == 1  # the task saw itself running
     assert samples.value("tooljet_tasks_active", {"task": "tests.inventory.probe"}) == 0

@@ -15,9 +15,9 @@ from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from telemetry.http.throttling import ScopedRateThrottle
 from telemetry.tasks.beat import TelemetryScheduler, missed_runs
 from tests.live import free_port
-from telemetry.http.throttling import ScopedRateThrottle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,8 +183,8 @@ def test_sessions_that_expire_without_logout_are_measured_and_removed(samples, d
     from django.contrib.sessions.backends.db import SessionStore
     from django.contrib.sessions.models import Session
 
-    from telemetry.usage.auth import SESSION_LOGIN_KEY
     from telemetry.tasks import record_expired_sessions
+    from telemetry.usage.auth import SESSION_LOGIN_KEY
 
     user = django_user_model.objects.create_user("sessioned", password="x" * 12)
     store = SessionStore()

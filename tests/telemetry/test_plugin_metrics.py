@@ -53,7 +53,8 @@ def test_phases_bytes_and_connection_times(sample_db, samples):
                                 {"tooljet_datasource_kind": "sqlite", "tooljet_operation_type": "query_result"})
     created = samples.snapshot("tooljet_plugin_connection_create_duration_seconds_count",
                                {"tooljet_datasource_kind": "sqlite", "tooljet_organization_id": "7"})
-    used = samples.snapshot("tooljet_plugin_connection_use_duration_seconds_count", {"tooljet_datasource_kind": "sqlite"})
+    used = samples.snapshot("tooljet_plugin_connection_use_duration_seconds_count",
+                            {"tooljet_datasource_kind": "sqlite"})
     first = run(sample_db, "SELECT * FROM items")
     second = run(sample_db, "SELECT * FROM items WHERE id = :id", id=3)
     assert all(delta() == 2 for delta in phases.values())

@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 from selenium.webdriver.common.by import By
 
-from telemetry.queries import reports
 from telemetry.models import QueryFinding, QueryPlan, QueryStat
+from telemetry.queries import reports
 from tests.live import admin_login
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)

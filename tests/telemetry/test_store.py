@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import pytest
 from django.db import connections
 
-from telemetry.models import ReleaseRouteStats
 from telemetry.core.upsert import increment
+from telemetry.models import ReleaseRouteStats
 from tests.live import ROOT
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)

@@ -5,7 +5,7 @@ import pytest
 from django.db import connections
 from rest_framework.test import APIClient
 
-from tests.telemetry.test_trace_admin import FAST_TRACE, SLOW_TRACE, SLOW_SPANS, store_known_traces, store_trace
+from tests.telemetry.test_trace_admin import FAST_TRACE, SLOW_SPANS, SLOW_TRACE, store_known_traces, store_trace
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 

@@ -3,9 +3,9 @@ Redis, and the worker's spans reach the store from the worker process."""
 
 import os
 import subprocess
-import uuid
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest

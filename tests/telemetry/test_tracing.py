@@ -191,8 +191,9 @@ def test_plugin_driver_and_http_spans_are_children_of_phase_spans(
                                          options={"base_url": f"http://127.0.0.1:{server.server_address[1]}"})
         pg_query = DataQuery.objects.create(app=app, data_source=pg, name="pg",
                                             options={"query": "SELECT 'Secret-Literal-42' AS value, 7 AS n"})
-        rest_query = DataQuery.objects.create(app=app, data_source=rest, name="rest",
-                                              options={"method": "GET", "path": "/items", "params": {"token": "abc123"}})
+        rest_query = DataQuery.objects.create(
+            app=app, data_source=rest, name="rest",
+            options={"method": "GET", "path": "/items", "params": {"token": "abc123"}})
         client = api_client_for(world["users"]["admin"])
         for query in (pg_query, rest_query):
             response = client.post(f"/api/data-queries/{query.pk}/run", {}, format="json")
@@ -234,8 +235,9 @@ def test_no_exemplar_points_to_a_trace_that_was_not_kept(world, api_client_for, 
 
     def exemplar_trace_ids():
         page = client.get("/metrics", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0").content.decode()
+        route_label = f'http_route="{route}"'
         buckets = [line for line in page.splitlines()
-                   if line.startswith("http_server_request_duration_seconds_bucket{") and f'http_route="{route}"' in line]
+                   if line.startswith("http_server_request_duration_seconds_bucket{") and route_label in line]
         return buckets, set(re.findall(r'# \{trace_id="([0-9a-f]{32})"\}', "\n".join(buckets)))
 
     _, before = exemplar_trace_ids()
@@ -288,7 +290,8 @@ def test_a_span_written_twice_is_stored_once(trace_settings):
     processor.write_batch([span], {}, [])
     processor.write_batch([span], {}, [])
     stored = Span.objects.get(trace_id=f"{0xABC:032x}")
-    assert (stored.span_id, stored.duration_ms, stored.attributes) == (f"{0xDEF:016x}", 2.0, {"db.statement": "SELECT ?"})
+    assert (stored.span_id, stored.duration_ms, stored.attributes) == (
+        f"{0xDEF:016x}", 2.0, {"db.statement": "SELECT ?"})
 
 
 def _span(trace_id, span_id, parent=None, *, remote_parent=False, error=False, name="step", attributes=None):

@@ -252,7 +252,8 @@ class Traffic:
             if item.get("slug") == organization.slug:
                 organization.id = item.get("id")
         apps = items_of(self.json_of(self.request("GET", "/api/apps/", builder_token, counted=False)))
-        organization.app_slugs = [item["slug"] for item in apps if item.get("slug", "").startswith(organization.slug + "-")
+        prefix = organization.slug + "-"
+        organization.app_slugs = [item["slug"] for item in apps if item.get("slug", "").startswith(prefix)
                                   and "-clone-" not in item["slug"]]
         for app_slug in organization.app_slugs:
             queries = items_of(self.json_of(
@@ -394,7 +395,8 @@ class Traffic:
     def other_organization(self, rng, organization):
         others = [org for org in self.organizations if org is not organization and org.app_slugs]
         if others:
-            self.request("GET", f"/api/apps/{rng.choice(rng.choice(others).app_slugs)}/", organization.tokens["builder"])
+            slug = rng.choice(rng.choice(others).app_slugs)
+            self.request("GET", f"/api/apps/{slug}/", organization.tokens["builder"])
 
     def forbidden_edit(self, rng, organization):
         if organization.app_slugs:

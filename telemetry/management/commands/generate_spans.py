@@ -14,16 +14,16 @@ import random
 import time
 from argparse import ArgumentParser
 from collections.abc import Sequence
-from typing import Any
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
-from telemetry.models import LogEntry, Span, Trace
 from telemetry.core.routers import telemetry_alias
+from telemetry.models import LogEntry, Span, Trace
 
 STATEMENTS = (
     ("SELECT", "auth_user", 1.5, 'SELECT "auth_user"."id", "auth_user"."username" FROM "auth_user" '
@@ -250,7 +250,7 @@ class Command(BaseCommand):
                     for row in rows:
                         copy.write_row(row)
                 return
-        objects = [model(**dict(zip(columns, row))) for row in rows]
+        objects = [model(**dict(zip(columns, row, strict=False))) for row in rows]
         for instance in objects:
             for field in ("attributes", "events"):
                 if isinstance(getattr(instance, field, None), str):

@@ -201,7 +201,8 @@ def _analyze_cached(sql, vendor):
     shrunk, longest_in_list = _shrink(renamed) if len(renamed) > SHRINK_ABOVE_CHARS else (renamed, 0)
     trees = None
     # Without a vendor, the generic dialect first, then the ones Django speaks.
-    for dialect in (dialect,) if vendor is not None else (None, "mysql", "postgres", "sqlite"):
+    candidates = (dialect,) if vendor is not None else (None, "mysql", "postgres", "sqlite")
+    for dialect in candidates:  # noqa: B020 - after the loop, ``dialect`` is the one that parsed
         try:
             trees = _parse(shrunk, dialect)
         except Exception:  # noqa: BLE001 - any parser failure means "cannot analyse"
