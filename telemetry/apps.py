@@ -8,7 +8,7 @@ class TelemetryConfig(AppConfig):
 
     def ready(self) -> None:
         """Installs the hooks once per process; a second call does nothing."""
-        from telemetry import conf, tracing
+        from telemetry import checks, conf, tracing  # noqa: F401 - importing checks registers them
         from telemetry.core import recorder
         from telemetry.db import wrapper as db
         from telemetry.pipeline import handlers, sampler

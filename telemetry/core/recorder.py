@@ -60,31 +60,41 @@ class Recorder:
         """Events this process dropped so far because the buffer was full."""
         return self.worker.dropped.total()
 
-    def flush(self, sample: bool = False) -> None:
+    def flush(self, sample: bool = False, wait: float | None = None) -> bool:
         """Drains the buffer now and applies it; with ``sample``, then runs the periodic
-        callbacks (which see what was just drained). Safe from any thread."""
-        with self.worker.lock:
-            batch = Batch()
-            handlers = self._handlers
-            popleft = self.queue.items.popleft
-            while True:
+        callbacks (which see what was just drained). Safe from any thread. ``wait`` bounds
+        how long to wait for a drain in progress in another thread (the flusher, stuck on
+        a hung store): past it nothing is applied and False is returned."""
+        if not self.worker.lock.acquire(timeout=-1 if wait is None else wait):
+            return False
+        try:
+            self._drain(sample)
+        finally:
+            self.worker.lock.release()
+        return True
+
+    def _drain(self, sample: bool) -> None:
+        batch = Batch()
+        handlers = self._handlers
+        popleft = self.queue.items.popleft
+        while True:
+            try:
+                event = popleft()
+            except IndexError:
+                break
+            for handler in handlers.get(type(event), ()):
                 try:
-                    event = popleft()
-                except IndexError:
-                    break
-                for handler in handlers.get(type(event), ()):
-                    try:
-                        handler(batch, event)
-                    except Exception as exc:  # noqa: BLE001
-                        guard.report(f"handler:{KIND_NAMES.get(type(event), type(event).__name__)}", exc)
-            if sample:
-                for callback in self._periodic:
-                    try:
-                        callback(batch)
-                    except Exception as exc:  # noqa: BLE001
-                        guard.report("periodic", exc)
-            batch.apply()
-            self.worker.dropped.report()
+                    handler(batch, event)
+                except Exception as exc:  # noqa: BLE001
+                    guard.report(f"handler:{KIND_NAMES.get(type(event), type(event).__name__)}", exc)
+        if sample:
+            for callback in self._periodic:
+                try:
+                    callback(batch)
+                except Exception as exc:  # noqa: BLE001
+                    guard.report("periodic", exc)
+        batch.apply()
+        self.worker.dropped.report()
 
     def run_in_foreground(self) -> None:
         """No flusher thread in this process: events wait for an explicit :meth:`flush`.

@@ -24,10 +24,13 @@ from telemetry.core.bus import emit
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import multiprocess
+from telemetry.pipeline import sampler
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
+#: The longest a scrape waits for a drain in progress in the flusher thread.
+METRICS_FLUSH_WAIT_SECONDS = 1.0
 #: Headers a reverse proxy adds: a request carrying one came through a proxy.
 FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
@@ -99,8 +102,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
     refusal = metrics_access(request)
     if refusal is not None:
         return refusal
-    with guard.guarded("metrics_flush"):
-        recorder.flush(sample=True)
+    # This process's buffered events and gauges, applied first: never the store's writes,
+    # and never longer than a second behind a flusher stuck on a hung store.
+    with guard.guarded("metrics_flush"), sampler.store_untouched():
+        recorder.flush(sample=True, wait=METRICS_FLUSH_WAIT_SECONDS)
     encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
     path = multiprocess.directory()
     if path:

@@ -77,13 +77,31 @@ def _database_connections(batch):
             batch.set(metrics.connection_pending_requests, (alias,), 0)
 
 
+#: ``gauges_only.active`` is True in a thread whose samples must not touch the store.
+gauges_only = threading.local()
+
+
 def sample(batch: Batch) -> None:
-    for name, step in (("resources", _resources), ("db_connections", _database_connections),
-                       ("active_users", activity.write_and_count), ("releases", releases.write_pending),
-                       ("query_stats", querystats.write_pending), ("usage", usage.write_pending),
-                       ("pools", _pools)):
+    """The periodic sample. Under :func:`store_untouched` (a ``/metrics`` scrape) only the
+    in-process gauges are sampled; the store's writes and counts wait for the flusher."""
+    steps = [("resources", _resources), ("db_connections", _database_connections), ("pools", _pools)]
+    if not getattr(gauges_only, "active", False):
+        steps += [("active_users", activity.write_and_count), ("releases", releases.write_pending),
+                  ("query_stats", querystats.write_pending), ("usage", usage.write_pending)]
+    for name, step in steps:
         with guard.guarded(f"sample:{name}"):
             step(batch)
+
+
+class store_untouched:
+    """Samples taken in this block (``/metrics``) write nothing to telemetry's store, so a
+    scrape never waits on a database."""
+
+    def __enter__(self) -> None:
+        gauges_only.active = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        gauges_only.active = False
 
 
 #: Callbacks returning ``telemetry.api.PoolSample``s (Any here: pipeline sits below the api layer).

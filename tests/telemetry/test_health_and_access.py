@@ -187,3 +187,34 @@ def test_a_system_check_warns_of_metrics_behind_a_proxy_without_a_token():
         call_command("check", "--fail-level", "WARNING", "--tag", "security")
     with override_settings(TELEMETRY={**BASE, "METRICS_TOKEN": "t0ken"}):
         call_command("check", "--fail-level", "WARNING", "--tag", "security")
+
+
+def test_a_scrape_touches_no_database_and_does_not_wait_on_a_stuck_flusher(client, django_assert_num_queries):
+    from django.db import connections as all_connections
+
+    from telemetry.core import recorder
+
+    client.get("/api/templates/")  # something buffered to apply
+    with django_assert_num_queries(0, connection=all_connections["telemetry"]), \
+            django_assert_num_queries(0, connection=all_connections["default"]):
+        assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    # A flusher stuck in a store write holds the drain lock: the scrape answers anyway.
+    lock = recorder.event_buffer.worker.lock
+    held = threading.Event()
+    release = threading.Event()
+
+    def stuck_flusher():
+        with lock:
+            held.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=stuck_flusher, daemon=True)
+    thread.start()
+    held.wait(10)
+    try:
+        response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+    finally:
+        release.set()
+        thread.join(10)
+    assert response.status_code == 200
+    assert b"http_server_request_duration_seconds" in response.content
