@@ -1,9 +1,11 @@
-"""Fault injection: telemetry's PostgreSQL store and the OTLP endpoint fail (refused,
-black-holed, slow) behind a loopback proxy while real traffic runs through gunicorn
-(2 workers x 4 threads), with a prober calling /health and a scraper reading /metrics.
-For each fault: every user request succeeds, its p99 stays within 2x the no-fault p99 of
-the same test, probes and scrapes keep answering, and kept traces reach the store again
-soon after the fault ends. Counts, never a throughput in a time box."""
+"""Fault injection: telemetry's PostgreSQL store, the OTLP endpoint and the platform's
+Redis (cache and Celery broker) fail (refused, black-holed, slow) behind loopback proxies
+while real traffic runs through gunicorn (2 workers x 4 threads), with a prober calling
+/health and a scraper reading /metrics. For each fault: every user request succeeds, its
+p99 stays within 2x the no-fault p99 of the same test, probes and scrapes keep answering
+(readiness turns 503 only for the host's own dependency, Redis), and what the fault
+stopped (stored traces, exported traces) flows again soon after it ends. Counts, never a
+throughput in a time box."""
 
 import os
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import psycopg
@@ -54,22 +57,60 @@ def store_database(tmp_path_factory):
     admin.close()
 
 
+class Receiver:
+    """A local OTLP/HTTP endpoint: counts the export requests it answered."""
+
+    def __init__(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.exports += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.exports = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def platform(store_database, tmp_path_factory):
-    """gunicorn whose telemetry store is reached through a fault proxy."""
+    """gunicorn whose telemetry store, OTLP endpoint and Redis (cache and broker) are each
+    reached through a fault proxy."""
     name, store = store_database
     parts = urlsplit(_postgres_url())
-    proxy = FaultProxy(parts.hostname, parts.port or 5432)
+    redis = urlsplit(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    receiver = Receiver()
+    proxies = {"store": FaultProxy(parts.hostname, parts.port or 5432),
+               "otlp": FaultProxy("127.0.0.1", receiver.port),
+               "redis": FaultProxy(redis.hostname, redis.port or 6379)}
     var_dir = tmp_path_factory.mktemp("faults")
     (var_dir / "prom").mkdir()
+    redis_url = f"redis://127.0.0.1:{proxies['redis'].port}{redis.path or '/15'}"
     env = embedded_env(
         var_dir, PROMETHEUS_MULTIPROC_DIR=var_dir / "prom", TELEMETRY_TRACE_SAMPLE_RATE="1.0",
-        TELEMETRY_DATABASE_URL=f"postgres://{parts.username}:{parts.password}@127.0.0.1:{proxy.port}/{name}",
+        TELEMETRY_DATABASE_URL=f"postgres://{parts.username}:{parts.password}@127.0.0.1:{proxies['store'].port}/{name}",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{proxies['otlp'].port}", OTEL_EXPORTER_OTLP_TIMEOUT="2",
+        OTEL_BSP_SCHEDULE_DELAY="500", CACHE_URL=redis_url, CELERY_BROKER_URL=redis_url,
+        CELERY_RESULT_BACKEND=redis_url,
     )
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
     with gunicorn(env, workers=2, threads=4, log_path=var_dir / "gunicorn.log") as (base_url, _):
-        yield base_url, proxy, store
-    proxy.close()
+        yield base_url, proxies, store, receiver
+    for proxy in proxies.values():
+        proxy.close()
+    receiver.close()
 
 
 class Probes:
@@ -121,9 +162,21 @@ def _stored_since(store, since):
                          (ROUTE, since)).fetchone()[0]
 
 
+def _flowing_again(target, store, receiver, since, exports_before):
+    """Whether what the fault stopped flows again: traces stored, exports received, or
+    (Redis) simply a served request."""
+    if target == "store":
+        return _stored_since(store, since) > 0
+    if target == "otlp":
+        return receiver.exports > exports_before
+    return True
+
+
+@pytest.mark.parametrize("target", ["store", "otlp", "redis"])
 @pytest.mark.parametrize("fault", ["refuse", "blackhole", "slow"])
-def test_user_requests_do_not_feel_a_failing_store(platform, fault):
-    base_url, proxy, store = platform
+def test_user_requests_do_not_feel_a_failing_dependency(platform, target, fault):
+    base_url, proxies, store, receiver = platform
+    proxy = proxies[target]
     baseline = _measure(base_url, REQUESTS)
     with Probes(base_url) as probes:
         proxy.mode = fault
@@ -138,15 +191,19 @@ def test_user_requests_do_not_feel_a_failing_store(platform, fault):
         finally:
             proxy.mode = "pass"
             ended = time.time()
+            exports_before = receiver.exports
     recovered = wait_until(
-        lambda: (_measure(base_url, 1) and _stored_since(store, ended) > 0) and time.time(),
-        timeout=RECOVERY_SECONDS + 20, interval=0.5, message="kept traces never reached the store again")
-    print(f"\nfault={fault}: {len(faulty)} requests, 0 errors, p99 {_p99(baseline) * 1000:.0f} ms without, "
-          f"{_p99(faulty) * 1000:.0f} ms with; probes {len(probes.answers)}; "
-          f"store again after {recovered - ended:.1f} s")
+        lambda: (_measure(base_url, 1) and _flowing_again(target, store, receiver, ended, exports_before))
+        and time.time(),
+        timeout=RECOVERY_SECONDS + 20, interval=0.5, message=f"nothing flowed to {target} again")
+    health = {status for path, status in probes.answers if path == "/health"}
+    print(f"\n{target} {fault}: {len(faulty)} requests, 0 errors, p99 {_p99(baseline) * 1000:.0f} ms without, "
+          f"{_p99(faulty) * 1000:.0f} ms with; probes {len(probes.answers)} answered, /health {sorted(health)}; "
+          f"flowing again after {recovered - ended:.1f} s")
     assert _p99(faulty) <= max(2 * _p99(baseline), _p99(baseline) + JITTER_SECONDS)
     unanswered = [answer for answer in probes.answers if not isinstance(answer[1], int)]
     assert not unanswered, unanswered
     assert {status for path, status in probes.answers if path == "/metrics"} == {200}
-    assert {status for path, status in probes.answers if path == "/health"} == {200}  # the store only degrades
+    # Telemetry's store and exporter only degrade readiness; Redis is the host's own dependency.
+    assert health == {200} if target != "redis" else health <= {200, 503}
     assert recovered - ended <= RECOVERY_SECONDS
