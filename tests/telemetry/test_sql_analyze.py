@@ -452,3 +452,16 @@ def test_without_a_vendor_other_dialects_are_tried():
     assert result.operation == "select"
     assert set(result.suggestions) == {"select_star", "leading_wildcard_like", "offset_pagination"}
     assert analyze("SELECT id FROM t WHERE id::text = %s", ("5",)).suggestions == ("function_on_filter_column",)
+
+
+def test_a_statement_too_long_to_parse_is_fingerprinted_without_parsing(samples):
+    """A 1 MB chain of 40,000 ORs (its parse took minutes of a writer thread): operation
+    from the first word, literals replaced, no score, counted as unparsed."""
+    unparsed = samples.snapshot("telemetry_sql_unparsed_total", {"vendor": "postgresql"})
+    sql = "SELECT * FROM items WHERE " + " OR ".join(f"(a = {i} AND b = 'secret-{i}')" for i in range(40_000))
+    result = analyze(sql, None, "postgresql")
+    assert result.operation == "select"
+    assert result.complexity_score is None
+    assert "secret" not in result.fingerprint and "39999" not in result.fingerprint
+    assert result.fingerprint.startswith("SELECT * FROM items WHERE (a = ? AND b = ?) OR")
+    assert unparsed() == 1

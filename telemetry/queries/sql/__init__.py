@@ -34,6 +34,10 @@ CACHE_SIZE = 4096
 # long IN lists and repeated VALUES rows are cut before parsing.
 LONG_STATEMENT_CHARS = 4096
 SHRINK_ABOVE_CHARS = 2000
+#: Longest statement (after IN lists and VALUES rows are shrunk) that is parsed at all.
+MAX_PARSED_CHARS = 20_000
+_OVERSIZED_OPERATIONS = {"SELECT": "select", "WITH": "select", "INSERT": "insert", "UPDATE": "update",
+                         "DELETE": "delete"}
 
 DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
 _COUNTED_VENDORS = frozenset(DIALECTS)
@@ -199,6 +203,10 @@ def _analyze_cached(sql, vendor):
     if first_word in _CONTROL:
         return _Cached(_simple_analysis(_CONTROL[first_word], renamed, dialect, 0.0))
     shrunk, longest_in_list = _shrink(renamed) if len(renamed) > SHRINK_ABOVE_CHARS else (renamed, 0)
+    if len(shrunk) > MAX_PARSED_CHARS:
+        # Parse time grows faster than the text (a 50 KB OR chain takes seconds, a 1 MB
+        # one minutes): beyond this, no parse; literals still replaced.
+        return _Cached(_oversized_analysis(first_word, shrunk), unparsed=True)
     trees = None
     # Without a vendor, the generic dialect first, then the ones Django speaks.
     candidates = (dialect,) if vendor is not None else (None, "mysql", "postgres", "sqlite")
@@ -273,6 +281,15 @@ def _simple_analysis(operation, renamed, dialect, score=None):
     text = fingerprints.normalize(renamed, dialect)
     return QueryAnalysis(operation, (), score, complexity.classify(score), operation, (), text,
                          fingerprints.fingerprint_id(text))
+
+
+def _oversized_analysis(first_word, text):
+    """A statement too long to parse: its operation from the first word, literals replaced
+    by one linear regular expression (no tokenizer), no score."""
+    operation = _OVERSIZED_OPERATIONS.get(first_word, "other")
+    normalized = fingerprints.strip_literals(text)
+    return QueryAnalysis(operation, (), None, "unknown", operation, (), normalized[:MAX_PARSED_CHARS],
+                         fingerprints.fingerprint_id(normalized))
 
 
 def _count_unparsed(vendor):

@@ -33,12 +33,18 @@ def fingerprint_id(fingerprint: str) -> str:
     return hashlib.blake2b(fingerprint.encode(), digest_size=8).hexdigest()
 
 
+def strip_literals(renamed_sql: str) -> str:
+    """A crude fingerprint in one pass: literals and placeholders replaced by ``?``,
+    whitespace folded (for text too long or too odd to tokenize)."""
+    return " ".join(_FALLBACK_LITERAL.sub("?", renamed_sql).split())
+
+
 def normalize(renamed_sql: str, dialect: str | None) -> str:
     """Fingerprint text of a statement whose placeholders were renamed ``:pN``."""
     try:
         tokens = Dialect.get_or_raise(dialect).tokenize(renamed_sql)
     except Exception:  # noqa: BLE001 - untokenizable text still gets a crude fingerprint
-        return " ".join(_FALLBACK_LITERAL.sub("?", renamed_sql).split())
+        return strip_literals(renamed_sql)
     words = _words(tokens)
     return _join(_collapse_values(_collapse_in_lists(words)))
 
