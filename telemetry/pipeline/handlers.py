@@ -70,16 +70,22 @@ def on_request(batch, event: RequestFinished):
     if event.user_id is not None:
         activity.seen(event.user_id, organization_id)
     analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
-    if analysed and querystats.worth_detecting(analysed, batch.settings):
+    if analysed and _detecting(analysed, batch.settings):
         querystats.detect(analysed, route, organization)
     if traced:
         spans.submit_request(event, analysed, batch.settings, keep_trace)
 
 
+def _detecting(analysed, settings) -> bool:
+    """The runtime detectors (and the EXPLAIN of slow statements they queue) belong to query
+    statistics: off with ``QUERY_STATS_ENABLED``."""
+    return settings["QUERY_STATS_ENABLED"] and querystats.worth_detecting(analysed, settings)
+
+
 def on_standalone_query(batch, event: QueryExecuted):
     """A statement outside any request (Celery task, management command)."""
     analysed = [(event, on_query(batch, event))]
-    if querystats.worth_detecting(analysed, batch.settings):
+    if _detecting(analysed, batch.settings):
         querystats.detect(analysed)
     if event.span_context is not None:
         spans.submit_query(event, analysed[0][1], batch.settings)

@@ -145,3 +145,16 @@ def test_statistics_and_findings_are_bounded_and_drops_are_counted():
     assert (row.fingerprint_id, row.calls, row.min_ms, row.max_ms) == (analyses[0].fingerprint_id, 2, 2.0, 4.0)
     assert QueryFinding.objects.filter(fingerprint__contains="bounded_").count() == querystats.MAX_PENDING_FINDINGS
     assert {table: dropped(table) - before[table] for table in before} == {"query_stats": 2, "query_findings": 1}
+
+
+def test_query_statistics_off_means_no_detectors_and_no_plans(client, groups, settings):
+    settings.TELEMETRY = {**settings.TELEMETRY, "QUERY_STATS_ENABLED": False, "SLOW_QUERY_MS": 100}
+    stats_before = QueryStat.objects.using("telemetry").count()
+    client.get("/groups/n-plus-one")
+    client.get("/slow")
+    api.flush(sample=True)
+    assert QueryFinding.objects.using("telemetry").count() == 0
+    assert QueryStat.objects.using("telemetry").count() == stats_before
+    from telemetry.models import QueryPlan
+
+    assert not QueryPlan.objects.using("telemetry").exists()
