@@ -11,7 +11,7 @@ MAX_QUERIES_PER_REQUEST = 1000
 class RequestContext:
     __slots__ = (
         "started", "queries", "query_count", "db_time", "external_time", "route", "active_key",
-        "statements_seen",
+        "statements_seen", "call_sites_found",
     )
 
     def __init__(self, started):
@@ -22,7 +22,9 @@ class RequestContext:
         self.external_time = 0.0
         self.route = None
         self.active_key = None
-        self.statements_seen = set()
+        #: Statement text -> its call site, found at its first repeat (None until then).
+        self.statements_seen: dict[str, str | None] = {}
+        self.call_sites_found = 0
 
 
 current_request = ContextVar("telemetry_request", default=None)

@@ -18,6 +18,8 @@ from telemetry.db import callsite
 from telemetry.tracing import current_context_var, span_key
 from telemetry.tracing import state as tracing_state
 
+#: Distinct repeated statements per request whose call site is looked for.
+MAX_CALL_SITES_PER_REQUEST = 20
 #: Django connection wrappers seen connecting, for the connection-count gauges.
 tracked_connections: weakref.WeakSet = weakref.WeakSet()
 
@@ -43,12 +45,16 @@ def execute_wrapper(execute, sql, params, many, context):
                 call_site = callsite.find()
             elif request is not None:
                 # Only a statement text seen before in this request (a possible N+1 or
-                # duplicate) pays for the stack walk that finds its call site.
+                # duplicate) needs its call site: found once, at its first repeat, for at
+                # most MAX_CALL_SITES_PER_REQUEST texts, so an N+1 of 50 walks the stack once.
                 seen = request.statements_seen
-                if sql in seen:
-                    call_site = callsite.find()
+                if sql not in seen:
+                    seen[sql] = None
                 else:
-                    seen.add(sql)
+                    call_site = seen[sql]
+                    if call_site is None and request.call_sites_found < MAX_CALL_SITES_PER_REQUEST:
+                        call_site = seen[sql] = callsite.find()
+                        request.call_sites_found += 1
             # The parent of the DB span the flusher builds: the request's span, or a business
             # span around the query.
             span_context = None
