@@ -29,6 +29,13 @@ DEFAULTS: dict[str, Any] = {
     "TRACE_EXCLUDED_PATHS": ["/metrics", "/health", "/telemetry/", "/admin/telemetry/"],
     # Keep third-party spans' raw SQL (db.statement) instead of its normalized form.
     "TRACE_CAPTURE_SQL": False,
+    # The trace store writer's circuit breaker: after this many consecutive failed writes
+    # it writes nothing for the seconds (kept spans and log records dropped and counted as
+    # ``store_unavailable``), then tries one batch; its success closes the breaker. A few
+    # seconds: traces flow again soon after the store returns, and a dead store costs one
+    # write attempt per process per cool-down.
+    "TRACE_STORE_BREAKER_FAILURES": 3,
+    "TRACE_STORE_BREAKER_SECONDS": 5.0,
     # Retention of stored traces and logs (Celery beat, in batches).
     "TRACE_RETENTION_DAYS": 7,
     "TRACE_RETENTION_MAX_SPANS": 1_000_000,

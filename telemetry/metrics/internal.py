@@ -52,6 +52,12 @@ def trace_dropped() -> Counter:
     return _counter("telemetry_trace_dropped", "Spans and log records not stored, by reason.", ("reason",))
 
 
+def trace_store_breaker_transitions() -> Counter:
+    return _counter("telemetry_trace_store_breaker_transitions",
+                    "Changes of the trace store writer's circuit breaker, by the state entered (closed, open, "
+                    "half_open).", ("state",))
+
+
 def sql_unparsed() -> Counter:
     return _counter("telemetry_sql_unparsed",
                     "Statements the SQL analyzer could not parse (operation 'other'), by vendor.", ("vendor",))
@@ -98,4 +104,4 @@ def series_folded() -> Counter:
 def define_all() -> list[Counter]:
     """Every ``telemetry_*`` family, created now (otherwise each waits for its first use)."""
     return [internal_errors(), dropped_events(), usage_dropped(), table_dropped(), trace_spans_stored(),
-            trace_dropped(), sql_unparsed(), series_folded()]
+            trace_dropped(), trace_store_breaker_transitions(), sql_unparsed(), series_folded()]

@@ -7,8 +7,10 @@ the root decides the trace (every error, every slow root, ``TRACE_SAMPLE_RATE`` 
 rest, deterministic on the trace id so processes of one trace agree); spans that arrive
 later follow the remembered decision. Kept spans go to the OTLP exporter (when
 configured) and, in one transaction per batch, to ``Trace``/``Span`` rows on the
-telemetry alias. A failed batch is retried a few times, then dropped and counted.
-Everything is bounded; nothing raises into the caller.
+telemetry alias. A failed batch is retried a few times, then dropped and counted; a
+circuit breaker stops writing to a store that keeps failing (:class:`StoreBreaker`), so a
+dead or hung store costs no write per batch. Everything is bounded; nothing raises into
+the caller.
 
 The state lives in one :class:`TraceStore` per process (``trace_store``); its writer
 is a :class:`~telemetry.core.background.BackgroundWorker`.
@@ -106,12 +108,67 @@ class _FailedBatch:
         self.batch = batch
 
 
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class StoreBreaker:
+    """The trace store writer's circuit breaker, used under the writer's lock.
+
+    Closed: writes go ahead. ``TRACE_STORE_BREAKER_FAILURES`` consecutive failed writes
+    open it: for ``TRACE_STORE_BREAKER_SECONDS`` nothing is written (the writer drops its
+    new batches, counted). Then half-open: the next write is a probe; its success closes
+    the breaker, its failure opens it again. Each change of state is counted in
+    ``telemetry_trace_store_breaker_transitions_total{state}`` and logged once, never raising.
+    """
+
+    __slots__ = ("state", "failures", "opened_at")
+
+    def __init__(self) -> None:
+        self.state = CLOSED
+        self.failures = 0
+        self.opened_at = 0.0
+
+    def allows_write(self, settings: dict[str, Any]) -> bool:
+        """Whether a write may be tried now; past the cool-down an open breaker turns half-open."""
+        if self.state == OPEN:
+            if time.monotonic() - self.opened_at < settings["TRACE_STORE_BREAKER_SECONDS"]:
+                return False
+            self._change(HALF_OPEN)
+        return True
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        if self.state != CLOSED:
+            self._change(CLOSED)
+
+    def failed(self, settings: dict[str, Any]) -> bool:
+        """Counts a failed write; returns whether it opened the breaker."""
+        self.failures += 1
+        if self.state == HALF_OPEN or self.failures >= settings["TRACE_STORE_BREAKER_FAILURES"]:
+            self.opened_at = time.monotonic()
+            self._change(OPEN)
+            return True
+        return False
+
+    def _change(self, state: str) -> None:
+        self.state = state
+        with guard.guarded("trace_store_breaker"):
+            internal.trace_store_breaker_transitions().labels(state).inc()
+            if state == OPEN:
+                guard.logger.warning(
+                    "telemetry trace store breaker open after %d consecutive failed writes: no write for "
+                    "TRACE_STORE_BREAKER_SECONDS, kept spans and log records dropped (store_unavailable)",
+                    self.failures)
+            else:
+                guard.logger.info("telemetry trace store breaker %s", state.replace("_", "-"))
+
+
 class TraceStore:
     """The trace store writer of this process: its two queues (spans, log rows), the
     spans waiting for their root, the decisions taken, the batches to retry, and its
     writer (a :class:`BackgroundWorker` that runs in the foreground when the recorder's
-    flusher does). A forked child forgets what its parent queued, waited for and failed
-    to write."""
+    flusher does) and its :class:`StoreBreaker`. A forked child forgets what its parent
+    queued, waited for and failed to write, and keeps its breaker (the store is the same)."""
 
     def __init__(self) -> None:
         #: Bounds ``TRACE_QUEUE_MAX`` and ``LOG_QUEUE_MAX``, read by :meth:`read_settings`.
@@ -124,6 +181,7 @@ class TraceStore:
         #: trace id -> kept_because, or "" for a dropped trace.
         self._decisions: OrderedDict[int, str] = OrderedDict()
         self._failed: deque[_FailedBatch] = deque()
+        self._breaker = StoreBreaker()
         self._export_processor: Any = None
         self._export_checked = False
         #: Builds the OTLP span processor (or None when export is not configured); set by
@@ -153,13 +211,14 @@ class TraceStore:
 
     def reset(self) -> None:
         """Forgets queued spans and log rows, traces waiting for their root, decisions
-        taken and failed batches, without writing them (tests)."""
+        taken and failed batches, without writing them, and closes the breaker silently (tests)."""
         with self.worker.lock:
             self.spans.clear()
             self.logs.clear()
             self._pending.clear()
             self._decisions.clear()
             self._failed.clear()
+            self._breaker = StoreBreaker()
 
     def forget_decisions(self) -> None:
         """Forgets the decisions taken, as another process would not know them (tests)."""
@@ -169,6 +228,10 @@ class TraceStore:
     def failed_batches(self) -> int:
         """Batches waiting to be written again."""
         return len(self._failed)
+
+    def breaker_state(self) -> str:
+        """``closed``, ``open`` or ``half_open``: whether the writer tries the store."""
+        return self._breaker.state
 
     def count_dropped(self, reason: str, amount: int = 1) -> None:
         self.worker.dropped.count(reason, amount)
@@ -200,11 +263,24 @@ class TraceStore:
         kept = [sanitize(span, capture_sql) for span in kept]
         if kept:
             self._export_spans(kept)
-        failed = self._failed
-        if kept or summaries or logs:
-            failed.append(_FailedBatch(StoreBatch(kept, summaries, logs)))
+        batch = StoreBatch(kept, summaries, logs) if kept or summaries or logs else None
+        if batch is not None or self._failed:
+            if self._breaker.allows_write(settings):
+                self._write(batch, settings)
+            elif batch is not None:
+                # The store is given up on for now: the batch is not kept for later.
+                self._count_lost(batch, "store_unavailable")
+        self.worker.dropped.report()
+
+    def _write(self, batch: StoreBatch | None, settings: dict[str, Any]) -> None:
+        """Writes the batches that failed before, then ``batch``; one that fails again waits
+        for the next flush, at most ``MAX_ATTEMPTS`` times. The breaker opening stops the
+        writes: the rest wait for its probe."""
+        failed, breaker = self._failed, self._breaker
+        if batch is not None:
+            failed.append(_FailedBatch(batch))
         while len(failed) > MAX_FAILED_BATCHES:
-            self._count_lost(failed.popleft().batch)
+            self._count_lost(failed.popleft().batch, "store_failed")
         for _ in range(len(failed)):
             entry = failed.popleft()
             try:
@@ -214,14 +290,18 @@ class TraceStore:
                 self._close_connection()
                 entry.attempts += 1
                 if entry.attempts >= MAX_ATTEMPTS:
-                    self._count_lost(entry.batch)
+                    self._count_lost(entry.batch, "store_failed")
                 else:
                     failed.append(entry)
-        self.worker.dropped.report()
+                if breaker.failed(settings):
+                    return
+            else:
+                breaker.succeeded()
 
-    def _count_lost(self, batch: StoreBatch) -> None:
-        self.worker.dropped.count("store_failed", len(batch.spans))
-        self.worker.dropped.count("log_store_failed", len(batch.logs))
+    def _count_lost(self, batch: StoreBatch, reason: str) -> None:
+        """Counts the batch's spans as dropped for ``reason``, its log records for ``log_<reason>``."""
+        self.worker.dropped.count(reason, len(batch.spans))
+        self.worker.dropped.count(f"log_{reason}", len(batch.logs))
 
     def _decide(self, spans, settings):
         """Returns (kept spans, {trace id: Trace row fields}) for this drain."""
@@ -549,6 +629,7 @@ run_in_foreground = trace_store.run_in_foreground
 reset = trace_store.reset
 forget_decisions = trace_store.forget_decisions
 failed_batches = trace_store.failed_batches
+breaker_state = trace_store.breaker_state
 count_dropped = trace_store.count_dropped
 dropped = trace_store.dropped
 reset_export = trace_store.reset_export
