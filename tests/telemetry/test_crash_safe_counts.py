@@ -59,9 +59,9 @@ def test_counts_are_in_the_registry_when_the_response_returns_before_any_flush(c
     for _ in range(3):
         assert client.get("/two").status_code == 200
     assert client.get("/none").status_code == 202
-    assert [after - start for after, start in zip(read(), before)] == [3, 6, 1, 0, 0]
+    assert [after - start for after, start in zip(read(), before, strict=True)] == [3, 6, 1, 0, 0]
     api.flush()  # the deferred histogram catches up at the flush
-    assert [after - start for after, start in zip(read(), before)] == [3, 6, 1, 0, 3]
+    assert [after - start for after, start in zip(read(), before, strict=True)] == [3, 6, 1, 0, 3]
 
 
 # ---------------------------------------------------------------------------- kill -9 under gunicorn
