@@ -164,6 +164,10 @@ def test_the_seed_004_families_are_registered():
         "tooljet_rate_limit_allowed_total": ("counter", {"scope"}),
         "tooljet_rate_limit_rejected_total": ("counter", {"scope"}),
         "tooljet_rate_limit_check_duration_seconds": ("histogram", {"endpoint"}),
+        # Not from a seed: the crash-safe counts (README, "What survives a crash").
+        "http_server_requests_total": ("counter", {"http_request_method", "http_route", "http_response_status_code"}),
+        "db_client_operations_in_requests_total": ("counter",
+                                                   {"http_request_method", "http_route", "http_response_status_code"}),
     }
     assert {name: registered.get(name) for name in expected} == expected
 
