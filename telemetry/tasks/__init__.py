@@ -8,10 +8,9 @@ May import every other telemetry package; nothing but ``apps`` imports it.
 """
 
 from telemetry.tasks.reports import build_optimization_report, build_slow_query_report
-from telemetry.tasks.retention import purge_stored, purge_traces
+from telemetry.tasks.retention import purge_stored, purge_traces, purge_usage
 from telemetry.tasks.samples import (
     compare_releases,
-    purge_usage,
     record_expired_sessions,
     sample_queue_depth,
     sample_storage_usage,

@@ -1,8 +1,8 @@
 """Retention of everything telemetry stores, by age and by count, run by Celery beat:
 traces with their spans and logs (``purge_traces``), and query statistics, findings,
-plans, reports, release statistics and user activity (``purge_stored``). Usage rollups
-have their own task (``telemetry.purge_usage``). Deletes run in batches over indexed
-columns, so no table is locked for long."""
+plans, reports, release statistics and user activity (``purge_stored``), and the usage
+rollups (``purge_usage``). Deletes run in batches over indexed columns, so no table is
+locked for long."""
 
 from datetime import timedelta
 from typing import Any
@@ -15,6 +15,8 @@ from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import (
     LogEntry,
+    OrganizationDatasourceUsage,
+    OrganizationUsage,
     QueryFinding,
     QueryPlan,
     QueryReport,
@@ -25,7 +27,7 @@ from telemetry.models import (
     UserActivity,
 )
 
-__all__ = ["purge_stored", "purge_traces"]
+__all__ = ["purge_stored", "purge_traces", "purge_usage"]
 
 #: (model, time field, setting of the age limit in days, setting of the row limit).
 STORED = (
@@ -124,3 +126,13 @@ def purge_stored(batch_size: int = 1000) -> dict[str, int]:
                 settings[rows_setting] if rows_setting else None, batch_size,
             )
     return deleted
+
+
+@shared_task(name="telemetry.purge_usage", time_limit=300, soft_time_limit=280, ignore_result=True)
+def purge_usage(batch_size: int = 1000) -> int:
+    """Deletes hourly usage rollups older than ``USAGE_RETENTION_DAYS``; returns the rows deleted."""
+    days = conf.get("USAGE_RETENTION_DAYS")
+    alias = telemetry_alias()
+    with suppressed():
+        return sum(_trim(model.objects.using(alias), "hour", days, None, batch_size)
+                   for model in (OrganizationUsage, OrganizationDatasourceUsage))

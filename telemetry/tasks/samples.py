@@ -86,9 +86,3 @@ def compare_releases() -> dict[str, Any]:
     recorder.flush()
     return summary
 
-
-@shared_task(name="telemetry.purge_usage", time_limit=300, soft_time_limit=280, ignore_result=True)
-def purge_usage() -> int:
-    """Retention of the usage rollups (``USAGE_RETENTION_DAYS``)."""
-    return usage.purge()
-

@@ -12,15 +12,12 @@ and counted in ``telemetry_usage_dropped_total``.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.utils import timezone
 
-from telemetry import conf
 from telemetry.core import guard
-from telemetry.core.context import suppressed
 from telemetry.core.recorder import Batch
-from telemetry.core.routers import telemetry_alias
 from telemetry.core.upsert import IncrementTable, Row, increment
 from telemetry.metrics import internal
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage
@@ -140,16 +137,3 @@ def write_storage(rows: Iterable[tuple[str, object, int | None]], now: datetime 
                for organization, size in totals.items()],
               key_fields=("organization_id", "hour"), sum_fields=(), set_fields=("storage_bytes",))
     return len(totals)
-
-
-def purge(days: int | None = None) -> int:
-    """Deletes rollups older than ``USAGE_RETENTION_DAYS`` (one indexed range per table);
-    returns the number of rows deleted."""
-    days = conf.get("USAGE_RETENTION_DAYS") if days is None else days
-    cutoff = timezone.now() - timedelta(days=days)
-    alias = telemetry_alias()
-    deleted = 0
-    with suppressed():
-        for model in (OrganizationUsage, OrganizationDatasourceUsage):
-            deleted += model.objects.using(alias).filter(hour__lt=cutoff).delete()[0]
-    return deleted
