@@ -10,6 +10,7 @@ class TelemetryConfig(AppConfig):
         """Installs the hooks once per process; a second call does nothing."""
         from telemetry import checks, conf, tracing  # noqa: F401 - importing checks registers them
         from telemetry.core import recorder
+        from telemetry.db import commands
         from telemetry.db import wrapper as db
         from telemetry.pipeline import handlers, sampler
         from telemetry.tasks import receivers as jobs
@@ -25,5 +26,6 @@ class TelemetryConfig(AppConfig):
         handlers.register_all()
         recorder.register_periodic(sampler.sample)
         db.install()
+        commands.install()
         signals.connect()
         jobs.connect()

@@ -98,6 +98,10 @@ DEFAULTS: dict[str, Any] = {
     "SLOW_QUERY_MS": 200,
     # Per-fingerprint statistics and runtime detectors (query intelligence).
     "QUERY_STATS_ENABLED": True,
+    # Record the statements of management commands (``migrate``, data seeds, ``shell``) as
+    # any other: off, they are in no metric, fingerprint, finding, report or trace, as
+    # telemetry's own statements (its admin pages, views, tasks and writers) never are.
+    "QUERY_STATS_MANAGEMENT_COMMANDS": False,
     # Runtime query detectors: repetitions of one fingerprint with different parameters
     # in one request that make an N+1, and rows a SELECT without LIMIT may return.
     "N_PLUS_ONE_THRESHOLD": 5,

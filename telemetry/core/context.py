@@ -11,7 +11,7 @@ MAX_QUERIES_PER_REQUEST = 1000
 class RequestContext:
     __slots__ = (
         "started", "queries", "query_count", "db_time", "external_time", "route", "active_key",
-        "statements_seen", "call_sites_found",
+        "statements_seen", "call_sites_found", "suppressed_before",
     )
 
     def __init__(self, started):
@@ -25,6 +25,9 @@ class RequestContext:
         #: Statement text -> its call site, found at its first repeat (None until then).
         self.statements_seen: dict[str, str | None] = {}
         self.call_sites_found = 0
+        #: Set when the request is one of telemetry's own views: the thread's suppression
+        #: before the view, restored when the request ends (None: not suppressed by it).
+        self.suppressed_before: bool | None = None
 
 
 current_request = ContextVar("telemetry_request", default=None)
@@ -41,15 +44,30 @@ def add_external_time(seconds: float) -> None:
 suppression = threading.local()
 
 
+#: Names of telemetry's own Celery tasks start with this: nothing they run is recorded
+#: (``telemetry.tasks.base.OwnTask``) and their spans are not stored.
+OWN_TASK_PREFIX = "telemetry."
+
+
+def suppress() -> bool:
+    """Suppresses this thread's statements; returns the previous state for :func:`restore`."""
+    previous = getattr(suppression, "active", False)
+    suppression.active = True
+    return previous
+
+
+def restore(previous: bool) -> None:
+    suppression.active = previous
+
+
 class suppressed:
     """Statements run inside this block (telemetry's own writes) are not recorded."""
 
     def __enter__(self):
-        self.previous = getattr(suppression, "active", False)
-        suppression.active = True
+        self.previous = suppress()
 
     def __exit__(self, *exc_info):
-        suppression.active = self.previous
+        restore(self.previous)
 
 
 def suppress_in_this_thread() -> None:

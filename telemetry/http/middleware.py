@@ -15,7 +15,8 @@ from the request event later.
 from time import perf_counter
 from typing import Any, NamedTuple
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.apps import apps
 from django.core.exceptions import MiddlewareNotUsed
 from django.utils.functional import SimpleLazyObject, empty
 from opentelemetry import context as otel_context
@@ -25,7 +26,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, get_current_span,
 
 from telemetry import conf
 from telemetry.core import guard, labels, organization, recorder, routes
-from telemetry.core.context import RequestContext, current_request
+from telemetry.core.context import RequestContext, current_request, restore, suppress
 from telemetry.core.events import RequestFinished, RequestStarted
 from telemetry.metrics import families
 from telemetry.tracing import state as tracing_state
@@ -100,6 +101,30 @@ def _response_size(response):
     return len(response.content)
 
 
+#: Prefixes of the admin URL names of telemetry's models (``telemetry_trace_changelist``,
+#: custom pages such as ``telemetry_organizationusage_organization``), filled on first use.
+_own_admin_names: list[tuple[str, ...]] = []
+
+
+def _is_own_view(request) -> bool:
+    """Whether the resolved view is one of telemetry's own: its URLconf (``/metrics``,
+    ``/health``, the traces API) or the admin pages of its models. Their statements are
+    telemetry reading its own store, not the host's work."""
+    match = request.resolver_match
+    if match is None:
+        return False
+    if "telemetry" in match.app_names:
+        return True
+    if match.app_names != ["admin"]:
+        return False
+    if match.kwargs.get("app_label") == "telemetry":
+        return True
+    if not _own_admin_names:
+        _own_admin_names.append(tuple(f"telemetry_{model._meta.model_name}_"
+                                      for model in apps.get_app_config("telemetry").get_models()))
+    return (match.url_name or "").startswith(_own_admin_names[0])
+
+
 def _traced(request):
     try:
         return _start_trace(request)
@@ -132,6 +157,8 @@ class TelemetryMiddleware:
             current_request.reset(token)
             if trace is not None:
                 otel_context.detach(trace.token)
+            if context.suppressed_before is not None:
+                restore(context.suppressed_before)
         self._finish(request, response, context, trace)
         return response
 
@@ -145,6 +172,9 @@ class TelemetryMiddleware:
             current_request.reset(token)
             if trace is not None:
                 otel_context.detach(trace.token)
+            if context.suppressed_before is not None:
+                # process_view ran in the thread that runs the sync parts of this request.
+                await sync_to_async(restore, thread_sensitive=True)(context.suppressed_before)
         self._finish(request, response, context, trace)
         return response
 
@@ -152,6 +182,10 @@ class TelemetryMiddleware:
         context = current_request.get()
         if context is not None:
             try:
+                if _is_own_view(request):
+                    # Once per request, in the thread that runs the view: the execute wrapper's
+                    # per-thread check then skips the view's statements at no extra cost.
+                    context.suppressed_before = suppress()
                 context.route = routes.of_request(request)
                 request_started = RequestStarted(request.method, context.route, request.scheme)
                 # Only an accepted start is undone at the end: a full buffer must not

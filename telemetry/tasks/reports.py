@@ -11,6 +11,7 @@ from celery import shared_task
 from django.utils.dateparse import parse_datetime
 
 from telemetry.queries import reports
+from telemetry.tasks.base import OwnTask
 
 __all__ = ["build_optimization_report", "build_slow_query_report"]
 
@@ -19,13 +20,15 @@ def _end(end):
     return parse_datetime(end) if isinstance(end, str) else end
 
 
-@shared_task(name="telemetry.build_slow_query_report", time_limit=300, soft_time_limit=240, ignore_result=False)
+@shared_task(base=OwnTask, name="telemetry.build_slow_query_report",
+             time_limit=300, soft_time_limit=240, ignore_result=False)
 def build_slow_query_report(hours: float | None = None, end: str | datetime | None = None) -> dict[str, Any]:
     report = reports.build_slow_query_report(hours, _end(end))
     return {"report_id": report.pk, "fingerprints": report.data["totals"]["fingerprints"]}
 
 
-@shared_task(name="telemetry.build_optimization_report", time_limit=600, soft_time_limit=540, ignore_result=False)
+@shared_task(base=OwnTask, name="telemetry.build_optimization_report",
+             time_limit=600, soft_time_limit=540, ignore_result=False)
 def build_optimization_report(hours: float | None = None, end: str | datetime | None = None) -> dict[str, Any]:
     report = reports.build_optimization_report(hours, _end(end))
     return {"report_id": report.pk, "suggestions": report.data["suggestions"]}

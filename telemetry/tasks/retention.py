@@ -26,6 +26,7 @@ from telemetry.models import (
     Trace,
     UserActivity,
 )
+from telemetry.tasks.base import OwnTask
 
 __all__ = ["purge_stored", "purge_traces", "purge_usage"]
 
@@ -54,7 +55,7 @@ def _delete_in_batches(rows, batch_size):
         rows.model.objects.using(rows.db).filter(pk__in=batch).delete()
 
 
-@shared_task(name="telemetry.purge_traces", time_limit=600, soft_time_limit=540, ignore_result=True)
+@shared_task(base=OwnTask, name="telemetry.purge_traces", time_limit=600, soft_time_limit=540, ignore_result=True)
 def purge_traces(batch_size: int = 500) -> int:
     """Deletes traces (with their spans and logs) older than ``TRACE_RETENTION_DAYS``, then
     the oldest traces while more than ``TRACE_RETENTION_MAX_SPANS`` spans are stored, and
@@ -112,7 +113,7 @@ def _trim(rows, field, days, max_rows, batch_size):
     return deleted
 
 
-@shared_task(name="telemetry.purge_stored", time_limit=600, soft_time_limit=540, ignore_result=True)
+@shared_task(base=OwnTask, name="telemetry.purge_stored", time_limit=600, soft_time_limit=540, ignore_result=True)
 def purge_stored(batch_size: int = 1000) -> dict[str, int]:
     """Applies the age and row limits of every table in :data:`STORED`; returns the rows
     deleted per table. Reports take their suggestions with them."""
@@ -128,7 +129,7 @@ def purge_stored(batch_size: int = 1000) -> dict[str, int]:
     return deleted
 
 
-@shared_task(name="telemetry.purge_usage", time_limit=300, soft_time_limit=280, ignore_result=True)
+@shared_task(base=OwnTask, name="telemetry.purge_usage", time_limit=300, soft_time_limit=280, ignore_result=True)
 def purge_usage(batch_size: int = 1000) -> int:
     """Deletes hourly usage rollups older than ``USAGE_RETENTION_DAYS``; returns the rows deleted."""
     days = conf.get("USAGE_RETENTION_DAYS")

@@ -11,12 +11,14 @@ from django.utils.module_loading import import_string
 from telemetry import conf
 from telemetry.core import guard, labels, recorder
 from telemetry.core.bus import emit
+from telemetry.tasks.base import OwnTask
 from telemetry.usage import releases
 from telemetry.usage import rollups as usage
 from telemetry.usage.auth import SESSION_LOGIN_KEY, record_session_end
 
 
-@shared_task(name="telemetry.sample_storage_usage", time_limit=120, soft_time_limit=100, ignore_result=True)
+@shared_task(base=OwnTask, name="telemetry.sample_storage_usage",
+             time_limit=120, soft_time_limit=100, ignore_result=True)
 def sample_storage_usage() -> int:
     """Sets ``storage_usage_bytes`` from the project's provider (``STORAGE_USAGE_PROVIDER``,
     ``callable() -> [(type, organization_id, bytes), ...]``), never at scrape time, and
@@ -33,7 +35,7 @@ def sample_storage_usage() -> int:
     return len(rows)
 
 
-@shared_task(name="telemetry.sample_queue_depth", time_limit=60, soft_time_limit=50, ignore_result=True)
+@shared_task(base=OwnTask, name="telemetry.sample_queue_depth", time_limit=60, soft_time_limit=50, ignore_result=True)
 def sample_queue_depth() -> dict[str, int]:
     """Sets ``<namespace>_queue_depth{queue}`` for the configured queues (bounded list)."""
     queues = conf.get("QUEUE_DEPTH_QUEUES") or [current_app.conf.task_default_queue]
@@ -49,7 +51,8 @@ def sample_queue_depth() -> dict[str, int]:
     return depths
 
 
-@shared_task(name="telemetry.record_expired_sessions", time_limit=300, soft_time_limit=280, ignore_result=True)
+@shared_task(base=OwnTask, name="telemetry.record_expired_sessions",
+             time_limit=300, soft_time_limit=280, ignore_result=True)
 def record_expired_sessions(batch_size: int = 500) -> int:
     """Observes the length of sessions that expired without a logout, then deletes them
     (what ``clearsessions`` does), in batches over the indexed ``expire_date``."""
@@ -79,7 +82,7 @@ def record_expired_sessions(batch_size: int = 500) -> int:
     return recorded
 
 
-@shared_task(name="telemetry.compare_releases", time_limit=300, soft_time_limit=280, ignore_result=True)
+@shared_task(base=OwnTask, name="telemetry.compare_releases", time_limit=300, soft_time_limit=280, ignore_result=True)
 def compare_releases() -> dict[str, Any]:
     """Release comparison: drives the ``<namespace>_benchmark_*`` metrics."""
     summary = releases.compare()

@@ -32,6 +32,7 @@ from telemetry import conf
 from telemetry.adapters.opentelemetry import span_fields
 from telemetry.core import guard, recorder
 from telemetry.core.background import BackgroundWorker, BoundedQueue
+from telemetry.core.context import OWN_TASK_PREFIX
 from telemetry.metrics import internal
 from telemetry.tracing.sanitize import sanitize
 
@@ -43,13 +44,22 @@ MAX_ATTEMPTS = 3
 MAX_FAILED_BATCHES = 20
 _RATIO_MASK = (1 << 64) - 1
 
+#: The attribute the Celery instrumentation puts the task's name in, on its publish
+#: (``apply_async/<task>``) and run (``run/<task>``) spans.
+CELERY_TASK_NAME = "celery.task_name"
+
+
 class StoreSpanProcessor(SpanProcessor):
-    """Spans ended through the SDK (business, plugin, Celery, psycopg2, requests, redis)."""
+    """Spans ended through the SDK (business, plugin, Celery, psycopg2, requests, redis).
+    The spans of telemetry's own tasks (run by the worker, published by beat) are not
+    stored: the store holds the host's work, not telemetry's housekeeping."""
 
     def on_start(self, span, parent_context=None):
         pass
 
     def on_end(self, span):
+        if str(span.attributes.get(CELERY_TASK_NAME, "")).startswith(OWN_TASK_PREFIX):
+            return
         submit(span)
 
     def shutdown(self):
