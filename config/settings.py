@@ -249,6 +249,10 @@ if DEMO_REST_PORT:
 
 # ---------------------------------------------------------------------------- telemetry
 TELEMETRY = {
+    # The seed inventory's prefix (the library's default is "django"), and every optional
+    # metric domain exported from the start: the platform drives them all.
+    "NAMESPACE": "tooljet",
+    "METRIC_DOMAINS": ["plugins", "datasources", "apps", "benchmarks", "storage"],
     "USER_ORGANIZATION_RESOLVER": "apps_builder.telemetry_hooks.user_organizations",
     "STORAGE_USAGE_PROVIDER": "apps_builder.telemetry_hooks.storage_usage",
     "METRICS_TOKEN": env("TELEMETRY_METRICS_TOKEN", default=""),

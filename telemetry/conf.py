@@ -58,11 +58,20 @@ DEFAULTS: dict[str, Any] = {
     "LOG_QUEUE_MAX": 10_000,
     # Stored log rows per logger and message template a minute; the rest are counted.
     "LOG_RATE_LIMIT_PER_MINUTE": 10,
-    # Prefix of the ``tooljet_*`` families (the seed's names use ``tooljet``).
-    "NAMESPACE": "tooljet",
+    # Prefix of the namespaced families (``django_task_executions_total``, ...): they describe
+    # the Django project's own work, as django-prometheus's ``django_*`` families do (no name
+    # is shared with them). A product sets its own; the platform's is ``tooljet``.
+    "NAMESPACE": "django",
+    # Optional metric domains exported from the start: families only a low-code platform
+    # drives ("plugins", "datasources", "apps", "benchmarks", "storage"). A domain not listed
+    # is exported once the host first reports into it through ``telemetry.api`` (or sets
+    # STORAGE_USAGE_PROVIDER, for "storage"); a fresh project exports none of them.
+    "METRIC_DOMAINS": [],
     # Database alias that holds what telemetry stores; "default" when the project has none.
     "DATABASE_ALIAS": "telemetry",
-    # Dotted path to ``callable(request) -> organization id or None``.
+    # Dotted path to ``callable(request) -> organization id or None``. The usage admin page
+    # and the organization filters appear once organizations are configured: this set to
+    # another function, or USER_ORGANIZATION_RESOLVER set (see ``organizations_configured``).
     "ORGANIZATION_RESOLVER": "telemetry.core.organization.from_request_attribute",
     # Dotted path to ``callable(user) -> organization id, a list of them, or None``: the
     # organizations whose traces and logs the user may read in the API; logins count for
@@ -153,6 +162,15 @@ def get_settings() -> dict[str, Any]:
 
 def get(name: str, default: Any = None) -> Any:
     return get_settings().get(name, default)
+
+
+def organizations_configured() -> bool:
+    """Whether the project has organizations: a resolver of its own for requests, or one
+    for users. The default resolver (``request.organization_id``) alone finds nothing in a
+    project whose views never set it, so it does not count."""
+    settings_now = get_settings()
+    return (settings_now["USER_ORGANIZATION_RESOLVER"] is not None
+            or settings_now["ORGANIZATION_RESOLVER"] != DEFAULTS["ORGANIZATION_RESOLVER"])
 
 
 _change_callbacks: list[Callable[[], object]] = []

@@ -8,10 +8,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from telemetry.core import recorder
+from telemetry.metrics import families
 
 # Telemetry events in the test process are applied by explicit flushes (the `samples`
 # fixture, /metrics), never by a background thread racing the test databases.
 recorder.run_in_foreground()
+# Families take the namespace in force when they are first defined: define them now, with
+# the platform's settings, before a test replaces TELEMETRY wholesale (the library's default
+# namespace is not the platform's).
+families()
 
 
 def _required_env(name):

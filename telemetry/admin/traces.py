@@ -29,6 +29,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from telemetry import conf
 from telemetry.models import LogEntry, Span, Trace
 from telemetry.tracing import waterfall
 
@@ -185,6 +186,17 @@ class TraceAdmin(ReadOnlyAdmin):
     search_help_text = "Exact trace id (32 hexadecimal characters)."
     ordering = ("-start",)
     sortable_by = ("start", "duration")
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """The organization column, only in a project with organizations."""
+        organizations = conf.organizations_configured()
+        return [name for name in super().get_list_display(request) if organizations or name != "organization"]
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        """The organization filter, only in a project with organizations."""
+        organizations = conf.organizations_configured()
+        return [entry for entry in super().get_list_filter(request)
+                if organizations or entry is not OrganizationFilter]
 
     @admin.display(description="status")
     def status_badge(self, trace: Trace) -> str:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from telemetry import conf
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage
 
 PERIODS = ((24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
@@ -142,7 +143,15 @@ def _latest_storage():
 
 @admin.register(OrganizationUsage)
 class OrganizationUsageAdmin(admin.ModelAdmin):
-    """The changelist is the organizations' totals of a window, not the hourly rows."""
+    """The changelist is the organizations' totals of a window, not the hourly rows. Shown
+    only in a project with organizations (``conf.organizations_configured()``): elsewhere
+    it is absent from the admin index and its pages answer 403."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return conf.organizations_configured() and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return conf.organizations_configured() and super().has_view_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

@@ -1,5 +1,7 @@
 """The public API: what the platform and its plugins report that only they know, and
-the few calls a host needs (``flush``, ``span``). Nothing else of telemetry is a surface
+the few calls a host needs (``flush``, ``span``). A report into an optional metric domain
+(plugins, datasources, apps, benchmarks, storage) switches the domain on in this process:
+its families are exported from then on. Nothing else of telemetry is a surface
 for hosts; telemetry's own modules report through ``telemetry.core.bus``.
 
 Every function is cheap (one event appended) and fail-open. Label values that are
@@ -15,6 +17,7 @@ from telemetry.core import labels, recorder
 from telemetry.core.bus import emit as _emit
 from telemetry.core.context import add_external_time
 from telemetry.core.events import PluginRun
+from telemetry.metrics import switch_on as _switch_on
 
 #: A business or plugin span around a block: ``with api.span("app_lifecycle.create", **attributes):``;
 #: a no-op context when tracing is off.
@@ -41,6 +44,8 @@ def register_pool_sampler(callback: Callable[[], Iterable[PoolSample]]) -> None:
     # Imported here: hosts import this module while Django loads apps, before models exist.
     from telemetry.pipeline import sampler
 
+    _switch_on("plugins")
+    _switch_on("datasources")
     sampler.register_pools(callback)
 
 
@@ -50,29 +55,35 @@ def _org(organization_id):
 
 def track_feature(feature, action, organization_id=None):
     """A builder feature was used (``app_builder``/``create_component``, ...)."""
+    _switch_on("apps")
     _emit("inc", ("business", "feature_usage"), (feature, action, _org(organization_id)), 1)
 
 
 def record_app_load(app_id, seconds, environment="production", mode="direct"):
+    _switch_on("apps")
     _emit("observe", ("business", "app_load_time"), (labels.app(app_id), environment, mode), seconds)
 
 
 def record_app_query(app_id, query_name, status, datasource_type, seconds):
+    _switch_on("apps")
     _emit("observe", ("business", "app_query_execution"),
           (labels.app(app_id), labels.query_name(query_name), status, datasource_type), seconds)
 
 
 def record_app_error(app_id, error_type, component):
+    _switch_on("apps")
     _emit("inc", ("business", "app_errors"), (labels.app(app_id), error_type, component), 1)
 
 
 def record_external_operation(operation, provider, seconds):
     """A call to an external system; its time also counts as the request's external time."""
     add_external_time(seconds)
+    _switch_on("datasources")
     _emit("observe", ("analytics", "external_operation"), (operation, provider), seconds)
 
 
 def set_storage_usage(storage_type, organization_id, size_bytes):
+    _switch_on("storage")
     _emit("set", ("business", "storage_usage"), (storage_type, _org(organization_id)), size_bytes)
 
 
@@ -87,23 +98,29 @@ def record_plugin_run(kind, organization_id, status, result, seconds, phases=Non
     add_external_time(seconds)
     if not conf.get("METRICS_ENABLED"):
         return
+    _switch_on("plugins")
+    _switch_on("datasources")  # the run is an external operation too
     recorder.record(PluginRun(kind, organization_id, status, result, seconds, phases or {},
                               bytes_sent, bytes_received, connect_seconds, use_seconds))
 
 
 def record_benchmark_comparison(current, previous, significance):
+    _switch_on("benchmarks")
     _emit("inc", ("analytics", "benchmark_comparison"), (current, previous, significance), 1)
 
 
 def record_regression(current, regression_type):
+    _switch_on("benchmarks")
     _emit("inc", ("analytics", "benchmark_regression"), (current, regression_type), 1)
 
 
 def set_performance_score(release, score):
+    _switch_on("benchmarks")
     _emit("set", ("analytics", "benchmark_score"), (release,), score)
 
 
 def set_trend_coefficient(release, route, coefficient):
+    _switch_on("benchmarks")
     _emit("set", ("analytics", "benchmark_trend"), (release, route), coefficient)
 
 
@@ -114,6 +131,7 @@ def record_release_baseline(release: str, path: str, hour: datetime, requests: i
     when the path matches no route."""
     from telemetry.usage import releases  # see register_pool_sampler
 
+    _switch_on("benchmarks")
     return releases.record_baseline(release, path, hour, requests, mean_seconds, variance_ratio)
 
 

@@ -143,7 +143,8 @@ reset = event_buffer.reset
 
 
 class Batch:
-    """Aggregates one drain's worth of updates, then applies them once per series."""
+    """Aggregates one drain's worth of updates, then applies them once per series. Updates
+    of a family this process does not export (its domain is off) are skipped."""
 
     __slots__ = ("counters", "histograms", "gauges", "gauge_deltas", "exemplars", "settings", "_now", "_hour")
 
@@ -173,10 +174,14 @@ class Batch:
         return self._hour
 
     def inc(self, family, label_values, amount=1.0):
+        if not family.exported:
+            return
         key = (family, label_values)
         self.counters[key] = self.counters.get(key, 0.0) + amount
 
     def observe(self, family, label_values, value, exemplar=None):
+        if not family.exported:
+            return
         key = (family, label_values)
         entry = self.histograms.get(key)
         if entry is None:
@@ -188,9 +193,13 @@ class Batch:
             self.exemplars[(key, index)] = (exemplar, value)
 
     def set(self, family, label_values, value):
+        if not family.exported:
+            return
         self.gauges[(family, label_values)] = value
 
     def add(self, family, label_values, delta):
+        if not family.exported:
+            return
         key = (family, label_values)
         self.gauge_deltas[key] = self.gauge_deltas.get(key, 0.0) + delta
 

@@ -1,13 +1,16 @@
-"""Shared bucket constants and constructors for metric families.
+"""Shared bucket constants and constructors for metric families, and the domains that
+decide which families a process exports.
 
-Families are created once per process, on first use, in prometheus-client's default
-registry (multiprocess-aware when ``PROMETHEUS_MULTIPROC_DIR`` is set before start).
+Families are created once per process, on first use, and registered in prometheus-client's
+default registry (multiprocess-aware when ``PROMETHEUS_MULTIPROC_DIR`` is set before start)
+by :data:`domains`.
 """
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from telemetry import conf
 from telemetry.adapters import prometheus
@@ -35,7 +38,7 @@ class Family:
     ``telemetry_series_folded_total{family}``. Per-label caps (``MAX_APPS``, ...) bound
     each label; this bounds their product."""
 
-    __slots__ = ("metric", "kind", "upper_bounds", "name", "_children", "_series")
+    __slots__ = ("metric", "kind", "upper_bounds", "name", "domain", "exported", "_children", "_series")
 
     #: Series held by all families of this process.
     total_series = 0
@@ -45,6 +48,11 @@ class Family:
         self.kind = kind
         self.upper_bounds = upper_bounds
         self.name = metric.describe()[0].name
+        #: The optional domain the family belongs to (None: exported by every host), and
+        #: whether this process exports it (registered; updates of a family not exported
+        #: are skipped by the recorder's batch). Set by :data:`domains`.
+        self.domain: str | None = None
+        self.exported = False
         self._children = {}
         self._series = 0
 
@@ -66,16 +74,62 @@ class Family:
         return self.metric.labels(*label_values)
 
 
+class Domains:
+    """Which families this process exports. A family of no domain (HTTP, database, jobs,
+    users, query analytics: what every Django project drives) is registered when it is
+    defined; a family of an optional domain (what only a platform like the demo drives:
+    plugins, datasources, apps, benchmarks, storage) once its domain is switched on:
+    listed in ``METRIC_DOMAINS``, or when the host first reports into it through
+    ``telemetry.api``. Until then the family is not rendered and its updates are skipped.
+    A domain once on stays on for the life of the process."""
+
+    def __init__(self) -> None:
+        self.on: set[str] = set()
+        self._families: dict[str, list[Family]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, family: Family, domain: str | None) -> None:
+        """Puts a new family in ``domain`` and registers it if the domain is on."""
+        with self._lock:
+            family.domain = domain
+            if domain is not None:
+                self._families.setdefault(domain, []).append(family)
+            if domain is None or domain in self.on:
+                self._export(family)
+
+    def switch_on(self, domain: str) -> None:
+        """Idempotent, cheap once on (a set lookup): hosts' reports call it every time."""
+        if domain in self.on:
+            return
+        with self._lock:
+            if domain in self.on:
+                return
+            self.on.add(domain)
+            for family in self._families.get(domain, ()):
+                self._export(family)
+
+    @staticmethod
+    def _export(family: Family) -> None:
+        if not family.exported:
+            REGISTRY.register(family.metric)
+            family.exported = True
+
+
+#: This process's domains.
+domains = Domains()
+
+
+# The constructors leave the metric unregistered: :data:`domains` registers it.
 def counter(name: str, documentation: str, labels: Sequence[str]) -> Family:
-    return Family(Counter(name, documentation, labels), "counter")
+    return Family(Counter(name, documentation, labels, registry=None), "counter")
 
 
 def histogram(name: str, documentation: str, labels: Sequence[str],
               buckets: Sequence[float] = DURATION_BUCKETS) -> Family:
-    metric = Histogram(name, documentation, labels, buckets=buckets)
+    metric = Histogram(name, documentation, labels, buckets=buckets, registry=None)
     return Family(metric, "histogram", prometheus.upper_bounds(metric))
 
 
 def gauge(name: str, documentation: str, labels: Sequence[str],
           multiprocess_mode: MultiprocessMode = "livesum") -> Family:
-    return Family(Gauge(name, documentation, labels, multiprocess_mode=multiprocess_mode), "gauge")
+    return Family(Gauge(name, documentation, labels, multiprocess_mode=multiprocess_mode, registry=None), "gauge")

@@ -11,6 +11,7 @@ from django.utils.module_loading import import_string
 from telemetry import conf
 from telemetry.core import guard, labels, recorder
 from telemetry.core.bus import emit
+from telemetry.metrics import switch_on
 from telemetry.tasks.base import OwnTask
 from telemetry.usage import releases
 from telemetry.usage import rollups as usage
@@ -26,6 +27,7 @@ def sample_storage_usage() -> int:
     path = conf.get("STORAGE_USAGE_PROVIDER")
     if not path:
         return 0
+    switch_on("storage")  # the host's provider is its report into the storage domain
     rows = list(import_string(path)())
     for storage_type, organization_id, size_bytes in rows:
         emit("set", ("business", "storage_usage"), (storage_type, labels.organization(organization_id)), size_bytes)
