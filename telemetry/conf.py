@@ -88,6 +88,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_QUERY_PATTERNS": 200,
     "MAX_ROUTES": 500,
     "MAX_TABLES": 500,
+    # prometheus-client's ``*_created`` sample beside every counter and histogram series of a
+    # single-process scrape: Prometheus' text format stores each as a series of its own, so
+    # they are off (process-wide: the host's own families too); multiprocess output has none.
+    "METRICS_CREATED_SERIES": False,
     # Series budgets: beyond these, a family's new label sets fold into one series whose
     # labels are all "other" (counted in telemetry_series_folded_total{family}).
     "MAX_SERIES_PER_FAMILY": 1000,

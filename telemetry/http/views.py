@@ -1,6 +1,7 @@
 """``/metrics`` (Prometheus text or OpenMetrics), readiness (``/health``, ``/health/ready``)
 and liveness (``/health/live``)."""
 
+import gzip
 import hmac
 import ipaddress
 import os
@@ -16,7 +17,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from telemetry import conf
 from telemetry.core import guard, recorder
@@ -31,6 +32,9 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 
 #: The longest a scrape waits for a drain in progress in the flusher thread.
 METRICS_FLUSH_WAIT_SECONDS = 1.0
+#: gzip level of a scrape that accepts it (Prometheus does): level 1 takes a tenth of the
+#: time of the default 9 for a scrape ~15% larger, still a tenth of the text.
+METRICS_GZIP_LEVEL = 1
 #: Headers a reverse proxy adds: a request carrying one came through a proxy.
 FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
@@ -113,7 +117,12 @@ def metrics(request: HttpRequest) -> HttpResponse:
             output = encoder(multiprocess.collect_registry())
     else:
         output = encoder(REGISTRY)
-    return HttpResponse(output, content_type=content_type)
+    if not gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):
+        return HttpResponse(output, content_type=content_type)
+    response = HttpResponse(gzip.compress(output, compresslevel=METRICS_GZIP_LEVEL), content_type=content_type)
+    response["Content-Encoding"] = "gzip"
+    response["Vary"] = "Accept-Encoding"
+    return response
 
 
 def _check_databases():
