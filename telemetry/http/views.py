@@ -26,6 +26,7 @@ from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import multiprocess
 from telemetry.pipeline import sampler
+from telemetry.tracing import export, processor
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -266,6 +267,16 @@ def _run_checks(checks):
     return results
 
 
+def _telemetry_health() -> dict[str, Any]:
+    """Telemetry's own parts: the store (a check), this process's store writer (its
+    breaker) and OTLP exporter (``off`` when not configured). Never fail readiness."""
+    store = _run_checks({"store": STORE_CHECK})["store"]
+    store["writer"] = processor.writer_health()
+    exporter = processor.trace_store.export_health.report() if export.otlp_endpoint_configured() else {
+        "status": "off"}
+    return {"store": store, "exporter": exporter}
+
+
 @login_not_required
 @require_GET
 def live(request: HttpRequest) -> JsonResponse:
@@ -279,13 +290,16 @@ def live(request: HttpRequest) -> JsonResponse:
 def health(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when the host's databases (every alias but telemetry's store), the
     cache and, when Celery is configured, the broker are up, else 503. Telemetry's own
-    store is reported under ``telemetry`` and only ever makes the status ``degraded``.
+    store, its writer's breaker and the OTLP exporter are reported under ``telemetry`` and
+    only ever make the status ``degraded``.
     Errors show their class only."""
     checks = {name: check for name, check in HOST_CHECKS.items() if name != "broker" or _broker_configured()}
     results = _run_checks(checks)
-    store = _run_checks({"store": STORE_CHECK})["store"]
     ready = all(result["status"] == "up" for result in results.values())
-    status = "down" if not ready else "ok" if store["status"] == "up" else "degraded"
+    own = _telemetry_health()
+    healthy = own["store"]["status"] == "up" and own["store"]["writer"]["breaker"] == "closed" and (
+        own["exporter"]["status"] in ("up", "off"))
+    status = "down" if not ready else "ok" if healthy else "degraded"
     body = {"status": status, "release": getattr(settings, "RELEASE_VERSION", ""), "checks": results,
-            "telemetry": {"store": store}}
+            "telemetry": own}
     return JsonResponse(body, status=200 if ready else 503, json_dumps_params={"indent": None})
