@@ -115,7 +115,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     path = multiprocess.directory()
     if path:
         with multiprocess.locked(path, exclusive=False):
-            output = encoder(multiprocess.collect_registry())
+            # Exemplars exist in OpenMetrics only.
+            output = encoder(multiprocess.collect_registry(with_exemplars=content_type.startswith(
+                "application/openmetrics-text")))
     else:
         output = encoder(REGISTRY)
     if not gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):

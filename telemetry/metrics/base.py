@@ -63,6 +63,12 @@ class Family:
             child = self._children[label_values] = self._new_child(label_values)
         return child
 
+    def counted_as(self, label_values: tuple[str, ...]) -> tuple[str, ...]:
+        """The label values a label set is counted under: its own, or all ``other`` once folded."""
+        child = self.child(label_values)
+        folded = ("other",) * len(label_values)
+        return folded if label_values != folded and self._children.get(folded) is child else label_values
+
     def _new_child(self, label_values):
         settings = conf.get_settings()
         if self._series >= settings["MAX_SERIES_PER_FAMILY"] or Family.total_series >= settings["MAX_SERIES_TOTAL"]:
