@@ -68,6 +68,10 @@ DEFAULTS: dict[str, Any] = {
     # organizations whose traces and logs the user may read in the API; logins count for
     # the first.
     "USER_ORGANIZATION_RESOLVER": None,
+    # Dotted path to ``callable(user) -> organization id, a list of them, or None``: the
+    # organizations whose usage the user may read in the API (e.g. the ones they administer);
+    # None: staff only.
+    "USAGE_ORGANIZATION_RESOLVER": None,
     # /metrics access: a bearer token, an IP allowlist (addresses or CIDR networks);
     # with neither, only loopback may scrape.
     "METRICS_TOKEN": "",
