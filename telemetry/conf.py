@@ -132,6 +132,9 @@ DEFAULTS: dict[str, Any] = {
     "REPORT_PERIOD_HOURS": 24,
     # Apdex target for the release performance score (seconds).
     "APDEX_TARGET_SECONDS": 0.5,
+    # The mildest regression class (minor: +<20 %, moderate: +20-50 %, severe: +50 % or more,
+    # each significant by Welch's t) that makes ``manage.py telemetry_release_check`` exit 1.
+    "RELEASE_CHECK_FAIL_ON": "moderate",
     # Hot-path events are buffered and applied in batches by a background thread.
     "FLUSH_INTERVAL_SECONDS": 1.0,
     "BUFFER_MAX_EVENTS": 100_000,
