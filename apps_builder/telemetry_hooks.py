@@ -10,6 +10,13 @@ def user_organizations(user):
     return list(user.memberships.order_by("id").values_list("organization_id", flat=True))
 
 
+def administered_organizations(user):
+    """The organizations the user administers: whose usage the telemetry API shows them."""
+    if not user.is_authenticated:
+        return []
+    return list(user.memberships.filter(role="admin").values_list("organization_id", flat=True))
+
+
 def storage_usage():
     """Bytes stored per organization: app definitions, released versions, query options,
     measured by the database (one grouped query per type)."""

@@ -9,6 +9,7 @@ class TelemetryConfig(AppConfig):
     def ready(self) -> None:
         """Installs the hooks once per process; a second call does nothing."""
         from telemetry import checks, conf, tracing  # noqa: F401 - importing checks registers them
+        from telemetry.adapters import prometheus
         from telemetry.core import recorder
         from telemetry.db import commands
         from telemetry.db import wrapper as db
@@ -22,6 +23,7 @@ class TelemetryConfig(AppConfig):
         if not conf.get("METRICS_ENABLED"):
             return
         conf.on_change(recorder.read_settings)
+        conf.on_change(lambda: prometheus.created_series(conf.get("METRICS_CREATED_SERIES")))
         conf.on_change(db._read_settings)
         handlers.register_all()
         recorder.register_periodic(sampler.sample)

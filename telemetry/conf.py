@@ -71,12 +71,16 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_ALIAS": "telemetry",
     # Dotted path to ``callable(request) -> organization id or None``. The usage admin page
     # and the organization filters appear once organizations are configured: this set to
-    # another function, or USER_ORGANIZATION_RESOLVER set (see ``organizations_configured``).
+    # another function, or a user resolver set (see ``organizations_configured``).
     "ORGANIZATION_RESOLVER": "telemetry.core.organization.from_request_attribute",
     # Dotted path to ``callable(user) -> organization id, a list of them, or None``: the
     # organizations whose traces and logs the user may read in the API; logins count for
     # the first.
     "USER_ORGANIZATION_RESOLVER": None,
+    # Dotted path to ``callable(user) -> organization id, a list of them, or None``: the
+    # organizations whose usage the user may read in the API (e.g. the ones they administer);
+    # None: staff only.
+    "USAGE_ORGANIZATION_RESOLVER": None,
     # /metrics access: a bearer token, an IP allowlist (addresses or CIDR networks);
     # with neither, only loopback may scrape.
     "METRICS_TOKEN": "",
@@ -97,6 +101,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_QUERY_PATTERNS": 200,
     "MAX_ROUTES": 500,
     "MAX_TABLES": 500,
+    # prometheus-client's ``*_created`` sample beside every counter and histogram series of a
+    # single-process scrape: Prometheus' text format stores each as a series of its own, so
+    # they are off (process-wide: the host's own families too); multiprocess output has none.
+    "METRICS_CREATED_SERIES": False,
     # Series budgets: beyond these, a family's new label sets fold into one series whose
     # labels are all "other" (counted in telemetry_series_folded_total{family}).
     "MAX_SERIES_PER_FAMILY": 1000,
@@ -137,6 +145,9 @@ DEFAULTS: dict[str, Any] = {
     "REPORT_PERIOD_HOURS": 24,
     # Apdex target for the release performance score (seconds).
     "APDEX_TARGET_SECONDS": 0.5,
+    # The mildest regression class (minor: +<20 %, moderate: +20-50 %, severe: +50 % or more,
+    # each significant by Welch's t) that makes ``manage.py telemetry_release_check`` exit 1.
+    "RELEASE_CHECK_FAIL_ON": "moderate",
     # Hot-path events are buffered and applied in batches by a background thread.
     "FLUSH_INTERVAL_SECONDS": 1.0,
     "BUFFER_MAX_EVENTS": 100_000,
@@ -166,10 +177,12 @@ def get(name: str, default: Any = None) -> Any:
 
 def organizations_configured() -> bool:
     """Whether the project has organizations: a resolver of its own for requests, or one
-    for users. The default resolver (``request.organization_id``) alone finds nothing in a
-    project whose views never set it, so it does not count."""
+    for users (``USER_ORGANIZATION_RESOLVER``, ``USAGE_ORGANIZATION_RESOLVER``). The default
+    resolver (``request.organization_id``) alone finds nothing in a project whose views
+    never set it, so it does not count."""
     settings_now = get_settings()
     return (settings_now["USER_ORGANIZATION_RESOLVER"] is not None
+            or settings_now["USAGE_ORGANIZATION_RESOLVER"] is not None
             or settings_now["ORGANIZATION_RESOLVER"] != DEFAULTS["ORGANIZATION_RESOLVER"])
 
 

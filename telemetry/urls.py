@@ -14,4 +14,5 @@ urlpatterns = [
     path("telemetry/api/traces/<str:trace_id>", api_views.TraceDetailView.as_view(), name="api-trace"),
     path("telemetry/api/logs", api_views.LogListView.as_view(), name="api-logs"),
     path("telemetry/api/metrics", api_views.MetricsView.as_view(), name="api-metrics"),
+    path("telemetry/api/usage/<str:organization_id>", api_views.UsageView.as_view(), name="api-usage"),
 ]

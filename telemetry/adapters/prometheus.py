@@ -35,7 +35,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    enable_created_metrics,
+    multiprocess,
+)
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.samples import Exemplar
 
@@ -44,6 +51,15 @@ from telemetry.adapters import checking, expect
 CHECKED_VERSION = "0.26.0"
 
 # ---------------------------------------------------------------------------- histograms
+
+
+def created_series(enabled: bool) -> None:
+    """Turns prometheus-client's ``*_created`` samples on or off, process-wide (a
+    module switch of prometheus-client; multiprocess output never has them)."""
+    if enabled:
+        enable_created_metrics()
+    else:
+        disable_created_metrics()
 
 
 def upper_bounds(histogram: Histogram) -> list[float]:

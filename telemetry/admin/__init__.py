@@ -1,5 +1,5 @@
 """Telemetry in Django admin: traces and logs (``traces.py``), query intelligence
-(``queries.py``), usage per organization (``usage.py``). Pages read pre-aggregated
+(``queries.py``), usage per organization (``usage.py``), release comparison (``releases.py``). Pages read pre-aggregated
 tables, never raw scans."""
 
-from telemetry.admin import queries, traces, usage  # noqa: F401
+from telemetry.admin import queries, releases, traces, usage  # noqa: F401

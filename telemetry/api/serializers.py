@@ -5,7 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from telemetry.models import LogEntry, Trace
+from telemetry.models import LogEntry, OrganizationUsage, Trace
 
 TRACE_ID_PATTERN = r"^[0-9a-f]{32}$"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -79,3 +79,14 @@ class TraceDetailSerializer(serializers.Serializer):
     spans = SpanSerializer(many=True)
     spans_truncated = serializers.BooleanField()
     logs = LogEntrySerializer(many=True)
+
+
+class UsageQuerySerializer(TimeRangeQuerySerializer):
+    """Hours of one organization's usage: the last ``USAGE_API_DEFAULT_DAYS`` by default."""
+
+
+class UsageHourSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OrganizationUsage
+        fields = ("hour", "requests", "errors", "app_loads", "query_runs", "query_failures", "active_users",
+                  "storage_bytes")

@@ -6,11 +6,13 @@ span every organization, are for staff only. Anonymous callers get 401.
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -19,6 +21,7 @@ from drf_spectacular.utils import extend_schema
 from prometheus_client import REGISTRY
 from prometheus_client.samples import Sample
 from rest_framework import generics
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
@@ -34,21 +37,26 @@ from telemetry.api.serializers import (
     TraceDetailSerializer,
     TraceQuerySerializer,
     TraceSerializer,
+    UsageHourSerializer,
+    UsageQuerySerializer,
 )
 from telemetry.core import guard
 from telemetry.metrics import families, multiprocess
-from telemetry.models import LogEntry, Span, Trace
+from telemetry.models import LogEntry, OrganizationUsage, Span, Trace
 from telemetry.tracing import waterfall
 
 MAX_LOGS_PER_TRACE = 500
+#: Hours of usage one call returns at most (90 days), and those it returns by default (7 days).
+MAX_USAGE_HOURS = 90 * 24
+DEFAULT_USAGE_HOURS = 7 * 24
 #: Routes listed by the metrics endpoint (the busiest first).
 MAX_METRIC_ROUTES = 50
 
 
-def organization_ids(user: AbstractBaseUser | AnonymousUser) -> list[str]:
-    """The organization ids whose telemetry ``user`` may read (strings, as stored); none
-    when no resolver is configured or it fails (closed, never open)."""
-    path = conf.get("USER_ORGANIZATION_RESOLVER")
+def organization_ids(user: AbstractBaseUser | AnonymousUser, setting: str = "USER_ORGANIZATION_RESOLVER") -> list[str]:
+    """The organization ids whose telemetry ``user`` may read (strings, as stored) by the
+    resolver ``setting`` names; none when it is not configured or fails (closed, never open)."""
+    path = conf.get(setting)
     if not path:
         return []
     try:
@@ -163,6 +171,32 @@ class LogListView(generics.ListAPIView):
         if "text" in params:
             queryset = queryset.filter(message__icontains=params["text"])
         return _time_range(queryset, "time", params)
+
+
+@extend_schema(parameters=[UsageQuerySerializer], responses=UsageHourSerializer(many=True), tags=["telemetry"])
+class UsageView(APIView):
+    """One organization's hourly usage, oldest hour first, with the range's totals: for
+    staff, and for the users ``USAGE_ORGANIZATION_RESOLVER`` names (the platform: the
+    organization's admins). Any other organization is a 404, as one that does not exist."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request: Request, organization_id: str) -> Response:
+        if not request.user.is_staff and organization_id not in organization_ids(
+                request.user, "USAGE_ORGANIZATION_RESOLVER"):
+            raise Http404
+        params = _validated(UsageQuerySerializer, request)
+        until = params.get("until") or timezone.now()
+        since = params.get("since") or until - timedelta(hours=DEFAULT_USAGE_HOURS)
+        if until - since > timedelta(hours=MAX_USAGE_HOURS):
+            raise ValidationError({"since": f"at most {MAX_USAGE_HOURS // 24} days before until."})
+        hours = (OrganizationUsage.objects.filter(organization_id=organization_id, hour__gte=since, hour__lt=until)
+                 .order_by("hour")[:MAX_USAGE_HOURS])
+        rows = UsageHourSerializer(hours, many=True).data
+        totals = {field: sum(row[field] for row in rows)
+                  for field in ("requests", "errors", "app_loads", "query_runs", "query_failures")}
+        return Response({"organization_id": organization_id, "since": since, "until": until, "totals": totals,
+                         "hours": rows})
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT, tags=["telemetry"])

@@ -22,7 +22,7 @@ from telemetry.adapters import prometheus
 from telemetry.core import guard
 from telemetry.core.background import BackgroundWorker, BoundedQueue
 from telemetry.core.events import KIND_NAMES, Event, RequestFinished
-from telemetry.metrics import internal
+from telemetry.metrics import exemplars, internal, multiprocess
 
 
 class Recorder:
@@ -208,9 +208,23 @@ class Batch:
             family.child(label_values).inc(amount)
         for (family, label_values), (bucket_counts, total) in self.histograms.items():
             prometheus.add_observations(family.child(label_values), bucket_counts, total)
-        for ((family, label_values), index), (exemplar, value) in self.exemplars.items():
-            prometheus.set_bucket_exemplar(family.child(label_values), index, exemplar, value)
+        if self.exemplars:
+            self._apply_exemplars()
         for (family, label_values), value in self.gauges.items():
             family.child(label_values).set(value)
         for (family, label_values), delta in self.gauge_deltas.items():
             family.child(label_values).inc(delta)
+
+    def _apply_exemplars(self):
+        """On the bucket itself in one process; in multiprocess mode (where prometheus-client
+        keeps none) in this process's exemplar file, which a scrape merges."""
+        directory = multiprocess.directory()
+        for ((family, label_values), index), (exemplar, value) in self.exemplars.items():
+            if directory is None:
+                prometheus.set_bucket_exemplar(family.child(label_values), index, exemplar, value)
+            else:
+                exemplars.process_exemplars.record(
+                    family.name, prometheus.label_names(family.metric), family.counted_as(label_values),
+                    family.upper_bounds[index], exemplar, value)
+        if directory is not None:
+            exemplars.process_exemplars.write(directory)

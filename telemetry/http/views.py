@@ -1,6 +1,7 @@
 """``/metrics`` (Prometheus text or OpenMetrics), readiness (``/health``, ``/health/ready``)
 and liveness (``/health/live``)."""
 
+import gzip
 import hmac
 import ipaddress
 import os
@@ -16,7 +17,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from telemetry import conf
 from telemetry.core import guard, recorder
@@ -25,12 +26,16 @@ from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import multiprocess
 from telemetry.pipeline import sampler
+from telemetry.tracing import export, processor
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 #: The longest a scrape waits for a drain in progress in the flusher thread.
 METRICS_FLUSH_WAIT_SECONDS = 1.0
+#: gzip level of a scrape that accepts it (Prometheus does): level 1 takes a tenth of the
+#: time of the default 9 for a scrape ~15% larger, still a tenth of the text.
+METRICS_GZIP_LEVEL = 1
 #: Headers a reverse proxy adds: a request carrying one came through a proxy.
 FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
@@ -110,10 +115,17 @@ def metrics(request: HttpRequest) -> HttpResponse:
     path = multiprocess.directory()
     if path:
         with multiprocess.locked(path, exclusive=False):
-            output = encoder(multiprocess.collect_registry())
+            # Exemplars exist in OpenMetrics only.
+            output = encoder(multiprocess.collect_registry(with_exemplars=content_type.startswith(
+                "application/openmetrics-text")))
     else:
         output = encoder(REGISTRY)
-    return HttpResponse(output, content_type=content_type)
+    if not gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):
+        return HttpResponse(output, content_type=content_type)
+    response = HttpResponse(gzip.compress(output, compresslevel=METRICS_GZIP_LEVEL), content_type=content_type)
+    response["Content-Encoding"] = "gzip"
+    response["Vary"] = "Accept-Encoding"
+    return response
 
 
 def _check_databases():
@@ -257,6 +269,16 @@ def _run_checks(checks):
     return results
 
 
+def _telemetry_health() -> dict[str, Any]:
+    """Telemetry's own parts: the store (a check), this process's store writer (its
+    breaker) and OTLP exporter (``off`` when not configured). Never fail readiness."""
+    store = _run_checks({"store": STORE_CHECK})["store"]
+    store["writer"] = processor.writer_health()
+    exporter = processor.trace_store.export_health.report() if export.otlp_endpoint_configured() else {
+        "status": "off"}
+    return {"store": store, "exporter": exporter}
+
+
 @login_not_required
 @require_GET
 def live(request: HttpRequest) -> JsonResponse:
@@ -270,13 +292,16 @@ def live(request: HttpRequest) -> JsonResponse:
 def health(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when the host's databases (every alias but telemetry's store), the
     cache and, when Celery is configured, the broker are up, else 503. Telemetry's own
-    store is reported under ``telemetry`` and only ever makes the status ``degraded``.
+    store, its writer's breaker and the OTLP exporter are reported under ``telemetry`` and
+    only ever make the status ``degraded``.
     Errors show their class only."""
     checks = {name: check for name, check in HOST_CHECKS.items() if name != "broker" or _broker_configured()}
     results = _run_checks(checks)
-    store = _run_checks({"store": STORE_CHECK})["store"]
     ready = all(result["status"] == "up" for result in results.values())
-    status = "down" if not ready else "ok" if store["status"] == "up" else "degraded"
+    own = _telemetry_health()
+    healthy = own["store"]["status"] == "up" and own["store"]["writer"]["breaker"] == "closed" and (
+        own["exporter"]["status"] in ("up", "off"))
+    status = "down" if not ready else "ok" if healthy else "degraded"
     body = {"status": status, "release": getattr(settings, "RELEASE_VERSION", ""), "checks": results,
-            "telemetry": {"store": store}}
+            "telemetry": own}
     return JsonResponse(body, status=200 if ready else 503, json_dumps_params={"indent": None})

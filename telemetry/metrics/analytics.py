@@ -3,7 +3,7 @@ intelligence and release benchmarks."""
 
 from types import SimpleNamespace
 
-from telemetry.metrics.base import counter, gauge, histogram
+from telemetry.metrics.base import COARSE_DURATION_BUCKETS, counter, gauge, histogram
 
 
 def define(namespace: str) -> SimpleNamespace:
@@ -13,16 +13,19 @@ def define(namespace: str) -> SimpleNamespace:
             f"{ns}_api_breakdown_duration_seconds",
             "Request time split into database, external and application time.",
             ["http_route", f"{ns}_operation_type"],
+            COARSE_DURATION_BUCKETS,
         ),
         external_operation=histogram(
             f"{ns}_api_external_operation_duration_seconds",
             "Duration of calls to external systems, by operation and provider.",
             [f"{ns}_external_operation", f"{ns}_external_provider"],
+            COARSE_DURATION_BUCKETS,
         ),
         app_builder_viewer=histogram(
             f"{ns}_app_builder_viewer_performance_seconds",
             "Duration of app builder and viewer operations, with the request's query count (bucketed).",
             ["http_route", f"{ns}_app_operation", f"{ns}_app_db_query_count"],
+            COARSE_DURATION_BUCKETS,
         ),
         query_complexity=gauge(
             f"{ns}_db_query_complexity",
@@ -49,6 +52,7 @@ def define(namespace: str) -> SimpleNamespace:
             f"{ns}_benchmark_duration_seconds",
             "Route latency per release, for release comparison.",
             [f"{ns}_release_version", "http_route", f"{ns}_benchmark_type"],
+            COARSE_DURATION_BUCKETS,
         ),
         benchmark_comparison=counter(
             f"{ns}_benchmark_comparison",

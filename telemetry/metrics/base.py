@@ -16,10 +16,19 @@ from telemetry import conf
 from telemetry.adapters import prometheus
 from telemetry.metrics import internal
 
-#: Seconds: 1 ms .. 30 s.
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-#: Bytes: 64 B .. 16 MiB.
-SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+# Every bucket is one more line per series in each scrape (and one more series in
+# Prometheus), so each family gets the resolution its question needs, no more:
+#: Request-level latency (HTTP, app and datasource queries, tasks): 5 ms .. 10 s, the
+#: range where a user notices a difference; slower lands in +Inf, a timeout anyway.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Statement latency: OpenTelemetry's advisory buckets for ``db.client.operation.duration``.
+DB_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+#: Families that cut a latency the families above already resolve finely (per part of a
+#: request, per release, per phase of a plugin run, waits): they answer "which part got
+#: slower", for which a factor of ~5 between bounds is enough.
+COARSE_DURATION_BUCKETS = (0.01, 0.05, 0.25, 1.0, 5.0)
+#: Bytes: 256 B .. 16 MiB, a factor of 16 apart (sizes spread over orders of magnitude).
+SIZE_BUCKETS = (256, 4096, 65536, 1048576, 16777216)
 #: Rows returned by a statement.
 ROW_BUCKETS = (0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 #: Session lengths: 1 min .. 1 day.
@@ -61,6 +70,12 @@ class Family:
         if child is None:
             child = self._children[label_values] = self._new_child(label_values)
         return child
+
+    def counted_as(self, label_values: tuple[str, ...]) -> tuple[str, ...]:
+        """The label values a label set is counted under: its own, or all ``other`` once folded."""
+        child = self.child(label_values)
+        folded = ("other",) * len(label_values)
+        return folded if label_values != folded and self._children.get(folded) is child else label_values
 
     def _new_child(self, label_values):
         settings = conf.get_settings()

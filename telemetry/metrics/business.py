@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from telemetry.metrics.base import SESSION_BUCKETS, counter, gauge, histogram
+from telemetry.metrics.base import COARSE_DURATION_BUCKETS, SESSION_BUCKETS, counter, gauge, histogram
 
 
 def define(namespace: str) -> SimpleNamespace:
@@ -30,6 +30,7 @@ def define(namespace: str) -> SimpleNamespace:
         app_load_time=histogram(
             "app_load_time_seconds", "Viewer load time of released apps.",
             ["app_id", "environment", "mode"],
+            COARSE_DURATION_BUCKETS,
         ),
         app_query_execution=histogram(
             "app_query_execution_seconds", "Duration of app queries, by app, query, status and datasource.",
@@ -46,6 +47,7 @@ def define(namespace: str) -> SimpleNamespace:
         api_call_duration=histogram(
             "api_call_duration_seconds", "Duration of API calls, by endpoint and method.",
             ["endpoint", "method"],
+            COARSE_DURATION_BUCKETS,
         ),
         datasource_connections=gauge(
             "datasource_connections_active",

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from telemetry.metrics.base import ROW_BUCKETS, counter, gauge, histogram
+from telemetry.metrics.base import COARSE_DURATION_BUCKETS, DB_DURATION_BUCKETS, ROW_BUCKETS, counter, gauge, histogram
 
 
 def define(namespace: str) -> SimpleNamespace:
@@ -11,6 +11,7 @@ def define(namespace: str) -> SimpleNamespace:
             "db_client_operation_duration_seconds",
             "Duration of database statements, by system, operation, table and organization.",
             ["db_system", "db_operation_name", "db_collection_name", "organization_id"],
+            DB_DURATION_BUCKETS,
         ),
         operation_count=counter(
             "db_client_operation_count",
@@ -32,6 +33,7 @@ def define(namespace: str) -> SimpleNamespace:
             "db_client_connection_wait_time_seconds",
             "Time to obtain a connection (new connection or pool checkout).",
             ["db_system"],
+            COARSE_DURATION_BUCKETS,
         ),
         connection_timeouts=counter(
             "db_client_connection_timeouts",

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, multiprocess
 
 from telemetry.adapters import prometheus
+from telemetry.metrics import exemplars
 
 ARCHIVE_PID = "archive"
 
@@ -33,10 +34,13 @@ def locked(path: str, exclusive: bool) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def collect_registry() -> CollectorRegistry:
-    """A registry reading every process's files (under a shared lock while collecting)."""
+def collect_registry(with_exemplars: bool = False) -> CollectorRegistry:
+    """A registry reading every process's files (under a shared lock while collecting),
+    histogram buckets with the processes' exemplars when asked (OpenMetrics)."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=directory())
+    path = directory()
+    collector = multiprocess.MultiProcessCollector(None, path=path)
+    registry.register(exemplars.WithExemplars(collector, path) if with_exemplars and path else collector)
     return registry
 
 
@@ -57,6 +61,7 @@ def merge_dead_process(pid: int | str, path: str | None = None) -> None:
         # Gauges in "all"/"max"/"min"/"mostrecent" modes of a dead process go too.
         for gauge_file in prometheus.gauge_files(path, pid):
             os.remove(gauge_file)
+        exemplars.merge_dead_process(path, pid)
 
 
 def prepare_directory(path: str) -> None:
@@ -64,3 +69,4 @@ def prepare_directory(path: str) -> None:
     os.makedirs(path, exist_ok=True)
     for stale in prometheus.value_files(path):
         os.remove(stale)
+    exemplars.remove_all(path)

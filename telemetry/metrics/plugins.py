@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from telemetry.metrics.base import SIZE_BUCKETS, counter, gauge, histogram
+from telemetry.metrics.base import COARSE_DURATION_BUCKETS, SIZE_BUCKETS, counter, gauge, histogram
 
 
 def define(namespace: str) -> SimpleNamespace:
@@ -37,11 +37,13 @@ def define(namespace: str) -> SimpleNamespace:
             f"{ns}_plugin_connection_create_duration_seconds",
             "Time to open a new datasource connection.",
             [f"{ns}_datasource_kind", f"{ns}_organization_id"],
+            COARSE_DURATION_BUCKETS,
         ),
         connection_use_duration=histogram(
             f"{ns}_plugin_connection_use_duration_seconds",
             "Time a datasource connection was checked out for one run.",
             [f"{ns}_datasource_kind"],
+            COARSE_DURATION_BUCKETS,
         ),
         data_transfer_size=histogram(
             f"{ns}_plugin_data_transfer_size_bytes",
@@ -53,5 +55,6 @@ def define(namespace: str) -> SimpleNamespace:
             f"{ns}_plugin_operation_latency_seconds",
             "Latency of each phase of a plugin run: connect, execute, serialize.",
             [f"{ns}_datasource_kind", f"{ns}_operation_phase"],
+            COARSE_DURATION_BUCKETS,
         ),
     )

@@ -47,7 +47,8 @@ def on_request(batch, event: RequestFinished):
     # Exemplars link only traces the store keeps: a dropped trace would be a dead link.
     exemplar = {"trace_id": f"{event.trace_id:032x}"} if keep_trace else None
     batch.observe(metrics.http.request_duration, (method, route, status, organization), duration, exemplar)
-    batch.observe(metrics.http.request_body_size, (method, route), event.request_size)
+    if event.request_size:  # a request without a body (most GETs) would only add zeros
+        batch.observe(metrics.http.request_body_size, (method, route), event.request_size)
     batch.observe(metrics.http.response_body_size, (method, route, status), event.response_size)
     if context.active_key is not None:
         batch.add(metrics.http.active_requests, _active_labels(context.active_key), -1)

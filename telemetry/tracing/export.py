@@ -29,6 +29,7 @@ def build_processor() -> BatchSpanProcessor | None:
                 result = super().export(spans)
             except Exception:  # noqa: BLE001 - counted like any failed export
                 result = SpanExportResult.FAILURE
+            processor.trace_store.export_health.record(result is SpanExportResult.SUCCESS)
             if result is not SpanExportResult.SUCCESS:
                 processor.count_dropped("export_failed", len(spans))
             return result

@@ -173,6 +173,28 @@ class StoreBreaker:
                 guard.logger.info("telemetry trace store breaker %s", state.replace("_", "-"))
 
 
+class ExportHealth:
+    """What this process's OTLP exports did lately, for readiness: failures in a row (reset
+    by a success) and when the last success was. Written by the SDK's export thread."""
+
+    __slots__ = ("failures_in_a_row", "last_success")
+
+    def __init__(self) -> None:
+        self.failures_in_a_row = 0
+        self.last_success: float | None = None
+
+    def record(self, succeeded: bool) -> None:
+        if succeeded:
+            self.failures_in_a_row, self.last_success = 0, time.monotonic()
+        else:
+            self.failures_in_a_row += 1
+
+    def report(self) -> dict[str, Any]:
+        since = None if self.last_success is None else round(time.monotonic() - self.last_success, 1)
+        return {"status": "failing" if self.failures_in_a_row else "up",
+                "failures_in_a_row": self.failures_in_a_row, "seconds_since_success": since}
+
+
 class TraceStore:
     """The trace store writer of this process: its two queues (spans, log rows), the
     spans waiting for their root, the decisions taken, the batches to retry, and its
@@ -194,6 +216,7 @@ class TraceStore:
         self._breaker = StoreBreaker()
         self._export_processor: Any = None
         self._export_checked = False
+        self.export_health = ExportHealth()
         #: Builds the OTLP span processor (or None when export is not configured); set by
         #: ``telemetry.tracing.provider.setup``, called on the first export.
         self.export_factory: Callable[[], Any] | None = None
@@ -256,6 +279,7 @@ class TraceStore:
             processor = self._export_processor
             self._export_processor = None
             self._export_checked = False
+            self.export_health = ExportHealth()
         if processor is not None:
             with guard.guarded("otlp_shutdown"):
                 processor.shutdown()
@@ -263,6 +287,10 @@ class TraceStore:
     def export_processor(self) -> Any:
         """The OTLP span processor kept traces go to, or None (not configured, or no export yet)."""
         return self._export_processor
+
+    def writer_health(self) -> dict[str, Any]:
+        """For readiness: the breaker's state and the batches waiting to be written again."""
+        return {"breaker": self._breaker.state, "batches_waiting": len(self._failed)}
 
     def _flush_locked(self) -> None:
         settings = conf.get_settings()
@@ -644,3 +672,4 @@ count_dropped = trace_store.count_dropped
 dropped = trace_store.dropped
 reset_export = trace_store.reset_export
 export_processor = trace_store.export_processor
+writer_health = trace_store.writer_health

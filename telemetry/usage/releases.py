@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Min, Sum
+from django.db.models import Max, Min, Sum
 from django.urls import Resolver404, resolve
 
 from telemetry.core import routes
@@ -102,17 +102,22 @@ def _mean_variance(row):
     return mean, variance
 
 
-def significance(previous: Mapping[str, Any], current: Mapping[str, Any], min_samples: int = 30) -> str:
-    """``improvement``, ``regression`` or ``no_change`` by Welch's t on the means."""
-    if previous["count"] < min_samples or current["count"] < min_samples:
-        return "insufficient_data"
+def welch_t(previous: Mapping[str, Any], current: Mapping[str, Any]) -> float:
+    """Welch's t of the current mean against the previous one (positive: slower); ±inf
+    for a change between two spreads of zero, 0 for no change."""
     previous_mean, previous_variance = _mean_variance(previous)
     current_mean, current_variance = _mean_variance(current)
     error = math.sqrt(previous_variance / previous["count"] + current_variance / current["count"])
     if error == 0:
-        return "no_change" if current_mean == previous_mean else (
-            "regression" if current_mean > previous_mean else "improvement")
-    t = (current_mean - previous_mean) / error
+        return 0.0 if current_mean == previous_mean else math.copysign(math.inf, current_mean - previous_mean)
+    return (current_mean - previous_mean) / error
+
+
+def significance(previous: Mapping[str, Any], current: Mapping[str, Any], min_samples: int = 30) -> str:
+    """``improvement``, ``regression`` or ``no_change`` by Welch's t on the means."""
+    if previous["count"] < min_samples or current["count"] < min_samples:
+        return "insufficient_data"
+    t = welch_t(previous, current)
     if abs(t) < SIGNIFICANCE_T:
         return "no_change"
     return "regression" if t > 0 else "improvement"
@@ -186,6 +191,77 @@ def compare(history: int = 5) -> dict[str, Any]:
             regression = regression_type(previous_stats[route], row)
             emit("inc", ("analytics", "benchmark_regression"), (current, regression), 1)
     return summary
+
+
+#: Regression classes from the mildest; a check fails on its class and the worse ones.
+REGRESSION_CLASSES = ("minor", "moderate", "severe")
+
+
+@dataclass(slots=True)
+class RouteComparison:
+    """One route in two releases: counts, mean and worst latency (ms), Welch's t, the verdict
+    and, for a regression, its class."""
+
+    route: str
+    previous_count: int
+    current_count: int
+    previous_mean_ms: float
+    current_mean_ms: float
+    current_max_ms: float
+    change: float
+    t: float
+    verdict: str
+    regression: str = ""
+
+    @property
+    def verdict_label(self) -> str:
+        return self.verdict.replace("_", " ") + (f" ({self.regression})" if self.regression else "")
+
+
+@dataclass(slots=True)
+class ReleaseComparison:
+    current: str | None
+    previous: str | None
+    releases: list[str]
+    routes: list[RouteComparison]
+    current_score: float | None = None
+    previous_score: float | None = None
+
+    def regressions(self, at_least: str = "minor") -> list[RouteComparison]:
+        """Significant regressions of class ``at_least`` or worse."""
+        worst = REGRESSION_CLASSES[REGRESSION_CLASSES.index(at_least):]
+        return [row for row in self.routes if row.verdict == "regression" and row.regression in worst]
+
+
+def route_comparison(current: str | None = None, previous: str | None = None) -> ReleaseComparison:
+    """Each route the two releases share, the most significant change first: ``current``
+    (default: the running release, or the newest stored) against ``previous`` (default:
+    the release before it in order of first appearance). Reads the hourly rows only."""
+    releases = releases_in_order()
+    if current is None:
+        current = current_release() if current_release() in releases else (releases[-1] if releases else None)
+    if previous is None and current in releases and releases.index(current) > 0:
+        previous = releases[releases.index(current) - 1]
+    comparison = ReleaseComparison(current, previous, releases, [])
+    if current is None or previous is None:
+        return comparison
+    current_stats, previous_stats = _route_stats(current), _route_stats(previous)
+    comparison.current_score = performance_score(current_stats)
+    comparison.previous_score = performance_score(previous_stats)
+    maxima = dict(ReleaseRouteStats.objects.using(telemetry_alias()).filter(release=current).values("route")
+                  .annotate(worst=Max("max_seconds")).values_list("route", "worst"))
+    for route, row in current_stats.items():
+        before = previous_stats.get(route)
+        if before is None or not row["count"] or not before["count"]:
+            continue
+        previous_mean, current_mean = _mean_variance(before)[0], _mean_variance(row)[0]
+        verdict = significance(before, row)
+        comparison.routes.append(RouteComparison(
+            route, before["count"], row["count"], previous_mean * 1000, current_mean * 1000,
+            (maxima.get(route) or 0.0) * 1000, current_mean / max(previous_mean, 1e-9) - 1, welch_t(before, row),
+            verdict, regression_type(before, row) if verdict == "regression" else ""))
+    comparison.routes.sort(key=lambda row: (-abs(row.t) if math.isfinite(row.t) else -math.inf, row.route))
+    return comparison
 
 
 def record_baseline(release: str, path: str, hour: datetime, requests: int, mean_seconds: float,

@@ -152,6 +152,22 @@ def _measure(base_url, count):
     return latencies
 
 
+#: What telemetry counts when it loses or fails something: drops by reason, its own errors by
+#: component, the store breaker's transitions.
+COUNTED = ("telemetry_trace_dropped_total", "telemetry_internal_errors_total",
+           "telemetry_trace_store_breaker_transitions_total")
+
+
+def _counted(base_url):
+    """Telemetry's loss and failure counters from /metrics (every process's files), by series."""
+    counts = {}
+    for line in requests.get(base_url + "/metrics", timeout=30).text.splitlines():
+        if line.startswith(COUNTED):
+            series, value = line.rsplit(" ", 1)
+            counts[series.removeprefix("telemetry_")] = float(value)
+    return counts
+
+
 def _p99(latencies):
     ordered = sorted(latencies)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -178,6 +194,7 @@ def test_user_requests_do_not_feel_a_failing_dependency(platform, target, fault)
     base_url, proxies, store, receiver = platform
     proxy = proxies[target]
     baseline = _measure(base_url, REQUESTS)
+    counted_before = _counted(base_url)
     with Probes(base_url) as probes:
         proxy.mode = fault
         faulty = []
@@ -197,9 +214,14 @@ def test_user_requests_do_not_feel_a_failing_dependency(platform, target, fault)
         and time.time(),
         timeout=RECOVERY_SECONDS + 20, interval=0.5, message=f"nothing flowed to {target} again")
     health = {status for path, status in probes.answers if path == "/health"}
+    counted_after = _counted(base_url)
+    counted = {series: value - counted_before.get(series, 0.0) for series, value in counted_after.items()
+               if value != counted_before.get(series, 0.0)}
     print(f"\n{target} {fault}: {len(faulty)} requests, 0 errors, p99 {_p99(baseline) * 1000:.0f} ms without, "
           f"{_p99(faulty) * 1000:.0f} ms with; probes {len(probes.answers)} answered, /health {sorted(health)}; "
-          f"flowing again after {recovered - ended:.1f} s")
+          f"flowing again after {recovered - ended:.1f} s; counted {counted or 'nothing'}")
+    if target in ("store", "otlp") and fault != "slow":
+        assert counted, "a failing telemetry dependency left no count"
     assert _p99(faulty) <= max(2 * _p99(baseline), _p99(baseline) + JITTER_SECONDS)
     unanswered = [answer for answer in probes.answers if not isinstance(answer[1], int)]
     assert not unanswered, unanswered

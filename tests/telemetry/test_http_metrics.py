@@ -87,6 +87,17 @@ def test_body_sizes_are_observed(client, samples):
     assert response_sum() == 3000
 
 
+def test_requests_without_a_body_add_no_request_size_series(client, samples):
+    """A GET's request-body histogram would hold only zeros: one series fewer per route."""
+    labels = {"http_request_method": "GET", "http_route": "/external"}
+    count = samples.snapshot("http_server_request_body_size_bytes_count", labels)
+    responses = samples.snapshot("http_server_response_body_size_bytes_count",
+                                 {**labels, "http_response_status_code": "200"})
+    client.get("/external")
+    assert responses() == 1
+    assert count() == 0
+
+
 def test_active_requests_gauge_is_one_during_the_request_and_zero_after(client, samples):
     labels = {"http_request_method": "GET", "http_route": "/api/things/<thing_id>/view", "url_scheme": "http"}
     client.get("/api/things/1/view")

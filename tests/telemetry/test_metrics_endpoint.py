@@ -1,5 +1,7 @@
 """Access to /metrics and its formats."""
 
+import gzip
+
 import pytest
 from django.test import override_settings
 
@@ -45,6 +47,28 @@ def test_openmetrics_when_the_scraper_asks_for_it(client):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/openmetrics-text")
     assert response.content.rstrip().endswith(b"# EOF")
+
+
+def test_gzip_when_the_scraper_accepts_it(client):
+    """Prometheus sends Accept-Encoding: gzip; the scrape on the wire is a tenth of the text."""
+    client.get("/metrics", REMOTE_ADDR="127.0.0.1")  # a request of its own in what follows
+    plain = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+    packed = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_ACCEPT_ENCODING="deflate, gzip;q=1.0")
+    assert "Content-Encoding" not in plain
+    assert packed["Content-Encoding"] == "gzip"
+    assert packed["Vary"] == "Accept-Encoding"
+    text = gzip.decompress(packed.content)
+    assert text.startswith(b"# HELP") and b"http_server_request_duration_seconds_bucket" in text
+    assert len(packed.content) * 4 < len(text)
+
+
+def test_no_created_series_by_default(client, settings):
+    """Each ``*_created`` sample is one more series in Prometheus' text format."""
+    body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content
+    assert b"http_server_requests_total{" in body
+    assert b"_created{" not in body
+    settings.TELEMETRY = {**settings.TELEMETRY, "METRICS_CREATED_SERIES": True}
+    assert b"http_server_requests_created{" in client.get("/metrics", REMOTE_ADDR="127.0.0.1").content
 
 
 def test_metrics_stays_reachable_behind_login_required_middleware(client, settings):

@@ -3,16 +3,18 @@ Prometheus scrapes the app and answers PromQL; promtool finds no problem."""
 
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 
 import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.live import embedded_env, free_port, gunicorn, wait_until
+from tests.live import ROOT, embedded_env, free_port, gunicorn, wait_until
 
 ROUTE = "/admin/login/"
 
@@ -106,3 +108,60 @@ def test_prometheus_scrapes_the_app_and_answers_promql(server, tmp_path):
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=20)
+
+
+EXEMPLAR = re.compile(r'^http_server_request_duration_seconds_bucket\{([^}]*)\} \S+ # \{trace_id="([0-9a-f]{32})"\}',
+                      re.MULTILINE)
+
+
+def exemplar_trace_ids(base_url, route=ROUTE):
+    text = requests.get(base_url + "/metrics", timeout=10,
+                        headers={"Accept": "application/openmetrics-text; version=1.0.0"}).text
+    return {trace_id for labels, trace_id in EXEMPLAR.findall(text) if f'http_route="{route}"' in labels}
+
+
+def admin_session(base_url, env):
+    """A signed-in superuser's session (the user created through manage.py)."""
+    subprocess.run([sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", "ops",
+                    "--email", "ops@example.com"], cwd=ROOT, check=True, timeout=120,
+                   env={**env, "DJANGO_SUPERUSER_PASSWORD": "exemplar-pass-1"})
+    session = requests.Session()
+    session.get(base_url + "/admin/login/", timeout=10)
+    response = session.post(base_url + "/admin/login/", timeout=10, data={
+        "username": "ops", "password": "exemplar-pass-1", "next": "/admin/",
+        "csrfmiddlewaretoken": session.cookies["csrftoken"]}, headers={"Referer": base_url + "/admin/login/"})
+    assert response.status_code == 200 and "/admin/login/" not in response.url
+    return session
+
+
+def test_exemplars_under_gunicorn_link_buckets_to_stored_traces_and_outlive_their_worker(tmp_path):
+    """prometheus-client keeps no exemplars in multiprocess mode: each worker writes its
+    latest kept trace per bucket to a file of its own, merged at an OpenMetrics scrape."""
+    prom = tmp_path / "prom"
+    prom.mkdir()
+    env = embedded_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=prom, TELEMETRY_TRACE_SAMPLE_RATE="1.0")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--database", "telemetry", "-v", "0"], cwd=ROOT, env=env,
+                   check=True, timeout=300)
+    with gunicorn(env, workers=2, log_path=tmp_path / "gunicorn.log") as (base_url, master):
+        send(base_url, 20)
+        trace_ids = wait_until(lambda: exemplar_trace_ids(base_url), timeout=30, message="no exemplar in the scrape")
+        # The plain text format has none (exemplars are OpenMetrics only).
+        assert " # {" not in requests.get(base_url + "/metrics", timeout=10).text
+        session = admin_session(base_url, env)
+        for trace_id in trace_ids:
+            url = f"{base_url}/admin/telemetry/trace/{trace_id}/change/"
+            page = wait_until(
+                lambda url=url: (response := session.get(url, timeout=10)).status_code == 200 and response,
+                timeout=30, message=f"trace {trace_id} never opened in the admin")
+            assert f"Trace {trace_id}" in page.text
+
+        writers = {int(os.path.basename(path)[len("exemplars_"):-len(".json")])
+                   for path in glob.glob(str(prom / "exemplars_*.json")) if "archive" not in path}
+        victim = next(worker for worker in psutil.Process(master.pid).children() if worker.pid in writers)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=20)
+        wait_until(lambda: not (prom / f"exemplars_{victim.pid}.json").exists(), timeout=30,
+                   message="the killed worker's exemplars were not folded into the archive")
+        assert (prom / "exemplars_archive.json").exists()
+        assert exemplar_trace_ids(base_url), "exemplars lost with their worker"

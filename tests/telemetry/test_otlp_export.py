@@ -9,6 +9,7 @@ from django.db import connections
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from telemetry.core import guard
+from telemetry.http import views
 from telemetry.models import Trace
 from telemetry.tracing import processor
 from tests.apps_builder.conftest import world  # noqa: F401 - fixture
@@ -76,6 +77,8 @@ def test_kept_traces_reach_an_otlp_receiver_as_protobuf(world, api_client_for, t
     service = {attribute.value.string_value for resource_spans, _ in spans
                for attribute in resource_spans.resource.attributes if attribute.key == "service.name"}
     assert service == {"tooljet"}
+    health = processor.trace_store.export_health.report()
+    assert health["status"] == "up" and health["seconds_since_success"] is not None
 
 
 def test_dropped_traces_are_not_exported(world, api_client_for, trace_settings, receiver, otlp_env):
@@ -89,7 +92,8 @@ def test_dropped_traces_are_not_exported(world, api_client_for, trace_settings, 
     assert received == []
 
 
-def test_unreachable_collector_never_fails_a_request_and_is_counted(world, api_client_for, trace_settings, otlp_env):
+def test_unreachable_collector_never_fails_a_request_and_is_counted(world, api_client_for, client, trace_settings,
+                                                                   otlp_env):
     otlp_env("http://127.0.0.1:9")
     before = processor.dropped("export_failed")
     assert _view(world, api_client_for).status_code == 200
@@ -97,6 +101,13 @@ def test_unreachable_collector_never_fails_a_request_and_is_counted(world, api_c
     processor.export_processor().force_flush(10_000)
     assert processor.dropped("export_failed") - before > 0
     assert Trace.objects.count() == 1  # the store still has it
+    # Readiness shows the exporter failing, as degraded: never a reason to take the instance out.
+    views.reset_health()
+    response = client.get("/health")
+    assert response.status_code == 200 and response.json()["status"] == "degraded"
+    exporter = response.json()["telemetry"]["exporter"]
+    assert exporter["status"] == "failing" and exporter["failures_in_a_row"] >= 1
+    assert exporter["seconds_since_success"] is None
 
 
 def test_unavailable_store_never_fails_a_request_retries_then_counts(world, api_client_for, trace_settings):

@@ -1,9 +1,11 @@
 """Release comparison drives the benchmark metrics from stored per-release latency."""
 
+import io
 import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
@@ -88,3 +90,71 @@ def test_the_pending_table_is_bounded_and_what_it_holds_is_written():
               for row in ReleaseRouteStats.objects.using("telemetry").filter(hour=START)}
     assert stored == {"/a": (2, 1, 0, 3.0), "/b": (1, 0, 1, 1.0)}
     assert REGISTRY.get_sample_value("telemetry_table_dropped_total", dropped) - before == 1
+
+
+def plant(previous_mean_apps, current_mean_apps):
+    """2.0.5 then 2.1.0: /api/apps at the given means, /api/stable unchanged."""
+    store("2.0.5", "/api/apps", latencies(previous_mean_apps), START)
+    store("2.0.5", "/api/stable", latencies(0.05, seed=3), START)
+    store("2.1.0", "/api/apps", latencies(current_mean_apps, seed=2), START + timedelta(days=1))
+    store("2.1.0", "/api/stable", latencies(0.05, seed=3), START + timedelta(days=1))
+
+
+def release_check(*arguments):
+    """(exit code, stdout, stderr) of ``manage.py telemetry_release_check``."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("telemetry_release_check", *arguments, stdout=out, stderr=err)
+    except SystemExit as exit_:
+        return exit_.code, out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()
+
+
+@override_settings(RELEASE_VERSION="2.1.0")
+def test_release_check_fails_a_deploy_on_a_significant_regression():
+    plant(0.10, 0.16)  # +60 %: severe
+    code, out, err = release_check()
+    assert code == 1
+    assert "/api/apps" in err and "/api/stable" not in err
+    assert "release 2.1.0 against 2.0.5" in out
+    assert "regression (severe)  /api/apps: " in out and "no change            /api/stable: " in out
+    # Compared the other way round, the same data is an improvement: nothing fails.
+    code, out, _ = release_check("--release", "2.0.5", "--against", "2.1.0")
+    assert code == 0 and "improvement" in out
+
+
+@override_settings(RELEASE_VERSION="2.1.0")
+def test_release_check_passes_unchanged_routes_and_milder_classes_than_asked():
+    plant(0.10, 0.13)  # +30 %: moderate
+    assert release_check()[0] == 1  # the default fails on moderate
+    assert release_check("--fail-on", "severe")[0] == 0
+    with override_settings(TELEMETRY={"RELEASE_CHECK_FAIL_ON": "severe"}):
+        assert release_check()[0] == 0
+    ReleaseRouteStats.objects.using("telemetry").filter(route="/api/apps").delete()
+    code, out, _ = release_check()
+    assert code == 0 and "no change            /api/stable" in out and "/api/apps" not in out
+
+
+def test_release_check_without_history_or_with_an_unknown_release():
+    assert release_check()[0] == 0  # nothing stored: nothing is known to be worse
+    store("1.0.0", "/api/apps", latencies(0.1), START)
+    code, out, _ = release_check()
+    assert code == 0 and "no earlier release" in out
+    with pytest.raises(CommandError, match="no latency stored for release '0.9'"):
+        call_command("telemetry_release_check", "--against", "0.9", stdout=io.StringIO())
+
+
+@override_settings(RELEASE_VERSION="2.1.0")
+def test_releases_admin_page_marks_the_regressed_route(admin_client):
+    plant(0.10, 0.16)
+    page = admin_client.get("/admin/telemetry/releaseroutestats/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'class="release-row failing" data-route="/api/apps"' in html
+    assert 'class="release-row" data-route="/api/stable"' in html
+    assert "regression (severe)" in html and "no change" in html
+    assert '<strong id="failing-count">1</strong>' in html
+    # The page compares whichever two releases are chosen.
+    swapped = admin_client.get("/admin/telemetry/releaseroutestats/", {"release": "2.0.5", "against": "2.1.0"})
+    assert "failing" not in swapped.content.decode().split('id="release-routes"')[1]
+    assert admin_client.get("/admin/telemetry/releaseroutestats/add/").status_code == 403

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
 from telemetry.core import guard, recorder
+from telemetry.http import views
 from telemetry.models import Trace
 from telemetry.tracing import processor
 from tests.apps_builder.conftest import world  # noqa: F401 - fixture
@@ -128,3 +129,21 @@ def test_a_failed_probe_opens_the_breaker_again_and_tries_one_batch_only(world, 
     assert processor.breaker_state() == "closed"
     assert processor.failed_batches() == 0
     assert Trace.objects.count() == 2
+
+
+def test_readiness_reports_an_open_breaker_as_degraded_never_as_failing(world, api_client_for, client,
+                                                                      trace_settings):
+    trace_settings(TRACE_STORE_BREAKER_FAILURES=1, TRACE_STORE_BREAKER_SECONDS=3600)
+    views.reset_health()
+    with store_down():
+        _request(world, api_client_for)
+        processor.flush()
+        assert processor.breaker_state() == "open"
+    # The store answers its check again, but this process's writer does not try it yet.
+    response = client.get("/health")
+    body = response.json()
+    assert response.status_code == 200
+    assert body["status"] == "degraded"
+    assert body["telemetry"]["store"]["status"] == "up"
+    assert body["telemetry"]["store"]["writer"] == {"breaker": "open", "batches_waiting": 1}
+    assert body["telemetry"]["exporter"] == {"status": "off"}
