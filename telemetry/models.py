@@ -92,6 +92,42 @@ class QueryStat(models.Model):
         return self.total_ms / self.calls if self.calls else 0.0
 
 
+class RouteStat(models.Model):
+    """Requests per route and hour, with their status classes and latency histogram (the
+    buckets of ``QueryStat``): what the overview page reads, never the spans. Written by
+    increment-upserts from every process, so counts are exact and independent of sampling."""
+
+    route = models.CharField(max_length=255)
+    hour = models.DateTimeField()
+    requests = models.BigIntegerField(db_default=0)
+    #: Responses with a 4xx and with a 5xx status.
+    client_errors = models.BigIntegerField(db_default=0)
+    server_errors = models.BigIntegerField(db_default=0)
+    total_ms = models.FloatField(db_default=0.0)
+    max_ms = models.FloatField(db_default=0.0)
+    bucket_0 = models.BigIntegerField(db_default=0)
+    bucket_1 = models.BigIntegerField(db_default=0)
+    bucket_2 = models.BigIntegerField(db_default=0)
+    bucket_3 = models.BigIntegerField(db_default=0)
+    bucket_4 = models.BigIntegerField(db_default=0)
+    bucket_5 = models.BigIntegerField(db_default=0)
+    bucket_6 = models.BigIntegerField(db_default=0)
+    bucket_7 = models.BigIntegerField(db_default=0)
+    bucket_8 = models.BigIntegerField(db_default=0)
+    bucket_9 = models.BigIntegerField(db_default=0)
+    bucket_10 = models.BigIntegerField(db_default=0)
+    bucket_11 = models.BigIntegerField(db_default=0)
+    bucket_12 = models.BigIntegerField(db_default=0)
+    bucket_13 = models.BigIntegerField(db_default=0)
+    bucket_14 = models.BigIntegerField(db_default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["route", "hour"], name="unique_route_stat_hour")]
+        indexes = [models.Index(fields=["hour"], name="telemetry_route_stat_hour")]
+        verbose_name = "overview"
+        verbose_name_plural = "overview"
+
+
 class QueryFinding(models.Model):
     """A runtime detection (n_plus_one, duplicate_query, add_limit_clause, slow) with its
     evidence: normalized statement, call site, route, organization, trace id. Never the
