@@ -58,6 +58,9 @@ class ReadOnly:
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
 
 def _latest_optimization_codes():
     """fingerprint id -> codes of the latest optimization report (runtime, plan)."""

@@ -93,3 +93,16 @@ def test_fingerprint_table_report_and_evidence(browser, live_server, django_user
     browser.get(live_server.url + "/admin/telemetry/querystat/fingerprint/orders/")
     assert "shop_order_customer_id_idx" in browser.page_source
     assert browser.find_elements(By.CSS_SELECTOR, "mark.seq-scan")
+
+
+def test_detail_pages_are_read_only_and_rows_are_named(admin_client):
+    finding = QueryFinding.objects.using("telemetry").create(
+        code="n_plus_one", fingerprint_id="f" * 32, fingerprint="SELECT ... FROM app WHERE id = ?", alias="default",
+        route="/api/apps/<slug>/", repetitions=6, duration_ms=12.345, created_at=timezone.now())
+    assert str(finding) == "n plus one on /api/apps/<slug>/ (6x, 12.3 ms)"
+    page = admin_client.get(f"/admin/telemetry/queryfinding/{finding.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "historylink" not in html and "deletelink" not in html and 'name="_save"' not in html
+    assert admin_client.get(f"/admin/telemetry/queryfinding/{finding.pk}/delete/").status_code == 403
+    assert "QueryFinding object" not in admin_client.get("/admin/telemetry/queryfinding/").content.decode()
