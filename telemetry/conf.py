@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "QUERY_REPORTS_MAX_ROWS": 2_000,
     "RELEASE_STATS_RETENTION_DAYS": 180,
     "RELEASE_STATS_MAX_ROWS": 200_000,
+    "ROUTE_STATS_RETENTION_DAYS": 400,
+    "ROUTE_STATS_MAX_ROWS": 2_000_000,
     "USER_ACTIVITY_RETENTION_DAYS": 7,
     # Log records at this level and above are kept with their trace (LogEntry).
     "LOG_STORE_LEVEL": "WARNING",

@@ -11,6 +11,9 @@ class UserActivity(models.Model):
     organization_id = models.CharField(max_length=64, blank=True, default="")
     last_seen = models.DateTimeField(db_index=True)
 
+    def __str__(self) -> str:
+        return f"user {self.user_id} last seen {self.last_seen:%Y-%m-%d %H:%M:%S %Z}"
+
     class Meta:
         verbose_name_plural = "user activity"
 
@@ -29,6 +32,9 @@ class ReleaseRouteStats(models.Model):
     satisfied = models.BigIntegerField(db_default=0)
     tolerating = models.BigIntegerField(db_default=0)
     max_seconds = models.FloatField(db_default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.release} {self.route} {self.hour:%Y-%m-%d %H:00 %Z} ({self.count} requests)"
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["release", "route", "hour"], name="unique_release_route_hour")]
@@ -77,6 +83,9 @@ class QueryStat(models.Model):
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
 
+    def __str__(self) -> str:
+        return f"{self.operation} {self.tables or '-'} {self.hour:%Y-%m-%d %H:00 %Z} ({self.calls} calls)"
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["fingerprint_id", "alias", "hour"], name="unique_query_stat_hour"),
@@ -90,6 +99,45 @@ class QueryStat(models.Model):
     @property
     def mean_ms(self) -> float:
         return self.total_ms / self.calls if self.calls else 0.0
+
+
+class RouteStat(models.Model):
+    """Requests per route and hour, with their status classes and latency histogram (the
+    buckets of ``QueryStat``): what the overview page reads, never the spans. Written by
+    increment-upserts from every process, so counts are exact and independent of sampling."""
+
+    route = models.CharField(max_length=255)
+    hour = models.DateTimeField()
+    requests = models.BigIntegerField(db_default=0)
+    #: Responses with a 4xx and with a 5xx status.
+    client_errors = models.BigIntegerField(db_default=0)
+    server_errors = models.BigIntegerField(db_default=0)
+    total_ms = models.FloatField(db_default=0.0)
+    max_ms = models.FloatField(db_default=0.0)
+    bucket_0 = models.BigIntegerField(db_default=0)
+    bucket_1 = models.BigIntegerField(db_default=0)
+    bucket_2 = models.BigIntegerField(db_default=0)
+    bucket_3 = models.BigIntegerField(db_default=0)
+    bucket_4 = models.BigIntegerField(db_default=0)
+    bucket_5 = models.BigIntegerField(db_default=0)
+    bucket_6 = models.BigIntegerField(db_default=0)
+    bucket_7 = models.BigIntegerField(db_default=0)
+    bucket_8 = models.BigIntegerField(db_default=0)
+    bucket_9 = models.BigIntegerField(db_default=0)
+    bucket_10 = models.BigIntegerField(db_default=0)
+    bucket_11 = models.BigIntegerField(db_default=0)
+    bucket_12 = models.BigIntegerField(db_default=0)
+    bucket_13 = models.BigIntegerField(db_default=0)
+    bucket_14 = models.BigIntegerField(db_default=0)
+
+    def __str__(self) -> str:
+        return f"{self.route} {self.hour:%Y-%m-%d %H:00 %Z} ({self.requests} requests)"
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["route", "hour"], name="unique_route_stat_hour")]
+        indexes = [models.Index(fields=["hour"], name="telemetry_route_stat_hour")]
+        verbose_name = "overview"
+        verbose_name_plural = "overview"
 
 
 class QueryFinding(models.Model):
@@ -109,6 +157,10 @@ class QueryFinding(models.Model):
     rows = models.BigIntegerField(default=-1)
     trace_id = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        where = self.route or self.alias
+        return f"{self.code.replace('_', ' ')} on {where} ({self.repetitions}x, {self.duration_ms:.1f} ms)"
 
     class Meta:
         indexes = [models.Index(fields=["code", "-created_at"]), models.Index(fields=["fingerprint_id"])]
@@ -167,6 +219,9 @@ class Span(models.Model):
     attributes = models.JSONField(default=dict)
     events = models.JSONField(default=list)
 
+    def __str__(self) -> str:
+        return f"{self.name} ({self.duration_ms:.1f} ms)"
+
     class Meta:
         indexes = [
             models.Index(fields=["trace_id", "start_ns"], name="telemetry_span_trace"),
@@ -187,6 +242,9 @@ class LogEntry(models.Model):
     trace_id = models.CharField(max_length=32, blank=True, default="")
     span_id = models.CharField(max_length=16, blank=True, default="")
     attributes = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.logger}: {self.message[:80]}"
 
     class Meta:
         indexes = [
@@ -214,6 +272,9 @@ class QueryPlan(models.Model):
     candidates = models.JSONField(default=list)
     duration_ms = models.FloatField(default=0.0)
     captured_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"plan of {self.fingerprint[:80]} (cost {self.total_cost:.0f})"
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["fingerprint_id", "alias"], name="unique_query_plan")]
@@ -263,6 +324,9 @@ class QuerySuggestion(models.Model):
     share_of_db_time = models.FloatField(default=0.0)
     evidence = models.JSONField(default=dict)
 
+    def __str__(self) -> str:
+        return f"#{self.rank} {self.code.replace('_', ' ')} {self.table}".rstrip()
+
     class Meta:
         indexes = [models.Index(fields=["report", "rank"], name="telemetry_suggestion_rank")]
         ordering = ["rank"]
@@ -286,6 +350,9 @@ class OrganizationUsage(models.Model):
     active_users = models.IntegerField(db_default=0)
     storage_bytes = models.BigIntegerField(null=True)
 
+    def __str__(self) -> str:
+        return f"organization {self.organization_id} {self.hour:%Y-%m-%d %H:00 %Z}"
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["organization_id", "hour"], name="unique_organization_usage_hour"),
@@ -305,6 +372,9 @@ class OrganizationDatasourceUsage(models.Model):
     kind = models.CharField(max_length=64)
     runs = models.BigIntegerField(db_default=0)
     failures = models.BigIntegerField(db_default=0)
+
+    def __str__(self) -> str:
+        return f"organization {self.organization_id} {self.kind} {self.hour:%Y-%m-%d %H:00 %Z}"
 
     class Meta:
         constraints = [

@@ -18,7 +18,7 @@ from telemetry.http import views
 from telemetry.queries import advice, explain
 from telemetry.queries import stats as querystats
 from telemetry.tracing import logs, processor
-from telemetry.usage import activity, releases, rollups
+from telemetry.usage import activity, releases, rollups, traffic
 
 
 def reset() -> None:
@@ -41,6 +41,7 @@ def reset() -> None:
     advice.reset()
     rollups.usage_tables.reset()
     releases.latency.reset()
+    traffic.traffic.reset()
     activity.active_users.reset()
     logs.rate_limit.reset()
     views.reset_health()

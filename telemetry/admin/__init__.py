@@ -1,5 +1,5 @@
-"""Telemetry in Django admin: traces and logs (``traces.py``), query intelligence
+"""Telemetry in Django admin: the overview (``overview.py``), traces and logs (``traces.py``), query intelligence
 (``queries.py``), usage per organization (``usage.py``), release comparison (``releases.py``). Pages read pre-aggregated
 tables, never raw scans."""
 
-from telemetry.admin import queries, releases, traces, usage  # noqa: F401
+from telemetry.admin import overview, queries, releases, traces, usage  # noqa: F401

@@ -8,6 +8,7 @@ page is read-only: telemetry rows are written by telemetry only.
 """
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -29,6 +30,20 @@ PERIODS = ((1, "last hour"), (24, "last 24 hours"), (168, "last 7 days"), (720, 
 SORT_KEYS = (("total_ms", "Total ms"), ("calls", "Calls"), ("mean_ms", "Mean ms"), ("p95_ms", "p95 ms"),
              ("rows", "Rows"))
 MAX_ROWS = 300
+
+
+#: Characters of a statement shown on one line in a list.
+STATEMENT_CHARS = 140
+_SELECT_LIST = re.compile(r"^(\s*SELECT\s+(?:DISTINCT\s+)?)(.+?)(\s+FROM\s)", re.IGNORECASE | re.DOTALL)
+
+
+def compact(statement: str, limit: int = STATEMENT_CHARS) -> str:
+    """A statement on one line of at most ``limit`` characters that keeps what tells
+    statements apart (``FROM … WHERE …``): a long select list becomes ``…`` first."""
+    text = " ".join(statement.split())
+    if len(text) > limit:
+        text = _SELECT_LIST.sub(lambda match: f"{match.group(1)}…{match.group(3)}", text, count=1)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def trace_url(trace_id: str | None) -> str:
@@ -56,6 +71,9 @@ class ReadOnly:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -117,6 +135,7 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
             row["share"] = row["total_ms"] / total_ms if total_ms else 0.0
         for row in rows[:MAX_ROWS]:  # the rows shown
             row["url"] = reverse("admin:telemetry_querystat_fingerprint", args=[row["fingerprint_id"]])
+            row["statement"] = compact(row["fingerprint"])
         base = {name: value for name, value in {**filters, "hours": hours}.items() if value}
         headers = [{
             "key": name, "label": label, "sorted": name == key, "descending": descending,
@@ -178,7 +197,7 @@ class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="statement")
     def short_fingerprint(self, finding: QueryFinding) -> str:
         url = reverse("admin:telemetry_querystat_fingerprint", args=[finding.fingerprint_id])
-        return format_html('<a href="{}">{}</a>', url, finding.fingerprint[:120])
+        return format_html('<a href="{}" title="{}">{}</a>', url, finding.fingerprint, compact(finding.fingerprint))
 
     @admin.display(description="trace")
     def trace(self, finding: QueryFinding) -> str:

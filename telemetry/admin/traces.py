@@ -257,6 +257,8 @@ class TraceAdmin(ReadOnlyAdmin):
             "max_spans": waterfall.MAX_SPANS,
             "ticks": [(percent, span_total_ms * percent / 100) for percent in (0, 25, 50, 75, 100)],
             "critical_count": sum(row["on_critical_path"] for row in rows),
+            "folded_count": sum(bool(row["folded_into"]) for row in rows),
+            "unfolded": bool(request.GET.get("unfold")),
             "slow_count": sum(row["is_slow"] for row in rows),
             "error_count": sum(row["is_error"] for row in rows),
             "has_view_permission": True,
@@ -264,7 +266,8 @@ class TraceAdmin(ReadOnlyAdmin):
         }
         response = TemplateResponse(request, "admin/telemetry/trace/waterfall.html", context)
         if rows:
-            response.add_post_render_callback(partial(put_rows, span_rows_html(rows, trace_start)))
+            rows_html = span_rows_html(rows, trace_start, unfold=bool(request.GET.get("unfold")))
+            response.add_post_render_callback(partial(put_rows, rows_html))
         return response
 
 
@@ -287,12 +290,23 @@ def put_rows(rows_html: str, response: TemplateResponse) -> None:
     response.content = [head, rows_html.encode(response.charset), tail]
 
 
-def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int) -> SafeString:
+def _fingerprint_url(fingerprint_id: str) -> str:
+    return reverse("admin:telemetry_querystat_fingerprint", args=[fingerprint_id])
+
+
+def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int, unfold: bool = False) -> SafeString:
     """The waterfall rows, built in Python: the template engine took seconds over the
     ~60,000 values of a 2,000-span trace, string building takes milliseconds. Every
     stored value goes through ``escape``; ``cached_escape`` (memoized for this page)
-    for the names, kinds, statuses and statements most spans share."""
+    for the names, kinds, statuses and statements most spans share.
+
+    Repeated statements show as their first span with "xN" (the rest hidden unless
+    ``unfold``), marked N+1 from ``N_PLUS_ONE_THRESHOLD`` repetitions; a DB span links to
+    its fingerprint page. The critical path colours the bars; a span with children shows
+    its self time."""
     cached_escape = lru_cache(maxsize=None)(escape)
+    fingerprint_url = lru_cache(maxsize=None)(_fingerprint_url)
+    threshold = conf.get("N_PLUS_ONE_THRESHOLD")
     zone = timezone.get_current_timezone()
     parts: list[str] = []
     append = parts.append
@@ -302,7 +316,18 @@ def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int) -> SafeS
         marks = ""
         if row["on_critical_path"]:
             classes += " wf-critical"
-            marks += '<span class="wf-mark wf-mark-critical" title="on the critical path">critical</span>'
+        if row["folded_into"] and not unfold:
+            classes += " wf-folded"
+        repeats = row["repeat_count"]
+        fingerprint_id = attributes.get("db.query.fingerprint_id")
+        if repeats > 1:
+            title = f"the same statement {repeats} times under this parent: {row['repeat_total_ms']:,.2f} ms in all"
+            marks += f'<span class="wf-mark wf-mark-repeat" title="{title}">&times;{repeats}</span>'
+            if repeats >= threshold:
+                href = fingerprint_url(str(fingerprint_id)) if fingerprint_id else ""
+                marks += (f'<a class="wf-mark wf-mark-nplus1" href="{escape(href)}" title="N+1: {repeats} runs of one '
+                          f'statement in this request">N+1</a>' if href else
+                          '<span class="wf-mark wf-mark-nplus1">N+1</span>')
         if row["is_slow"]:
             classes += " wf-slow"
             marks += '<span class="wf-mark wf-mark-slow">slow</span>'
@@ -313,11 +338,16 @@ def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int) -> SafeS
         kind = cached_escape(row["kind"]) + (f" &middot; {cached_escape(row['service'])}" if row["service"] else "")
         status = cached_escape(f"{row['status']}: {row['status_message']}" if row["status_message"] else row["status"])
         depth = row["depth"]
+        duration = f'{row["duration_ms"]:,.2f} ms'
+        if repeats > 1 and not unfold:
+            duration = f'{row["repeat_total_ms"]:,.2f} ms in all'
+        elif row["self_ms"] < row["duration_ms"]:  # it has children
+            duration += f' (self {row["self_ms"]:,.2f} ms)'
         append(
             f'<div class="{classes}" id="span-{span_id}" data-span-id="{span_id}" data-depth="{depth}">'
             f'<div class="wf-name" style="padding-left: calc(8px + {depth} * 16px)"><details><summary>'
             f'<span class="wf-span-name">{cached_escape(row["name"])}</span>'
-            f'<span class="wf-duration">{row["duration_ms"]:,.2f} ms</span>{marks}</summary>'
+            f'<span class="wf-duration">{duration}</span>{marks}</summary>'
             f'<div class="wf-details"><table><tr><th>span id</th><td>{span_id}</td></tr>'
             f'<tr><th>kind</th><td>{kind}</td></tr>'
             f'<tr><th>starts at</th><td>+{(row["start_ns"] - trace_start) / 1e6:,.3f} ms</td></tr>'
@@ -338,6 +368,9 @@ def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int) -> SafeS
         statement = attributes.get("db.statement")
         if statement:
             append(f'<code class="wf-statement">{cached_escape(str(statement))}</code>')
+            if fingerprint_id:
+                append(f'<a class="wf-fingerprint" href="{escape(fingerprint_url(str(fingerprint_id)))}">'
+                       'statistics, findings and advice</a>')
         if row["logs"]:
             append(f'<ul class="wf-logs">{log_lines_html(row["logs"], zone, cached_escape)}</ul>')
         append(f'</div><div class="wf-track"><div class="wf-bar" style="left: {row["offset_percent"]:.3f}%; '

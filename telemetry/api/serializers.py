@@ -72,6 +72,10 @@ class SpanSerializer(serializers.Serializer):
     is_slow = serializers.BooleanField()
     is_error = serializers.BooleanField()
     on_critical_path = serializers.BooleanField()
+    self_ms = serializers.FloatField(help_text="Time not covered by the span's children.")
+    repeat_count = serializers.IntegerField(help_text="Runs of this statement among its siblings (from this one).")
+    repeat_total_ms = serializers.FloatField()
+    folded_into = serializers.CharField(help_text="The first run's span id when this run repeats it, else empty.")
 
 
 class TraceDetailSerializer(serializers.Serializer):

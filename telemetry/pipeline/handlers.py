@@ -14,7 +14,7 @@ from telemetry.core.events import (
 from telemetry.metrics import families
 from telemetry.queries import stats as querystats
 from telemetry.tracing import spans
-from telemetry.usage import activity, releases
+from telemetry.usage import activity, releases, traffic
 from telemetry.usage import rollups as usage
 
 DB_SYSTEMS = spans.DB_SYSTEMS
@@ -67,6 +67,7 @@ def on_request(batch, event: RequestFinished):
     benchmark_type = "app_builder_viewer" if app_operation else "api"
     batch.observe(analytics.benchmark_duration, (releases.current_release(), route, benchmark_type), duration)
     releases.observe(batch, route, duration)
+    traffic.observe(batch, route, event.status, duration)
     usage.request(batch, organization_id, status, app_operation)
     if event.user_id is not None:
         activity.seen(event.user_id, organization_id)

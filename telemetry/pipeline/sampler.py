@@ -18,7 +18,7 @@ from telemetry.db.wrapper import tracked_connections
 from telemetry.metrics import families
 from telemetry.pipeline.handlers import DB_SYSTEMS
 from telemetry.queries import stats as querystats
-from telemetry.usage import activity, releases
+from telemetry.usage import activity, releases, traffic
 from telemetry.usage import rollups as usage
 
 _process: dict[int, psutil.Process] = {}
@@ -87,7 +87,8 @@ def sample(batch: Batch) -> None:
     steps = [("resources", _resources), ("db_connections", _database_connections), ("pools", _pools)]
     if not getattr(gauges_only, "active", False):
         steps += [("active_users", activity.write_and_count), ("releases", releases.write_pending),
-                  ("query_stats", querystats.write_pending), ("usage", usage.write_pending)]
+                  ("routes", traffic.write_pending), ("query_stats", querystats.write_pending),
+                  ("usage", usage.write_pending)]
     for name, step in steps:
         with guard.guarded(f"sample:{name}"):
             step(batch)

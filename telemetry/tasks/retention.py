@@ -22,6 +22,7 @@ from telemetry.models import (
     QueryReport,
     QueryStat,
     ReleaseRouteStats,
+    RouteStat,
     Span,
     Trace,
     UserActivity,
@@ -37,6 +38,7 @@ STORED = (
     (QueryPlan, "captured_at", "QUERY_PLANS_RETENTION_DAYS", "QUERY_PLANS_MAX_ROWS"),
     (QueryReport, "period_end", "QUERY_REPORTS_RETENTION_DAYS", "QUERY_REPORTS_MAX_ROWS"),
     (ReleaseRouteStats, "hour", "RELEASE_STATS_RETENTION_DAYS", "RELEASE_STATS_MAX_ROWS"),
+    (RouteStat, "hour", "ROUTE_STATS_RETENTION_DAYS", "ROUTE_STATS_MAX_ROWS"),
     (UserActivity, "last_seen", "USER_ACTIVITY_RETENTION_DAYS", None),
 )
 

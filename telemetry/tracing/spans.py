@@ -83,7 +83,8 @@ def _statement_attributes(result, alias, vendor):
     per (analysis, alias) and copied, as analyses are cached per statement text."""
     system = DB_SYSTEMS.get(vendor, vendor)
     attributes = {"db.system": system, "db.operation.name": result.operation, "db.statement": result.fingerprint,
-                  "db.query.tables": list(result.tables), "db.namespace": alias}
+                  "db.query.tables": list(result.tables), "db.namespace": alias,
+                  "db.query.fingerprint_id": result.fingerprint_id}
     if result.tables:
         attributes["db.collection.name"] = result.tables[0]
     if result.complexity_score is not None:

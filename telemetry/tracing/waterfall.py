@@ -76,12 +76,48 @@ def is_slow(span: Mapping[str, Any], slow_query_ms: float, slow_span_ms: float) 
     return span["duration_ms"] >= slow_span_ms
 
 
+def _self_ms(span, children):
+    """The span's own time: its duration less what its children cover (clipped to it)."""
+    start, end = span["start_ns"], span["end_ns"]
+    covered, cursor = 0, start
+    for child in children:  # by start
+        child_start, child_end = max(child["start_ns"], cursor), min(child["end_ns"], end)
+        if child_end > child_start:
+            covered += child_end - child_start
+            cursor = child_end
+    return max(end - start - covered, 0) / 1e6
+
+
+def _fold_repeats(children, slow_query_ms, slow_span_ms):
+    """Sibling DB spans of one statement (same fingerprint) fold into their first: it gets
+    ``repeat_count`` and ``repeat_total_ms``, the others ``folded_into`` its span id. A
+    failed or slow run is never folded: it is what the page is read for."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for child in children:
+        attributes = child.get("attributes") or {}
+        key = attributes.get("db.query.fingerprint_id") or attributes.get("db.statement")
+        if (key and "db.system" in attributes and child["status"] != "error"
+                and not is_slow(child, slow_query_ms, slow_span_ms)):
+            groups.setdefault(str(key), []).append(child)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        first = group[0]
+        first["repeat_count"] = len(group)
+        first["repeat_total_ms"] = sum(span["duration_ms"] for span in group)
+        for span in group[1:]:
+            span["folded_into"] = first["span_id"]
+
+
 def layout(spans: Iterable[dict[str, Any]],
            logs: Iterable[dict[str, Any]] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows in display order (depth-first, children by start): the span dicts, with ``depth``,
-    ``offset_percent``, ``width_percent``, ``is_slow``, ``is_error``, ``on_critical_path``
-    and ``logs`` (the log records of that span) added to each span dict. Logs whose span
-    is not shown are returned apart. Returns ``(rows, unmatched_logs)``."""
+    ``offset_percent``, ``width_percent``, ``is_slow``, ``is_error``, ``on_critical_path``,
+    ``self_ms`` (time not covered by children), ``repeat_count`` / ``repeat_total_ms`` (a DB
+    span whose later siblings run the same statement) or ``folded_into`` (one of those
+    siblings: the first one's span id) and ``logs`` (the log records of that span) added to
+    each span dict. Logs whose span is not shown are returned apart.
+    Returns ``(rows, unmatched_logs)``."""
     if not spans:
         return [], list(logs)
     # One stable sort (linear on the start-ordered rows the callers read) puts every child
@@ -95,6 +131,10 @@ def layout(spans: Iterable[dict[str, Any]],
              or not span["parent_span_id"] or span["parent_span_id"] not in by_id]
     on_path = _walk_critical_path(_root(spans, by_id), children)
     slow_query_ms, slow_span_ms = conf.get("SLOW_QUERY_MS"), conf.get("TRACE_SLOW_MS", 1000)
+    for span in spans:
+        span["repeat_count"], span["repeat_total_ms"], span["folded_into"] = 1, span["duration_ms"], ""
+    for siblings in children.values():
+        _fold_repeats(siblings, slow_query_ms, slow_span_ms)
     logs_by_span: dict[str, list[dict[str, Any]]]
     logs_by_span, unmatched = {}, []
     for log in logs:
@@ -121,6 +161,7 @@ def layout(spans: Iterable[dict[str, Any]],
         span["is_slow"] = is_slow(span, slow_query_ms, slow_span_ms)
         span["is_error"] = span["status"] == "error"
         span["on_critical_path"] = span_id in on_path
+        span["self_ms"] = _self_ms(span, children.get(span_id, ()))
         span["logs"] = logs_by_span.get(span_id, [])
         rows.append(span)
         if span_id in children:

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 from selenium.webdriver.common.by import By
 
+from telemetry.admin.queries import compact
 from telemetry.models import QueryFinding, QueryPlan, QueryStat
 from telemetry.queries import reports
 from tests.live import admin_login
@@ -64,6 +65,12 @@ def test_fingerprint_table_report_and_evidence(browser, live_server, django_user
     admin_login(browser, live_server.url, django_user_model)
     browser.get(live_server.url + "/admin/telemetry/querystat/")
     assert "shop_order" in browser.find_element(By.ID, "fingerprints").text
+    for width in (1280, 1920):  # with the navigation sidebar open
+        browser.set_window_size(width, 1000)
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0, width
+        heights = {row.size["height"] for row in browser.find_elements(By.CSS_SELECTOR, "tr.fingerprint-row")}
+        assert max(heights) < 60, heights  # a statement never wraps: one line and its facts
     assert order(browser) == ["orders", "items", "users"]  # by total time
     browser.find_element(By.ID, "sort-calls").click()
     assert order(browser) == ["users", "items", "orders"]
@@ -93,3 +100,26 @@ def test_fingerprint_table_report_and_evidence(browser, live_server, django_user
     browser.get(live_server.url + "/admin/telemetry/querystat/fingerprint/orders/")
     assert "shop_order_customer_id_idx" in browser.page_source
     assert browser.find_elements(By.CSS_SELECTOR, "mark.seq-scan")
+
+
+def test_detail_pages_are_read_only_and_rows_are_named(admin_client):
+    finding = QueryFinding.objects.using("telemetry").create(
+        code="n_plus_one", fingerprint_id="f" * 32, fingerprint="SELECT ... FROM app WHERE id = ?", alias="default",
+        route="/api/apps/<slug>/", repetitions=6, duration_ms=12.345, created_at=timezone.now())
+    assert str(finding) == "n plus one on /api/apps/<slug>/ (6x, 12.3 ms)"
+    page = admin_client.get(f"/admin/telemetry/queryfinding/{finding.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "historylink" not in html and "deletelink" not in html and 'name="_save"' not in html
+    assert admin_client.get(f"/admin/telemetry/queryfinding/{finding.pk}/delete/").status_code == 403
+    assert "QueryFinding object" not in admin_client.get("/admin/telemetry/queryfinding/").content.decode()
+
+
+def test_long_statements_keep_from_and_where_on_one_line():
+    columns = ", ".join(f'"apps_builder_app"."column_{index}"' for index in range(40))
+    statement = f'SELECT {columns}\n  FROM "apps_builder_app" WHERE "apps_builder_app"."slug" = ? LIMIT ?'
+    shown = compact(statement)
+    assert shown == 'SELECT … FROM "apps_builder_app" WHERE "apps_builder_app"."slug" = ? LIMIT ?'
+    long_where = 'SELECT "id" FROM "t" WHERE ' + " AND ".join(f'"c{index}" = ?' for index in range(60))
+    assert len(compact(long_where)) == 140 and compact(long_where).endswith("…")
+    assert compact("SELECT 1") == "SELECT 1"

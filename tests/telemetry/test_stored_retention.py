@@ -15,6 +15,7 @@ from telemetry.models import (
     QueryStat,
     QuerySuggestion,
     ReleaseRouteStats,
+    RouteStat,
     UserActivity,
 )
 from telemetry.tasks import purge_stored, purge_traces
@@ -51,7 +52,8 @@ def _report(index, age_days):
 def test_each_table_is_trimmed_by_age(settings):
     settings.TELEMETRY = {**settings.TELEMETRY, "QUERY_STATS_RETENTION_DAYS": 10, "QUERY_FINDINGS_RETENTION_DAYS": 10,
                           "QUERY_PLANS_RETENTION_DAYS": 10, "QUERY_REPORTS_RETENTION_DAYS": 10,
-                          "RELEASE_STATS_RETENTION_DAYS": 10, "USER_ACTIVITY_RETENTION_DAYS": 1}
+                          "RELEASE_STATS_RETENTION_DAYS": 10, "USER_ACTIVITY_RETENTION_DAYS": 1,
+                          "ROUTE_STATS_RETENTION_DAYS": 10}
     kept = {"stat": _stat(1, 9).pk, "finding": _finding(1, 9).pk, "report": _report(1, 9).pk}
     _stat(2, 11), _finding(2, 11), _report(2, 11)
     QueryPlan.objects.using("telemetry").create(fingerprint_id="new", alias="default", fingerprint="x",
@@ -60,13 +62,14 @@ def test_each_table_is_trimmed_by_age(settings):
                                                 captured_at=_ago(11))
     for release, age in (("1.0", 11), ("2.0", 9)):
         ReleaseRouteStats.objects.using("telemetry").create(release=release, route="/x", hour=_ago(age))
+        RouteStat.objects.using("telemetry").create(route=f"/{release}", hour=_ago(age))
     UserActivity.objects.using("telemetry").create(user_id=1, last_seen=_ago(0, hours=1))
     UserActivity.objects.using("telemetry").create(user_id=2, last_seen=_ago(2))
 
     deleted = purge_stored(batch_size=1)
 
     assert deleted == {"querystat": 1, "queryfinding": 1, "queryplan": 1, "queryreport": 1,
-                       "releaseroutestats": 1, "useractivity": 1}
+                       "releaseroutestats": 1, "routestat": 1, "useractivity": 1}
     assert list(QueryStat.objects.using("telemetry").values_list("pk", flat=True)) == [kept["stat"]]
     assert list(QueryFinding.objects.using("telemetry").values_list("pk", flat=True)) == [kept["finding"]]
     assert list(QueryReport.objects.using("telemetry").values_list("pk", flat=True)) == [kept["report"]]
@@ -74,6 +77,7 @@ def test_each_table_is_trimmed_by_age(settings):
     assert list(QueryPlan.objects.using("telemetry").values_list("fingerprint_id", flat=True)) == ["new"]
     assert list(ReleaseRouteStats.objects.using("telemetry").values_list("release", flat=True)) == ["2.0"]
     assert list(UserActivity.objects.using("telemetry").values_list("user_id", flat=True)) == [1]
+    assert list(RouteStat.objects.using("telemetry").values_list("route", flat=True)) == ["/2.0"]
 
 
 def test_the_oldest_rows_beyond_the_count_are_deleted(settings):

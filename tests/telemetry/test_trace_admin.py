@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.utils import timezone as django_timezone
 from selenium.webdriver.common.by import By
 
+from telemetry.admin.traces import span_values
 from telemetry.models import LogEntry, Span, Trace
 from telemetry.tracing.waterfall import MAX_SPANS, critical_path, layout
 from tests.live import admin_login
@@ -237,3 +238,40 @@ def test_a_trace_over_the_span_cap_shows_every_span_it_keeps(browser, live_serve
     assert failed.find_element(By.CSS_SELECTOR, ".wf-logs").text.endswith(f"ERROR plugins: query failed {MARKUP}")
     assert browser.find_element(By.ID, "trace-logs").text.endswith(f"WARNING plugins: no span {MARKUP}")
     assert not browser.find_elements(By.CSS_SELECTOR, "#waterfall img, #trace-logs img")
+
+
+NPLUS1_TRACE = "7e57f01d0000000000000000000000a1"
+
+
+@pytest.mark.django_db(databases=["default", "telemetry"])
+def test_an_n_plus_one_is_one_folded_row_linked_to_its_fingerprint(admin_client):
+    """Eight runs of one statement under the request fold into their first span ("x8",
+    N+1, their total); a DB span links to its fingerprint; self time shows on the parent."""
+    item = {"db.system": "postgresql", "db.statement": STATEMENT, "db.query.fingerprint_id": "f" * 32}
+    spans = [("b000000000000001", "", "GET /api/apps/<slug>/view", 0, 100, "unset", {"organization.id": "7"}),
+             ("b000000000000002", "b000000000000001", "postgresql.query", 2, 12, "unset",
+              {"db.system": "postgresql", "db.statement": 'SELECT "id" FROM "apps_builder_organization"',
+               "db.query.fingerprint_id": "e" * 32})]
+    spans += [(f"b0000000000001{index:02d}", "b000000000000001", "postgresql.query", 20 + index * 5,
+               24 + index * 5, "unset", item) for index in range(8)]
+    store_trace(NPLUS1_TRACE, "7", spans)
+    rows, _ = layout([dict(span) for span in _stored_spans(NPLUS1_TRACE)])
+    heads = [row for row in rows if row["repeat_count"] > 1]
+    assert len(heads) == 1 and heads[0]["repeat_count"] == 8 and heads[0]["repeat_total_ms"] == pytest.approx(32)
+    assert sum(bool(row["folded_into"]) for row in rows) == 7
+    assert rows[0]["self_ms"] == pytest.approx(100 - 10 - 32)
+
+    html = admin_client.get(f"/admin/telemetry/trace/{NPLUS1_TRACE}/change/").content.decode()
+    visible = re.findall(r'<div class="wf-row wf-span(?![^"]*wf-folded)[^"]*" id="span-(\w+)"', html)
+    assert len(visible) == 3  # the request, the other statement, the folded eight
+    assert "&times;8" in html and ">N+1</a>" in html and "32.00 ms in all" in html
+    assert html.count(f'href="/admin/telemetry/querystat/fingerprint/{"f" * 32}/"') == 9  # each run + N+1
+    assert 'href="/admin/telemetry/querystat/fingerprint/' + "e" * 32 + '/"' in html
+    assert "(self 58.00 ms)" in html and "wf-mark-critical\" title" not in html
+    assert "7 repeated statements folded" in html
+    unfolded = admin_client.get(f"/admin/telemetry/trace/{NPLUS1_TRACE}/change/", {"unfold": "1"}).content.decode()
+    assert "wf-folded" not in unfolded.split('id="waterfall"')[1] and "fold repeated statements" in unfolded
+
+
+def _stored_spans(trace_id):
+    return span_values(trace_id)

@@ -1,0 +1,76 @@
+"""Requests per route and hour (``RouteStat``): counts by status class and a latency
+histogram, what the admin overview reads instead of spans.
+
+The request handler adds to an in-process table in the flusher thread; the periodic
+sampler writes it with one increment-upsert. Beyond ``MAX_PENDING`` keys a new one is
+dropped and counted in ``telemetry_table_dropped_total{table="routes"}``.
+"""
+
+import bisect
+from typing import Any
+
+from telemetry.core.recorder import Batch
+from telemetry.core.upsert import IncrementTable, Row
+from telemetry.metrics import internal
+from telemetry.models import QueryStat, RouteStat
+
+#: Distinct (route, hour) keys held between two writes.
+MAX_PENDING = 10_000
+BUCKET_BOUNDS_MS = QueryStat.BUCKETS_MS
+BUCKET_FIELDS = tuple(f"bucket_{index}" for index in range(len(BUCKET_BOUNDS_MS) + 1))
+
+
+class RouteRow(Row):
+    """A route's hour in this process."""
+
+    __slots__ = ("requests", "client_errors", "server_errors", "total_ms", "max_ms", "buckets")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.client_errors = 0
+        self.server_errors = 0
+        self.total_ms = 0.0
+        self.max_ms = 0.0
+        self.buckets = [0] * len(BUCKET_FIELDS)
+
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__ if name != "buckets"}
+        fields.update(zip(BUCKET_FIELDS, self.buckets, strict=True))
+        return fields
+
+
+class RouteTraffic:
+    def __init__(self, max_keys: int = MAX_PENDING) -> None:
+        self.table: IncrementTable[RouteRow] = IncrementTable(
+            RouteStat, RouteRow, key_fields=("route", "hour"),
+            sum_fields=("requests", "client_errors", "server_errors", "total_ms", *BUCKET_FIELDS),
+            max_fields=("max_ms",), max_keys=max_keys,
+            drops=internal.DropCounter(internal.table_dropped, labelled=True), drop_reason="routes")
+
+    def observe(self, batch: Batch, route: str, status: int, seconds: float) -> None:
+        """A finished request (request handler, flusher thread)."""
+        row = self.table.row((route, batch.hour))
+        if row is None:
+            return
+        milliseconds = seconds * 1000
+        row.requests += 1
+        if status >= 500:
+            row.server_errors += 1
+        elif status >= 400:
+            row.client_errors += 1
+        row.total_ms += milliseconds
+        row.max_ms = max(row.max_ms, milliseconds)
+        row.buckets[bisect.bisect_left(BUCKET_BOUNDS_MS, milliseconds)] += 1
+
+    def write_pending(self, batch: Batch | None = None) -> None:
+        """The sampler's step: one increment-upsert."""
+        self.table.write()
+
+    def reset(self) -> None:
+        self.table.reset()
+
+
+#: This process's table; the request handler and the sampler call the functions below.
+traffic = RouteTraffic()
+observe = traffic.observe
+write_pending = traffic.write_pending
