@@ -33,7 +33,8 @@ pytestmark = [pytest.mark.urls(__name__)]
 
 #: Telemetry's own pages a staff user browses: its admin pages and its URLconf's views.
 OWN_PAGES = ["/admin/telemetry/", "/admin/telemetry/trace/", "/admin/telemetry/querystat/",
-             "/admin/telemetry/queryfinding/", "/admin/telemetry/organizationusage/", "/health"]
+             "/admin/telemetry/queryfinding/", "/admin/telemetry/organizationusage/", "/admin/telemetry/routestat/",
+             "/admin/telemetry/releaseroutestats/", "/health"]
 
 
 def signed_in_page(request):
