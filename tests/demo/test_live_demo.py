@@ -122,25 +122,24 @@ def test_demo_traffic_exercises_the_live_server(live_demo):
     database = sqlite3.connect(live_demo["var_dir"] / "platform.sqlite3")
     try:
         versions_before = database.execute("SELECT COUNT(*) FROM apps_builder_appversion").fetchone()[0]
-        started = time.monotonic()
+        # A count, not a time box: on a loaded machine the clients' logins alone can take
+        # seconds. 300 requests hold a release (4 % of actions) with certainty in practice.
         completed = subprocess.run(
-            [sys.executable, "manage.py", "demo_traffic", "--url", live_demo["url"], "--seconds", "8",
-             "--concurrency", "2", "--pause", "0.02", "--summary-seconds", "4", "--seed", "7"],
-            cwd=ROOT, env=live_demo["env"], capture_output=True, text=True, timeout=60,
+            [sys.executable, "manage.py", "demo_traffic", "--url", live_demo["url"], "--seconds", "600",
+             "--max-requests", "300", "--concurrency", "2", "--pause", "0", "--summary-seconds", "1",
+             "--seed", "7"],
+            cwd=ROOT, env=live_demo["env"], capture_output=True, text=True, timeout=600,
         )
-        elapsed = time.monotonic() - started
         versions_after = database.execute("SELECT COUNT(*) FROM apps_builder_appversion").fetchone()[0]
         rest_base_urls = [row[0] for row in database.execute(
             "SELECT json_extract(options, '$.base_url') FROM apps_builder_datasource WHERE kind = 'restapi'")]
     finally:
         database.close()
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert elapsed < 45
-    summaries = [line for line in completed.stdout.splitlines() if line.startswith("demo_traffic: ")]
-    assert any(re.search(r"\brequests=\d+", line) for line in summaries), completed.stdout
     final = next(line for line in completed.stdout.splitlines() if line.startswith("demo_traffic finished: "))
     counts = dict(re.findall(r"(\w+)=(\d+)", final))
-    assert int(counts["2xx"]) > 20 and int(counts["4xx"]) > 0, final
+    assert int(counts["requests"]) == 300, final
+    assert int(counts["2xx"]) > 150 and int(counts["4xx"]) > 0, final
     statuses = next(line for line in completed.stdout.splitlines() if line.startswith("demo_traffic statuses: "))
     assert "500=" not in statuses, statuses + "\n" + live_demo["log"].read_text()[-3000:]
     assert int(counts["rest_endpoint_hits"]) > 0, final
