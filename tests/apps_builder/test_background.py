@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps_builder import bundles, tasks
 from apps_builder.models import App, AppVersion, BackgroundTask, DataQuery, QuerySchedule, ScheduledRun
 from telemetry.models import Span, Trace
-from tests.live import embedded_env, wait_until
+from tests.live import embedded_env, free_port, wait_until
 from tests.telemetry.trace_fixtures import TRACE_DATABASES, flush, trace_settings  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -351,3 +351,19 @@ def test_beat_sends_the_schedule_dispatcher_registered_by_the_platform(tmp_path)
     finally:
         beat.terminate()
         beat.wait(timeout=20)
+
+
+@pytest.mark.django_db(databases=TRACE_DATABASES, transaction=True)  # publishes happen on commit, as in production
+def test_an_export_the_broker_refuses_is_a_503_and_a_failed_task(world, api_client_for, trace_settings):
+    from celery import current_app
+
+    conf = current_app.conf
+    previous = conf.broker_url, conf.broker_transport, conf.broker_transport_options, conf.task_default_queue
+    _point_app(current_app, f"redis://127.0.0.1:{free_port()}/0", None, {}, "nobody-listens")
+    try:
+        response = api_client_for(world["users"]["builder"]).post(f"/api/apps/{world['own']['app'].slug}/export")
+    finally:
+        _point_app(current_app, *previous)
+    assert response.status_code == 503, response.content
+    assert response.data["status"] == "failed" and response.data["error"] == tasks.QUEUE_UNAVAILABLE
+    assert BackgroundTask.objects.get(pk=response.data["id"]).status == "failed"
