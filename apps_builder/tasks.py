@@ -29,6 +29,8 @@ from .serializers import unique_slug
 logger = logging.getLogger(__name__)
 
 DISPATCH_INTERVAL_SECONDS = 10.0
+#: Schedules one dispatch enqueues at most (the most overdue first); the rest wait for the next.
+DISPATCH_BATCH = 1000
 #: What a caller reads when a task failed in an unexpected way (the details are logged).
 INTERNAL_ERROR = "The task failed unexpectedly; try again later."
 QUEUE_UNAVAILABLE = "The task queue is unavailable; try again later."
@@ -118,31 +120,42 @@ def import_app(task_id: str) -> str | None:
 @shared_task(name="apps_builder.run_scheduled_query", time_limit=120, soft_time_limit=100, ignore_result=True)
 def run_scheduled_query(schedule_id: int) -> str | None:
     """Runs the schedule's query once through its plugin and keeps the outcome as a
-    ``ScheduledRun`` (the latest ``ScheduledRun.MAX_PER_SCHEDULE`` of the schedule)."""
+    ``ScheduledRun`` (the latest ``ScheduledRun.MAX_PER_SCHEDULE`` of the schedule). A
+    failing data source is a run with the plugin's error; an unexpected exception is kept
+    as an ``internal_error`` run, then raised so Celery counts the task as failed."""
     schedule = (QuerySchedule.objects.select_related("data_query__data_source", "data_query__app")
                 .filter(pk=schedule_id).first())
     if schedule is None:
         return None  # deleted since it was dispatched
-    started_at, started = timezone.now(), perf_counter()
-    outcome = services.run_query(schedule.data_query, schedule.parameters)
     span_context = trace.get_current_span().get_span_context()
-    run = ScheduledRun(
-        schedule=schedule, started_at=started_at, duration_ms=(perf_counter() - started) * 1000,
-        status=ScheduledRun.Status.OK if outcome.ok else ScheduledRun.Status.ERROR,
-        trace_id=f"{span_context.trace_id:032x}" if span_context.is_valid else "",
-    )
+    run = ScheduledRun(schedule=schedule, started_at=timezone.now(), status=ScheduledRun.Status.ERROR,
+                       trace_id=f"{span_context.trace_id:032x}" if span_context.is_valid else "")
+    started = perf_counter()
+    try:
+        outcome = services.run_query(schedule.data_query, schedule.parameters)
+    except Exception:
+        run.error_code, run.error_message = "internal_error", INTERNAL_ERROR
+        _keep_run(run, perf_counter() - started)
+        raise
     if outcome.ok:
+        run.status = ScheduledRun.Status.OK
         run.row_count, run.result_bytes = outcome.data["row_count"], outcome.data["bytes"]
     else:
         run.error_code, run.error_message = outcome.error.code, outcome.error.message
+    _keep_run(run, perf_counter() - started)
+    return run.status
+
+
+def _keep_run(run: ScheduledRun, seconds: float) -> None:
+    """Stores the run and deletes the schedule's runs beyond the latest ``MAX_PER_SCHEDULE``."""
+    run.duration_ms = seconds * 1000
     with transaction.atomic():
         run.save()
-        QuerySchedule.objects.filter(pk=schedule.pk).update(last_run_at=started_at)
-        stale = list(ScheduledRun.objects.filter(schedule=schedule)
+        QuerySchedule.objects.filter(pk=run.schedule_id).update(last_run_at=run.started_at)
+        stale = list(ScheduledRun.objects.filter(schedule_id=run.schedule_id)
                      .values_list("pk", flat=True)[ScheduledRun.MAX_PER_SCHEDULE:])
         if stale:
             ScheduledRun.objects.filter(pk__in=stale).delete()
-    return run.status
 
 
 @shared_task(name="apps_builder.run_due_schedules", time_limit=60, soft_time_limit=50, ignore_result=True)
@@ -152,8 +165,9 @@ def run_due_schedules() -> int:
     background tasks older than ``BackgroundTask.RETENTION``. Returns the runs enqueued."""
     now = timezone.now()
     enqueued = 0
-    due = QuerySchedule.objects.filter(next_run_at__lte=now).values_list("pk", "next_run_at", "interval_seconds")
-    for schedule_id, next_run_at, interval_seconds in due[:1000]:
+    due = (QuerySchedule.objects.filter(next_run_at__lte=now).order_by("next_run_at")
+           .values_list("pk", "next_run_at", "interval_seconds"))
+    for schedule_id, next_run_at, interval_seconds in due[:DISPATCH_BATCH]:
         if QuerySchedule.objects.filter(pk=schedule_id, next_run_at=next_run_at).update(
                 next_run_at=now + timedelta(seconds=interval_seconds)):
             run_scheduled_query.delay(schedule_id)

@@ -335,6 +335,17 @@ def test_a_schedule_keeps_its_latest_runs_only(world, trace_settings):
     assert tasks.run_scheduled_query(10**9) is None  # deleted since it was dispatched
 
 
+@pytest.mark.django_db
+def test_finished_tasks_are_deleted_after_a_day_by_the_dispatcher(world):
+    now = timezone.now()
+    kept, pending, old = (BackgroundTask.objects.create(organization=world["own"]["org"], kind="export",
+                                                        status=status, finished_at=finished_at)
+                          for status, finished_at in (("succeeded", now - timedelta(hours=23)), ("pending", None),
+                                                      ("failed", now - timedelta(hours=25))))
+    assert tasks.run_due_schedules() == 0
+    assert set(BackgroundTask.objects.values_list("pk", flat=True)) == {kept.pk, pending.pk}
+
+
 def test_beat_sends_the_schedule_dispatcher_registered_by_the_platform(tmp_path):
     """Beat on the embedded broker picks up the entry ``apps_builder.tasks`` adds (the
     project's ``CELERY_BEAT_SCHEDULE`` does not name it) and sends it."""
