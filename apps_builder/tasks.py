@@ -6,10 +6,12 @@ Exports and imports are ``BackgroundTask`` rows run by :func:`export_app` and
 worker's task span joins (telemetry instruments Celery's publish and run). Schedules are
 run by beat → :func:`run_due_schedules` (every ``DISPATCH_INTERVAL_SECONDS``, registered
 below, not in the project's ``CELERY_BEAT_SCHEDULE``) → one :func:`run_scheduled_query`
-per due schedule → the data source's plugin, through ``services.run_query``.
+per due schedule, each a trace of its own → the data source's plugin, through
+``services.run_query``.
 
-Every task takes ids, is idempotent (a row is claimed by one conditional update; a
-redelivered message finds it claimed and does nothing) and has a time limit.
+Every task takes ids and has a time limit. Exports, imports and dispatches are idempotent:
+a row is claimed by one conditional update, so a redelivered message finds it claimed and
+does nothing; a redelivered scheduled run runs once more (one more run record).
 """
 
 import logging
@@ -20,7 +22,7 @@ from celery import current_app, shared_task
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
-from opentelemetry import trace
+from opentelemetry import context, trace
 
 from . import bundles, services
 from .models import App, BackgroundTask, QuerySchedule, ScheduledRun
@@ -170,7 +172,13 @@ def run_due_schedules() -> int:
     for schedule_id, next_run_at, interval_seconds in due[:DISPATCH_BATCH]:
         if QuerySchedule.objects.filter(pk=schedule_id, next_run_at=next_run_at).update(
                 next_run_at=now + timedelta(seconds=interval_seconds)):
-            run_scheduled_query.delay(schedule_id)
+            # Published outside this dispatcher's trace: each run is a trace of its own,
+            # kept or dropped on its own outcome (a failed run always kept).
+            detached = context.attach(context.Context())
+            try:
+                run_scheduled_query.delay(schedule_id)
+            finally:
+                context.detach(detached)
             enqueued += 1
     BackgroundTask.objects.filter(finished_at__lt=now - BackgroundTask.RETENTION).delete()
     return enqueued

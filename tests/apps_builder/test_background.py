@@ -60,12 +60,12 @@ def background_worker(django_db_setup, redis_url, tmp_path_factory):
 
 
 def _point_app(app, broker_url, transport, transport_options, queue):
-    """Publishes of ``app`` go to ``broker_url`` and ``queue`` from now on: the
-    connection pools and routes it built for the previous broker are dropped."""
+    """Publishes of ``app`` go to ``broker_url`` and ``queue`` from now on: the app forgets
+    the connection pool and routes it built for the previous broker, as Celery's own
+    after-fork cleanup does (the pool itself is kombu's, shared with other clients of that
+    broker: never closed here)."""
     app.conf.update(broker_url=broker_url, broker_transport=transport, broker_transport_options=transport_options,
                     task_default_queue=queue)
-    if app._pool is not None:
-        app._pool.force_close_all()
     app._pool = None
     app.__dict__.pop("amqp", None)
 
@@ -314,6 +314,7 @@ def test_a_due_schedule_runs_on_the_worker_through_its_plugin(background_worker,
     assert ok_run["status"] == "ok" and ok_run["row_count"] == 5 and ok_run["error_code"] == ""
     assert broken_run["status"] == "error" and broken_run["error_code"] == "query_failed"
     assert "no_such_table" in broken_run["error_message"]
+    assert ok_run["trace_id"] != broken_run["trace_id"]  # each run is a trace of its own
 
     # The run's trace: the worker's task span, the query run and the plugin's phases under it.
     task_span = stored_span(background_worker, trace_id=ok_run["trace_id"],
