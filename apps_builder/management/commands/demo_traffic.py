@@ -556,7 +556,9 @@ class Command(BaseCommand):
         seed = options["seed"] if options["seed"] is not None else random.randrange(1 << 30)
         traffic = Traffic(options["url"], stats, rest_server, self.stdout, seed)
         traffic.prepare()
+        # The budget is the traffic's: a slow setup (a loaded machine) does not spend it.
         stats.started_at = time.monotonic()
+        stats.deadline = stats.started_at + options["seconds"]
         workers = [
             threading.Thread(target=traffic.worker, args=(number, stop_event, options["pause"]),
                              name=f"demo-traffic-{number}", daemon=True)
