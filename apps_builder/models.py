@@ -1,6 +1,7 @@
 """The low-code domain, modelled on ToolJet: organizations own apps and data sources;
 apps have versions (one released), and data queries that run through plugins."""
 
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -258,3 +259,95 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.action} {self.subject}"
+
+
+class BackgroundTask(models.Model):
+    """Background work a member asked for through the API (an app export or import) and
+    what became of it: read back through ``GET /api/tasks/<id>`` by builders of the same
+    organization. The id is also the Celery task id. ``payload`` holds the input (an
+    import's bundle, emptied once the import ran), ``result`` the output (an export's
+    bundle, an import's new app), ``error`` a reason safe to show the caller."""
+
+    class Kind(models.TextChoices):
+        EXPORT = "export", "App export"
+        IMPORT = "import", "App import"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    #: Finished tasks (their bundles with them) are deleted after this long.
+    RETENTION = timedelta(days=1)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="background_tasks")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    payload = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    def __str__(self):
+        return f"{self.kind} {self.id} ({self.status})"
+
+
+class QuerySchedule(models.Model):
+    """A data query run every ``interval_seconds`` with fixed ``parameters``, by the
+    worker (``tasks.run_due_schedules`` claims the due ones). Its latest runs are kept."""
+
+    MIN_INTERVAL_SECONDS = 60
+    MAX_INTERVAL_SECONDS = 7 * 24 * 3600
+    MAX_PER_ORGANIZATION = 100
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="query_schedules")
+    data_query = models.ForeignKey(DataQuery, on_delete=models.CASCADE, related_name="schedules")
+    interval_seconds = models.PositiveIntegerField()
+    parameters = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_run_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.data_query} every {self.interval_seconds}s"
+
+
+class ScheduledRun(models.Model):
+    """One run of a schedule: its outcome and a summary of its result (never the rows).
+    Only the latest ``MAX_PER_SCHEDULE`` are kept."""
+
+    MAX_PER_SCHEDULE = 20
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+
+    schedule = models.ForeignKey(QuerySchedule, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField()
+    row_count = models.IntegerField(null=True, blank=True)
+    result_bytes = models.IntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    #: The run's trace, when tracing is on (it opens in admin when the trace was kept).
+    trace_id = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["schedule", "-started_at"], name="scheduled_run_latest")]
+
+    def __str__(self):
+        return f"{self.schedule_id} at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.status})"

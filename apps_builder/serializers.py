@@ -7,12 +7,15 @@ from .models import (
     AppTemplate,
     AppVersion,
     AuditEvent,
+    BackgroundTask,
     DataQuery,
     DataSource,
     Invitation,
     Membership,
     Organization,
+    QuerySchedule,
     Role,
+    ScheduledRun,
 )
 from .permissions import organization_ids
 
@@ -250,3 +253,50 @@ class AppOverviewSerializer(serializers.Serializer):
     name = serializers.CharField()
     query_count = serializers.IntegerField()
     latest_version = serializers.CharField(allow_null=True)
+
+
+class BackgroundTaskSerializer(serializers.ModelSerializer):
+    """An export or import: ``result`` is the bundle of an export and ``{"app": <slug>}``
+    of an import once ``status`` is ``succeeded``; ``error`` says why it ``failed``."""
+
+    app = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = BackgroundTask
+        fields = ["id", "kind", "status", "app", "result", "error", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class AppImportSerializer(serializers.Serializer):
+    """An import: the bundle (``apps_builder.bundles``), the organization it lands in
+    (one of the caller's) and the new app's name and slug (the bundle's name and a free
+    slug by default)."""
+
+    organization = serializers.IntegerField()
+    bundle = serializers.JSONField(help_text="An app bundle, as an export's result holds it.")
+    name = serializers.CharField(max_length=200, required=False)
+    slug = serializers.SlugField(max_length=100, required=False)
+
+
+class QueryScheduleSerializer(serializers.ModelSerializer):
+    """A data query of the caller's organizations run every ``interval_seconds`` (at
+    least ``QuerySchedule.MIN_INTERVAL_SECONDS``) with ``parameters``."""
+
+    data_query = CallerPrimaryKeyRelatedField(queryset=DataQuery.objects.all(),
+                                              organization_path="app__organization_id")
+    interval_seconds = serializers.IntegerField(min_value=QuerySchedule.MIN_INTERVAL_SECONDS,
+                                                max_value=QuerySchedule.MAX_INTERVAL_SECONDS)
+    parameters = serializers.DictField(required=False, default=dict)
+
+    class Meta:
+        model = QuerySchedule
+        fields = ["id", "organization", "data_query", "interval_seconds", "parameters", "created_at", "next_run_at",
+                  "last_run_at"]
+        read_only_fields = ["organization", "created_at", "next_run_at", "last_run_at"]
+
+
+class ScheduledRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ScheduledRun
+        fields = ["id", "status", "started_at", "duration_ms", "row_count", "result_bytes", "error_code",
+                  "error_message", "trace_id"]

@@ -18,6 +18,8 @@ router.register("apps", views.AppViewSet, basename="app")
 router.register("data-sources", views.DataSourceViewSet, basename="data-source")
 router.register("data-queries", views.DataQueryViewSet, basename="data-query")
 router.register("templates", views.TemplateViewSet, basename="template")
+router.register("tasks", views.BackgroundTaskViewSet, basename="task")
+router.register("schedules", views.QueryScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("auth/login", views.login_view, name="login"),

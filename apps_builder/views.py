@@ -9,35 +9,39 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 import plugins
 from telemetry import api as telemetry
 
-from . import services, tokens
+from . import bundles, services, tasks, tokens
 from .models import (
     ApiToken,
     App,
     AppTemplate,
     AppVersion,
     AuditEvent,
+    BackgroundTask,
     DataQuery,
     DataSource,
     Invitation,
     Membership,
     Organization,
+    QuerySchedule,
 )
 from .permissions import EDIT, MANAGE, READ, memberships_of, organization_ids, require_role
 from .serializers import (
     AcceptInvitationSerializer,
     ActivityQuerySerializer,
+    AppImportSerializer,
     AppOverviewSerializer,
     AppSerializer,
     AppTemplateSerializer,
     AppVersionSerializer,
     AuditEventSerializer,
+    BackgroundTaskSerializer,
     DataQuerySerializer,
     DataSourceSerializer,
     FromTemplateSerializer,
@@ -45,8 +49,10 @@ from .serializers import (
     LoginSerializer,
     MembershipSerializer,
     OrganizationSerializer,
+    QueryScheduleSerializer,
     ReleaseSerializer,
     RunSerializer,
+    ScheduledRunSerializer,
     unique_slug,
 )
 from .validation import parse_id
@@ -258,11 +264,12 @@ class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
     serializer_class = AppSerializer
     queryset = App.objects.select_related("released_version").order_by("name")
     lookup_field = "slug"
-    edit_actions = ("create", "update", "partial_update", "destroy", "versions_create", "release", "from_template")
+    edit_actions = ("create", "update", "partial_update", "destroy", "versions_create", "release", "from_template",
+                    "export", "import_bundle")
     operations = {"retrieve": "app_open", "create": "app_create", "update": "app_update",
                   "partial_update": "app_update", "destroy": "app_delete", "view": "app_view",
                   "versions": "version_list", "versions_create": "version_create", "release": "app_release",
-                  "from_template": "app_create"}
+                  "from_template": "app_create", "export": "app_export", "import_bundle": "app_import"}
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -361,6 +368,104 @@ class AppViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
             raise serializers.ValidationError(
                 {"template": [f"The organization has no data source of kind {missing.args[0]!r}."]}) from None
         return Response(AppSerializer(app).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={202: BackgroundTaskSerializer, 503: BackgroundTaskSerializer})
+    @action(detail=True, methods=["post"])
+    def export(self, request, slug=None):
+        """Enqueues an export of the app (builders): the answer is the task, whose result
+        (``GET /api/tasks/<id>``) is the app's bundle with its versions and queries."""
+        app = self.get_object()
+        background_task = BackgroundTask.objects.create(organization_id=app.organization_id, app=app,
+                                                        kind=BackgroundTask.Kind.EXPORT, created_by=request.user)
+        telemetry.track_feature("app_builder", "export_app", app.organization_id)
+        return enqueued(tasks.export_app, background_task)
+
+    @extend_schema(request=AppImportSerializer,
+                   responses={202: BackgroundTaskSerializer, 503: BackgroundTaskSerializer})
+    @action(detail=False, methods=["post"], url_path="import")
+    def import_bundle(self, request):
+        """Enqueues an import of a bundle as a new app of one of the caller's organizations
+        (builders). The bundle is checked here (size, schema, format version: a 4xx naming
+        the problem); the task's result names the new app's slug."""
+        serializer = AppImportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        organization = Organization.objects.filter(pk=data["organization"]).first()
+        if organization is None:
+            raise serializers.ValidationError({"organization": ["Unknown organization."]})
+        self.check_create(organization)
+        if bundles.bundle_size(data["bundle"]) > bundles.MAX_BUNDLE_BYTES:
+            raise BundleTooLarge()
+        bundle = bundles.BundleSerializer(data=data["bundle"])
+        if not bundle.is_valid():
+            raise serializers.ValidationError({"bundle": bundle.errors})
+        slug = data.get("slug")
+        if slug and App.objects.filter(slug=slug).exists():
+            raise serializers.ValidationError({"slug": ["An app with this slug exists."]})
+        background_task = BackgroundTask.objects.create(
+            organization=organization, kind=BackgroundTask.Kind.IMPORT, created_by=request.user,
+            payload={"bundle": bundle.validated_data, "name": data.get("name") or bundle.validated_data["app"]["name"],
+                     "slug": slug})
+        telemetry.track_feature("app_builder", "import_app", organization.pk)
+        return enqueued(tasks.import_app, background_task)
+
+
+class BundleTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = f"A bundle may hold at most {bundles.MAX_BUNDLE_BYTES:,} bytes of JSON."
+    default_code = "bundle_too_large"
+
+
+def enqueued(task, background_task):
+    """Publishes ``task`` for the background task: 202 with the task, or 503 with the
+    task marked failed when the broker refused it."""
+    tasks.enqueue(task, background_task)
+    failed = background_task.status == BackgroundTask.Status.FAILED
+    return Response(BackgroundTaskSerializer(background_task).data,
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE if failed else status.HTTP_202_ACCEPTED)
+
+
+class BackgroundTaskViewSet(ScopedViewSet, mixins.RetrieveModelMixin):
+    """An export's or import's status, result or failure, for builders of its organization."""
+
+    serializer_class = BackgroundTaskSerializer
+    queryset = BackgroundTask.objects.select_related("app")
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    edit_actions = ("retrieve",)
+
+
+class QueryScheduleViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                           mixins.DestroyModelMixin):
+    """Data queries run on an interval by the worker: members list them and read their
+    latest runs; builders create and delete them. ``?data_query=<id>`` filters the list."""
+
+    serializer_class = QueryScheduleSerializer
+    queryset = QuerySchedule.objects.order_by("id")
+    edit_actions = ("create", "destroy")
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        data_query = self.request.query_params.get("data_query")
+        if self.action == "list" and data_query:
+            data_query_id = parse_id(data_query)
+            queryset = queryset.filter(data_query_id=data_query_id) if data_query_id else queryset.none()
+        return queryset
+
+    def perform_create(self, serializer):
+        organization = serializer.validated_data["data_query"].app.organization
+        self.check_create(organization)
+        if QuerySchedule.objects.filter(organization=organization).count() >= QuerySchedule.MAX_PER_ORGANIZATION:
+            raise serializers.ValidationError(
+                {"detail": f"An organization has at most {QuerySchedule.MAX_PER_ORGANIZATION} schedules."})
+        serializer.save(organization=organization, created_by=self.request.user)
+        telemetry.track_feature("app_builder", "schedule_query", organization.pk)
+
+    @extend_schema(responses={200: ScheduledRunSerializer(many=True)})
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def runs(self, request, pk=None):
+        """The schedule's latest runs, newest first (at most ``ScheduledRun.MAX_PER_SCHEDULE``)."""
+        schedule = self.get_object()
+        return Response(ScheduledRunSerializer(schedule.runs.all(), many=True).data)
 
 
 class DataSourceViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,

@@ -372,10 +372,10 @@ class TraceStore:
                 group.append(span)
                 if span.parent is None and span.kind in (SpanKind.CLIENT, SpanKind.PRODUCER):
                     # A client call outside any trace (a broker poll, the exporter's own
-                    # request): not a trace anyone asked for.
-                    reason = ""
-                else:
-                    reason = _reason(span, group, settings)
+                    # request): not a trace anyone asked for. No decision is kept: a task it
+                    # published and this process runs (a solo worker) decides its own trace.
+                    continue
+                reason = _reason(span, group, settings)
                 decisions[trace_id] = reason
                 if len(decisions) > MAX_DECISIONS:
                     decisions.popitem(last=False)

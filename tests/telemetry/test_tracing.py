@@ -330,6 +330,27 @@ def test_a_trace_with_two_local_roots_keeps_one_summary_with_every_span(trace_se
     assert len(stored_spans(f"{trace_id:032x}")) == 4
 
 
+def test_a_task_published_outside_any_trace_decides_its_own_trace_in_the_same_process(trace_settings):
+    """A parentless publish (beat, a dispatcher task) is no trace; the task it published,
+    run by the same process (a solo worker), keeps its trace when it fails."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+
+    from telemetry.tracing import processor
+
+    trace_id = 0xB1
+    publish = ReadableSpan(name="apply_async/job", context=SpanContext(trace_id, 1, False, TraceFlags(1)),
+                           kind=SpanKind.PRODUCER, start_time=1_000_000_000, end_time=1_001_000_000)
+    processor.submit(publish)
+    flush()
+    assert not Trace.objects.filter(trace_id=f"{trace_id:032x}").exists()
+    processor.submit(_span(trace_id, 3, 2, error=True))
+    processor.submit(_span(trace_id, 2, 1, remote_parent=True, name="run/job"))
+    flush()
+    trace = Trace.objects.get(trace_id=f"{trace_id:032x}")
+    assert (trace.root_name, trace.span_count, trace.status) == ("run/job", 2, "error")
+
+
 def test_spans_after_their_root_join_its_count_and_a_retried_batch_counts_once(trace_settings):
     from telemetry.tracing import processor
 

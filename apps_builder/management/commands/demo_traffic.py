@@ -3,7 +3,8 @@
 What a day of use looks like: logins (and wrong passwords), viewers loading apps and
 running queries with parameters (some slow, some failing, an N+1 burst), the activity
 feed and the apps overview (the planted missing index and N+1 of the platform's own
-database), builders editing definitions, cutting and releasing versions, cloning a template, requests for unknown
+database), builders editing definitions, cutting and releasing versions, cloning a template,
+exporting an app and importing its bundle (background tasks), scheduling a query, requests for unknown
 paths, another organization's objects and invalid input. The REST API data sources are
 pointed at an HTTP endpoint this command serves itself, so REST plugin runs are real.
 
@@ -28,6 +29,10 @@ from apps_builder import demo_data
 
 CONNECT_TIMEOUT_SECONDS = 3.05
 READ_TIMEOUT_SECONDS = 30.0
+#: Polls of a background task's status (half a second apart) before the traffic moves on.
+TASK_POLLS = 20
+#: Schedules the traffic keeps per organization; it deletes the oldest beyond.
+MAX_DEMO_SCHEDULES = 3
 
 
 class TrafficStopped(Exception):
@@ -254,7 +259,7 @@ class Traffic:
         apps = items_of(self.json_of(self.request("GET", "/api/apps/", builder_token, counted=False)))
         prefix = organization.slug + "-"
         organization.app_slugs = [item["slug"] for item in apps if item.get("slug", "").startswith(prefix)
-                                  and "-clone-" not in item["slug"]]
+                                  and "-clone-" not in item["slug"] and "-import-" not in item["slug"]]
         for app_slug in organization.app_slugs:
             queries = items_of(self.json_of(
                 self.request("GET", f"/api/data-queries/?app={app_slug}", builder_token, counted=False)
@@ -435,11 +440,60 @@ class Traffic:
             self.request("GET", f"/api/apps/{clone_slug}/", organization.tokens["builder"])
             self.request("DELETE", f"/api/apps/{clone_slug}/", organization.tokens["admin"])
 
+    def finished_task(self, task_id, token):
+        """The background task once it succeeded or failed, or None when it did not finish in time."""
+        for _ in range(TASK_POLLS):
+            task = self.json_of(self.request("GET", f"/api/tasks/{task_id}", token))
+            if not isinstance(task, dict) or task.get("status") in ("succeeded", "failed"):
+                return task
+            time.sleep(0.5)
+        return None
+
+    def export_import(self, rng, organization):
+        """Export an app, import its bundle as a new app (both background tasks), then
+        delete the import so a long run stays bounded."""
+        if not organization.app_slugs or organization.id is None:
+            return
+        token = organization.tokens["builder"]
+        response = self.request("POST", f"/api/apps/{rng.choice(organization.app_slugs)}/export", token)
+        exported = self.finished_task((self.json_of(response) or {}).get("id"), token) if response else None
+        if not exported or exported.get("status") != "succeeded":
+            return
+        self.stats.record("events", "exports")
+        import_slug = f"{organization.slug}-import-{uuid.uuid4().hex[:8]}"
+        response = self.request("POST", "/api/apps/import", token, json_body={
+            "organization": organization.id, "bundle": exported["result"], "slug": import_slug,
+            "name": f"Import {import_slug[-8:]}"})
+        imported = self.finished_task((self.json_of(response) or {}).get("id"), token) if response else None
+        if imported and imported.get("status") == "succeeded":
+            self.stats.record("events", "imports")
+            self.request("DELETE", f"/api/apps/{import_slug}/", organization.tokens["admin"])
+
+    def schedule_query(self, rng, organization):
+        """Schedule one of the organization's queries, read a schedule's latest runs, and
+        keep at most ``MAX_DEMO_SCHEDULES`` schedules (the oldest are deleted)."""
+        if not organization.queries:
+            return
+        token = organization.tokens["builder"]
+        query_id, name = rng.choice(organization.queries)
+        parameter_factory = demo_data.QUERY_PARAMETERS.get(name)
+        response = self.request("POST", "/api/schedules/", token, json_body={
+            "data_query": query_id, "interval_seconds": rng.choice([60, 120, 300]),
+            "parameters": parameter_factory(rng) if parameter_factory else {}})
+        if response is not None and response.status_code == 201:
+            self.stats.record("events", "schedules")
+        schedules = items_of(self.json_of(self.request("GET", "/api/schedules/?limit=100", token)))
+        own = [item for item in schedules if item.get("organization") == organization.id and "id" in item]
+        if own:
+            self.request("GET", f"/api/schedules/{rng.choice(own)['id']}/runs", organization.tokens["viewer"])
+        for item in own[:-MAX_DEMO_SCHEDULES]:
+            self.request("DELETE", f"/api/schedules/{item['id']}", token)
+
     ACTION_WEIGHTS = {
         "viewer_load": 22, "run_query": 24, "n_plus_one": 3, "builder_edit": 8, "builder_release": 4,
         "login": 5, "failed_login": 4, "logout_and_back": 3, "health_check": 2, "not_found": 5, "other_organization": 3,
         "forbidden_edit": 2, "invalid_input": 2, "anonymous": 2, "listing": 8, "test_data_source": 2,
-        "template_clone": 1, "activity_feed": 5, "apps_overview": 3,
+        "template_clone": 1, "activity_feed": 5, "apps_overview": 3, "export_import": 1, "schedule_query": 1,
     }
 
     # ------------------------------------------------------------------ running
@@ -502,7 +556,9 @@ class Command(BaseCommand):
         seed = options["seed"] if options["seed"] is not None else random.randrange(1 << 30)
         traffic = Traffic(options["url"], stats, rest_server, self.stdout, seed)
         traffic.prepare()
+        # The budget is the traffic's: a slow setup (a loaded machine) does not spend it.
         stats.started_at = time.monotonic()
+        stats.deadline = stats.started_at + options["seconds"]
         workers = [
             threading.Thread(target=traffic.worker, args=(number, stop_event, options["pause"]),
                              name=f"demo-traffic-{number}", daemon=True)
