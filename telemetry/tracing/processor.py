@@ -31,7 +31,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from telemetry import conf
 from telemetry.adapters.opentelemetry import span_fields
 from telemetry.core import guard, recorder
-from telemetry.core.background import BackgroundWorker, BoundedQueue
+from telemetry.core.background import BackgroundWorker, BoundedQueue, reuse_connections
+from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import internal
 from telemetry.tracing.sanitize import sanitize
 
@@ -281,6 +282,10 @@ class TraceStore:
             failed.append(_FailedBatch(batch))
         while len(failed) > MAX_FAILED_BATCHES:
             self._count_lost(failed.popleft().batch, "store_failed")
+        # The writer's connection persists between writes (closed only after a failed
+        # one), checked here as Django's CONN_HEALTH_CHECKS would before a request.
+        with guard.guarded("trace_store_connection"):
+            reuse_connections(telemetry_alias())
         for _ in range(len(failed)):
             entry = failed.popleft()
             try:
@@ -368,8 +373,6 @@ class TraceStore:
             return  # the test's own connection, inside its transaction
         with guard.guarded("trace_store_close"):
             from django.db import connections
-
-            from telemetry.core.routers import telemetry_alias
 
             connections[telemetry_alias()].close()
 
