@@ -155,8 +155,8 @@ VAR_DIR = tempfile.TemporaryDirectory(prefix="bench-var-")
 BASELINES = ("off", "django_prometheus", "plain_otel")
 #: The two ways telemetry's deferred work is charged: drained every 100 requests with no
 #: sample (BENCH_BATCHED), or the default timers at a paced rate on a virtual clock.
-MODES = {"batched drain": {"BENCH_BATCHED": "1"}, "timers, 10 req/s": {"BENCH_PACE": "10"},
-         "timers, 100 req/s": {"BENCH_PACE": "100"}}
+MODES = {"batched drain": {"BENCH_BATCHED": "1"}, "timers at 10 req/s": {"BENCH_PACE": "10"},
+         "timers at 100 req/s": {"BENCH_PACE": "100"}}
 SAMPLE_EVERY_TICKS = 10  # SAMPLE_INTERVAL_SECONDS / FLUSH_INTERVAL_SECONDS, the defaults
 
 

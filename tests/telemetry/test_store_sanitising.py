@@ -41,7 +41,8 @@ def test_a_nul_and_a_lone_surrogate_among_good_spans_lose_nothing(trace_settings
     for span in _good_spans():
         processor.submit(span)
     processor.submit(_span(nul_trace, 1, name="GET /a\x00b", attributes={
-        "http.route": "/r", "http.response.status_code": 200, "user_agent.original": "curl\x00/8", "k\x00": ["x\x00y"]}))
+        "http.route": "/r", "http.response.status_code": 200, "user_agent.original": "curl\x00/8",
+        "k\x00": ["x\x00y"]}))
     processor.submit(_span(surrogate_trace, 1, attributes={
         "http.route": "/r\ud800", "http.response.status_code": 200, "note": "half \udc00 a pair"}))
     processor.submit_log({
