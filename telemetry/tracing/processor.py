@@ -34,6 +34,7 @@ from telemetry.core import guard, recorder
 from telemetry.core.background import BackgroundWorker, BoundedQueue, reuse_connections
 from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import internal
+from telemetry.tracing import state as tracing_state
 from telemetry.tracing.sanitize import clean, clean_json, clean_text, sanitize
 
 MAX_PENDING_TRACES = 5000
@@ -51,7 +52,8 @@ class StoreSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span):
-        submit(span)
+        if tracing_state["on"]:  # TRACES_ENABLED turned off after the provider was installed
+            submit(span)
 
     def shutdown(self):
         flush()
