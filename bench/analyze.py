@@ -7,6 +7,10 @@ microseconds per call; never asserted.
 
     .venv/bin/python bench/analyze.py [--rounds 7 --hits 2000] [--instructions]
 
+Then the hostile statements (``HOSTILE``: the size, token and time bounds at work), each
+analysed cold several times: the worst single-statement time, wall clock and the
+thread's CPU time (the CPU figure does not count time the machine gave to others).
+
 ``--instructions`` also counts instructions per cache hit under callgrind (shared
 BENCHMARKING.md): two runs of N1 and N2 hits after the same warm-up, difference / (N2 - N1).
 """
@@ -66,6 +70,32 @@ STATEMENTS = [
     (LITE, "SELECT id FROM t WHERE a = ? OR b = ? LIMIT ? OFFSET ?", (1, 2, 10, 20)),
     (PG, "BEGIN", None),
 ]
+
+
+#: Statements that took seconds to minutes of a thread before analysis was bounded.
+HOSTILE = {
+    "70,000-OR chain": "SELECT * FROM t WHERE " + " OR ".join(f"(a = {i} AND b = 'v{i}')" for i in range(70_000)),
+    "90,000-column select": "SELECT " + ", ".join(f"c{i}" for i in range(90_000)) + " FROM t",
+    "40,000-branch CASE": "SELECT CASE " + " ".join(f"WHEN a = {i} THEN 'v{i}'" for i in range(40_000)) + " END FROM t",
+    "5,000 nested parentheses": "SELECT " + "(" * 5000 + "1" + ")" * 5000,
+    "300 nested parentheses": "SELECT " + "(" * 300 + "1" + ")" * 300,
+    "1,500-OR chain (16 KB)": "SELECT * FROM t WHERE " + " OR ".join(f"a = {i}" for i in range(1500)),
+    "240-OR chain (under the token bound)": "SELECT * FROM t WHERE " + " OR ".join(f"a = {i}" for i in range(240)),
+}
+
+
+def hostile(rounds):
+    """{name: [(wall seconds, thread CPU seconds, analysed)]} of each statement analysed cold."""
+    from telemetry.queries import sql as telemetry_sql
+
+    timings = {name: [] for name in HOSTILE}
+    for _ in range(rounds):
+        for name, statement in HOSTILE.items():
+            telemetry_sql._analyze_cached.cache_clear()
+            wall, cpu = time.perf_counter(), time.thread_time()
+            result = telemetry_sql.analyze(statement, None, PG)
+            timings[name].append((time.perf_counter() - wall, time.thread_time() - cpu, result.analysed))
+    return timings
 
 
 CHILD = r"""
@@ -176,6 +206,13 @@ def main():
         for code in analyze(statement, params, vendor).suggestions:
             found[code] = found.get(code, 0) + 1
     print("  codes over the set:", ", ".join(f"{code} {count}" for code, count in sorted(found.items())))
+    timings = hostile(options.rounds)
+    print(f"Hostile statements, cold, {options.rounds} rounds (worst wall clock / worst thread CPU time):")
+    for name, values in timings.items():
+        print(f"  {name:38} {max(v[0] for v in values) * 1e3:7.1f} ms / {max(v[1] for v in values) * 1e3:6.1f} ms"
+              f"  {'analysed' if values[0][2] else 'unanalysed'}")
+    print(f"  worst single statement: {max(v[0] for values in timings.values() for v in values) * 1e3:.1f} ms wall, "
+          f"{max(v[1] for values in timings.values() for v in values) * 1e3:.1f} ms CPU")
     if options.instructions:
         low, high = 300, 1500
 

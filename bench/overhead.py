@@ -14,6 +14,16 @@ one-second drain does at 100 requests/s per process, its fixed cost spread over 
 requests it covers (``BENCH_DRAIN_EVERY=20`` shows the cost at lighter load). The figure
 is the whole CPU cost, request thread and flusher. ``BENCH_NO_DRAIN=1`` never drains:
 the request thread's share alone.
+
+Without ``BENCH_BATCHED``, the default timers are measured as deployed too, on a virtual
+clock (under callgrind Python runs ~50x slower, so wall-clock pacing cannot reach 100
+requests/s): at R requests/s the flusher's tick (``FLUSH_INTERVAL_SECONDS=1``) runs every
+R requests in a thread of its own and the trace store writer's in another, and every
+tenth tick samples (``SAMPLE_INTERVAL_SECONDS=10``), database connections and all. At 10
+requests/s the two runs differ by exactly 100 requests, 10 ticks and one sample. At 100
+requests/s by 100 requests and one tick; a third run adds one sample, charged at a tenth
+(one sample per 1,000 requests). Both modes are printed side by side; the configurations
+without telemetry have no timers and are measured once.
 """
 
 import argparse
@@ -73,14 +83,47 @@ def drain():
         return
     asked.put(None)
     done.get()
-def run(count):
+class Timer:
+    # A telemetry thread's tick run on demand in a thread of its own (its connections
+    # persist, as in a server), only once telemetry started that thread in this process.
+    def __init__(self, worker, tick):
+        self.worker, self.tick, self.asked, self.done = worker, tick, queue.Queue(), queue.Queue()
+        threading.Thread(target=self.serve, daemon=True).start()
+    def serve(self):
+        from telemetry.core.context import suppress_in_this_thread
+        suppress_in_this_thread()
+        while True:
+            self.asked.get()
+            self.tick()
+            self.done.put(None)
+    def __call__(self):
+        if self.worker.started:
+            self.asked.put(None)
+            self.done.get()
+PACE = int(os.environ.get("BENCH_PACE") or 0)
+if PACE:
+    from telemetry.core import recorder
+    from telemetry.tracing import processor
+    flusher_tick = Timer(recorder.event_buffer.worker, recorder.event_buffer._tick)
+    writer_tick = Timer(processor.trace_store.worker, processor.trace_store.flush)
+def tick(sample):
+    # The virtual clock decides the sample: the recorder samples when its last sample is
+    # SAMPLE_INTERVAL_SECONDS old.
+    recorder.event_buffer._last_sample = float("-inf") if sample else time.monotonic()
+    flusher_tick()
+    writer_tick()
+def run(count, samples_at=()):
     for index in range(count):
         response = client.get(f"/api/items/{{index}}/view")
         assert response.status_code == 200, response.status_code
         if DRAIN_EVERY and (index + 1) % DRAIN_EVERY == 0:
             drain()
+        if PACE and (index + 1) % PACE == 0:
+            tick(index + 1 in samples_at)
     drain()
 run({warmup})
+if PACE:
+    tick(True)  # the first sample opens the flusher's connections, before anything is counted
 # A full collection of the long-lived heap (Django, sqlglot, OpenTelemetry modules) costs
 # tens of millions of instructions and lands in one run and not the other: freeze that
 # heap after warm-up so the difference of two runs is per-request work only.
@@ -89,7 +132,7 @@ gc.collect()
 gc.freeze()
 mode = sys.argv[1]
 if mode == "count":
-    run(int(sys.argv[2]))
+    run(int(sys.argv[2]), {{int(value) for value in sys.argv[3:]}})
 else:
     rounds = []
     for _ in range(int(sys.argv[3])):
@@ -108,9 +151,22 @@ print(f"spans_stored={{int(stored or 0)}}", file=sys.stderr)
 VAR_DIR = tempfile.TemporaryDirectory(prefix="bench-var-")
 
 
-def child_env(config):
+#: Configurations without telemetry: no timers of ours, measured once for every mode.
+BASELINES = ("off", "django_prometheus", "plain_otel")
+#: The two ways telemetry's deferred work is charged: drained every 100 requests with no
+#: sample (BENCH_BATCHED), or the default timers at a paced rate on a virtual clock.
+MODES = {"batched drain": {"BENCH_BATCHED": "1"}, "timers at 10 req/s": {"BENCH_PACE": "10"},
+         "timers at 100 req/s": {"BENCH_PACE": "100"}}
+SAMPLE_EVERY_TICKS = 10  # SAMPLE_INTERVAL_SECONDS / FLUSH_INTERVAL_SECONDS, the defaults
+
+
+def child_env(config, mode_env=None):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": config,
            "PYTHONHASHSEED": "0"}
+    if mode_env is not None:
+        for name in ("BENCH_BATCHED", "BENCH_PACE", "BENCH_DRAIN_EVERY", "BENCH_NO_DRAIN"):
+            env.pop(name, None)
+        env.update(mode_env)
     env.setdefault("VAR_DIR", VAR_DIR.name)
     if env.get("BENCH_BATCHED"):
         env.setdefault("BENCH_DRAIN_EVERY", "100")
@@ -118,15 +174,37 @@ def child_env(config):
     return env
 
 
-def instructions(config, requests_count, script):
+def instructions(config, requests_count, script, mode_env=None, samples_at=()):
+    """Instructions of one child run (and the spans it stored); ``samples_at``: request
+    counts after which a paced tick samples."""
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script, "count",
-         str(requests_count)],
-        cwd=ROOT, env=child_env(config), capture_output=True, text=True, check=True,
+         str(requests_count), *(str(index) for index in samples_at)],
+        cwd=ROOT, env=child_env(config, mode_env), capture_output=True, text=True, check=True,
     )
     match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
     stored = re.search(r"spans_stored=(\d+)", result.stderr)
     return int(match.group(1)), int(stored.group(1)) if stored else 0
+
+
+def per_request(config, mode_env, n1, n2, script):
+    """(instructions per request, spans stored between the runs) of a configuration in a mode."""
+    first, first_spans = instructions(config, n1, script, mode_env)
+    pace = int(mode_env.get("BENCH_PACE") or 0)
+    if not pace or config in BASELINES:
+        second, second_spans = instructions(config, n2, script, mode_env)
+        return (second - first) / (n2 - n1), second_spans - first_spans
+    period = pace * SAMPLE_EVERY_TICKS
+    if (n2 - n1) % period == 0:
+        samples_at = range(n1 + period, n2 + 1, period)
+        second, second_spans = instructions(config, n2, script, mode_env, samples_at)
+        return (second - first) / (n2 - n1), second_spans - first_spans
+    ticks = [count for count in range(n1 + 1, n2 + 1) if count % pace == 0]
+    if len(ticks) * pace != n2 - n1:
+        raise SystemExit(f"N2 - N1 must be a multiple of {pace} requests (one tick per {pace})")
+    second, second_spans = instructions(config, n2, script, mode_env)
+    sampled, _ = instructions(config, n2, script, mode_env, [ticks[-1]])
+    return (second - first) / (n2 - n1) + (sampled - second) / period, second_spans - first_spans
 
 
 def wall_clock(config, requests_count, rounds, script):
@@ -142,8 +220,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-callgrind", action="store_true")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
     args = parser.parse_args()
     configs = tuple(args.configs.split(","))
+    modes = tuple(args.modes.split(","))
     for database in ("default", "telemetry"):
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0", "--database", database], cwd=ROOT,
                        env=child_env("off"), check=True)
@@ -153,22 +233,28 @@ def main():
 
     print(f"Realistic view: 3 ORM queries on {os.environ.get('DATABASE_URL', 'SQLite').split('@')[-1]}")
     if not args.no_callgrind:
-        per_request = {}
+        costs = {mode: {} for mode in modes}
         for config in configs:
-            first, first_spans = instructions(config, args.n1, script)
-            second, second_spans = instructions(config, args.n2, script)
-            per_request[config] = (second - first) / (args.n2 - args.n1)
-            stored = (f", {second_spans - first_spans} spans stored in the {args.n2 - args.n1} requests between"
-                      if second_spans else "")
-            print(f"  {config}: {per_request[config] / 1e6:.3f} M instructions/request{stored}", flush=True)
-        bare = per_request.get("off", 0.0)
-        print(f"\nInstructions per request (callgrind, N={args.n1} and {args.n2}):")
-        print(f"{'configuration':<22}{'instr/request':>15}{'overhead':>12}{'vs django-prometheus':>24}")
-        peer = per_request.get("django_prometheus", bare) - bare
+            for mode in modes:
+                if config in BASELINES and mode != modes[0]:
+                    costs[mode][config] = costs[modes[0]][config]
+                    continue
+                cost, spans = per_request(config, MODES[mode], args.n1, args.n2, script)
+                costs[mode][config] = cost
+                stored = f", {spans} spans stored in the {args.n2 - args.n1} requests between" if spans else ""
+                print(f"  {config}, {mode}: {cost / 1e6:.3f} M instructions/request{stored}", flush=True)
+        print(f"\nInstructions per request, whole CPU cost (callgrind, N={args.n1} and {args.n2}); "
+              "overhead over bare and its ratio to django-prometheus's:")
+        print(f"{'configuration':<20}" + "".join(f"{mode:>30}" for mode in modes))
         for config in configs:
-            overhead = per_request[config] - bare
-            ratio = f"{overhead / peer:.2f}x" if config != "off" and peer > 0 else "-"
-            print(f"{config:<22}{per_request[config] / 1e6:>13.3f} M{overhead / 1e3:>+10.0f} k{ratio:>24}")
+            cells = []
+            for mode in modes:
+                bare = costs[mode].get("off", 0.0)
+                peer = costs[mode].get("django_prometheus", bare) - bare
+                overhead = costs[mode][config] - bare
+                ratio = f"{overhead / peer:.2f}x" if config != "off" and peer > 0 else "-"
+                cells.append(f"{costs[mode][config] / 1e6:.3f} M {overhead / 1e3:+6.0f} k {ratio:>6}")
+            print(f"{config:<20}" + "".join(f"{cell:>30}" for cell in cells))
 
     samples = {config: [] for config in configs}
     for _ in range(args.rounds):

@@ -131,6 +131,12 @@ DEFAULTS: dict[str, Any] = {
     "LARGE_IN_LIST_ITEMS": 100,
     "OFFSET_PAGINATION_ROWS": 1000,
     "MAX_JOINS": 4,
+    # Bounds of the analysis of one statement (a cache miss): beyond this many tokens it is
+    # not parsed; tokenizing, parsing and the rules stop after these milliseconds of the
+    # thread's CPU time. Either way it is fingerprinted by a regular expression (literals
+    # replaced), marked unanalysed and counted in telemetry_sql_unparsed_total.
+    "SQL_MAX_TOKENS": 1000,
+    "SQL_ANALYZE_BUDGET_MS": 20.0,
     # Plans of slow PostgreSQL statements: EXPLAIN (FORMAT JSON, never ANALYZE) off the
     # request path, at most once per fingerprint per interval and this many per minute.
     "EXPLAIN_ENABLED": True,

@@ -25,7 +25,7 @@ tracked_connections: weakref.WeakSet = weakref.WeakSet()
 
 
 def execute_wrapper(execute, sql, params, many, context):
-    if getattr(suppression, "active", False):
+    if getattr(suppression, "active", False) or not _hot["on"]:
         return execute(sql, params, many, context)
     error = None
     started = perf_counter()
@@ -77,10 +77,13 @@ def execute_wrapper(execute, sql, params, many, context):
             guard.report("execute_wrapper", exc)
 
 
-_hot = {"slow_seconds": 0.2}
+#: ``on``: METRICS_ENABLED, read again when the settings change, so that turning metrics
+#: off stops the wrapper installed while they were on (settings are only read here).
+_hot = {"on": True, "slow_seconds": 0.2}
 
 
 def _read_settings():
+    _hot["on"] = bool(conf.get("METRICS_ENABLED"))
     _hot["slow_seconds"] = conf.get("SLOW_QUERY_MS") / 1000.0
 
 

@@ -83,7 +83,10 @@ gauges_only = threading.local()
 
 def sample(batch: Batch) -> None:
     """The periodic sample. Under :func:`store_untouched` (a ``/metrics`` scrape) only the
-    in-process gauges are sampled; the store's writes and counts wait for the flusher."""
+    in-process gauges are sampled; the store's writes and counts wait for the flusher.
+    Nothing at all with ``METRICS_ENABLED`` off (registered while it was on)."""
+    if not batch.settings["METRICS_ENABLED"]:
+        return
     steps = [("resources", _resources), ("db_connections", _database_connections), ("pools", _pools)]
     if not getattr(gauges_only, "active", False):
         steps += [("active_users", activity.write_and_count), ("releases", releases.write_pending),

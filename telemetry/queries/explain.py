@@ -103,7 +103,12 @@ class ExplainQueue:
 
     def run_pending(self, batch: recorder.Batch | None = None) -> None:
         """Explains what is queued (periodic callback of the flusher). Each failure is
-        counted and reported, never raised."""
+        counted and reported, never raised. With ``EXPLAIN_ENABLED`` (or the statistics
+        that queue them) turned off since, the queue is dropped unexplained."""
+        settings = conf.get_settings()
+        if not (settings["EXPLAIN_ENABLED"] and settings["QUERY_STATS_ENABLED"] and settings["METRICS_ENABLED"]):
+            self._queue.clear()
+            return
         while self._queue:
             pending = self._queue.popleft()
             try:

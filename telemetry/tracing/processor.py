@@ -31,10 +31,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from telemetry import conf
 from telemetry.adapters.opentelemetry import span_fields
 from telemetry.core import guard, recorder
-from telemetry.core.background import BackgroundWorker, BoundedQueue
+from telemetry.core.background import BackgroundWorker, BoundedQueue, reuse_connections
 from telemetry.core.context import OWN_TASK_PREFIX
+from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import internal
-from telemetry.tracing.sanitize import sanitize
+from telemetry.tracing import state as tracing_state
+from telemetry.tracing.sanitize import clean, clean_json, clean_text, sanitize
 
 MAX_PENDING_TRACES = 5000
 MAX_SPANS_PER_PENDING_TRACE = 1000
@@ -58,6 +60,8 @@ class StoreSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span):
+        if not tracing_state["on"]:  # TRACES_ENABLED turned off after the provider was installed
+            return
         if str(span.attributes.get(CELERY_TASK_NAME, "")).startswith(OWN_TASK_PREFIX):
             return
         submit(span)
@@ -319,10 +323,14 @@ class TraceStore:
             failed.append(_FailedBatch(batch))
         while len(failed) > MAX_FAILED_BATCHES:
             self._count_lost(failed.popleft().batch, "store_failed")
+        # The writer's connection persists between writes (closed only after a failed
+        # one), checked here as Django's CONN_HEALTH_CHECKS would before a request.
+        with guard.guarded("trace_store_connection"):
+            reuse_connections(telemetry_alias())
         for _ in range(len(failed)):
             entry = failed.popleft()
             try:
-                write_batch(*entry.batch)
+                self._write_isolating(entry.batch)
             except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
                 guard.report("trace_store_write", exc)
                 self._close_connection()
@@ -335,6 +343,25 @@ class TraceStore:
                     return
             else:
                 breaker.succeeded()
+
+    def _write_isolating(self, batch: StoreBatch) -> None:
+        """Writes ``batch``. When the store rejects rows of it (a data error: the store
+        answers, a value does not fit), its halves are written instead, down to the single
+        rows it rejects, which are dropped and counted as ``store_rejected`` (their log
+        rows as ``log_store_rejected``): one bad row costs ~2 log2(n) writes, not n rows.
+        Any other error is raised, and the whole batch waits for a retry (its rows stored
+        meanwhile are skipped then, and counted once)."""
+        try:
+            write_batch(*batch)
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            if not _rejects_rows(exc):
+                raise
+            if len(batch.spans) + len(batch.logs) <= 1:
+                guard.report("trace_store_rejected", exc)
+                self._count_lost(batch, "store_rejected")
+                return
+            for half in _halves(batch):
+                self._write_isolating(half)
 
     def _count_lost(self, batch: StoreBatch, reason: str) -> None:
         """Counts the batch's spans as dropped for ``reason``, its log records for ``log_<reason>``."""
@@ -407,8 +434,6 @@ class TraceStore:
         with guard.guarded("trace_store_close"):
             from django.db import connections
 
-            from telemetry.core.routers import telemetry_alias
-
             connections[telemetry_alias()].close()
 
     def _export_spans(self, kept) -> None:
@@ -436,6 +461,37 @@ class TraceStore:
             if processor is not None:
                 with guard.guarded("otlp_flush_at_exit"):
                     processor.force_flush(5000)
+
+
+def _rejects_rows(exc: Exception) -> bool:
+    """Whether a failed write failed on its rows (the store answered and refused a value),
+    not on the store: data and integrity errors, Django's and the driver's own (psycopg's
+    server-side binding is not wrapped by Django), and values the driver cannot send."""
+    from django.db import DataError, IntegrityError, connections
+
+    database = getattr(connections[telemetry_alias()], "Database", None)  # the driver's module
+    driver_errors = (database.DataError, database.IntegrityError) if database is not None else ()
+    return isinstance(exc, (DataError, IntegrityError, *driver_errors, ValueError, TypeError, ArithmeticError))
+
+
+def _halves(batch: StoreBatch) -> tuple[StoreBatch, StoreBatch]:
+    """``batch`` cut in two (its spans, then its log rows, in order); each half carries the
+    summaries of its spans' traces (a trace cut in two gets its counts from both halves,
+    as from two batches), the first also those of traces without a span in the batch."""
+    items = [*batch.spans, *batch.logs]
+    middle = len(items) // 2
+    spans_count = len(batch.spans)
+    halves = []
+    for start, end in ((0, middle), (middle, len(items))):
+        spans = items[start:min(end, spans_count)]
+        logs = items[max(start, spans_count):end]
+        trace_ids = {span.context.trace_id for span in spans}
+        summaries = {trace_id: summary for trace_id, summary in batch.summaries.items() if trace_id in trace_ids}
+        halves.append(StoreBatch(spans, summaries, logs))
+    with_spans = {span.context.trace_id for span in batch.spans}
+    halves[0].summaries.update(
+        (trace_id, summary) for trace_id, summary in batch.summaries.items() if trace_id not in with_spans)
+    return halves[0], halves[1]
 
 
 def _is_local_root(span):
@@ -483,12 +539,20 @@ _stdlib_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
 def _encode_json(value):
-    """JSON text of rows for the store: orjson is ~8x faster than the standard library
-    here, and encoding is most of what writing a kept span costs the writer."""
+    """JSON text of rows for the store, without NUL characters or lone surrogates (see
+    ``sanitize.clean``): orjson is ~8x faster than the standard library here, and encoding
+    is most of what writing a kept span costs the writer; it refuses lone surrogates, so
+    text is cleaned value by value only when it did, and escaped NULs are replaced in the
+    JSON text after one search for them."""
     try:
-        return orjson.dumps(value, default=str).decode()
-    except TypeError:  # an integer beyond 64 bits: the standard library writes it
-        return _stdlib_encode(value)
+        return clean_json(orjson.dumps(value, default=str).decode())
+    except TypeError:  # a lone surrogate, or an integer beyond 64 bits
+        pass
+    value = clean(value)
+    try:
+        return clean_json(orjson.dumps(value, default=str).decode())
+    except TypeError:  # an integer beyond 64 bits (or an object whose str() is unclean)
+        return clean_json(clean_text(_stdlib_encode(value)))
 
 
 #: (resource, its service name): spans of one process share one resource.
@@ -534,7 +598,8 @@ def write_batch(kept, summaries, logs):
     Span rows stored already are skipped (a batch retried after its commit was lost); a
     trace stored already (its other local root, in a worker, came first, or its root was
     written by an earlier batch) keeps its fields, gets the new spans added to its count
-    and turns "error" when one of them failed."""
+    and turns "error" when one of them failed. Every text written is cleaned of NUL
+    characters and lone surrogates (``sanitize.clean``)."""
     from django.db import connections, transaction
 
     from telemetry.core.context import suppressed
@@ -551,11 +616,11 @@ def write_batch(kept, summaries, logs):
     with suppressed(), nullcontext() if single_statement else transaction.atomic(using=alias):
         if rows or traces:
             if connection.vendor == "postgresql":
-                _write_postgresql(connection, rows, traces)
+                _write_postgresql(connection, rows, traces)  # cleaned as it is encoded
             else:
-                _write_any(connection, rows, traces)
+                _write_any(connection, clean(rows), clean(traces))
         if logs:
-            LogEntry.objects.using(alias).bulk_create([LogEntry(**row) for row in logs], batch_size=500)
+            LogEntry.objects.using(alias).bulk_create([LogEntry(**clean(row)) for row in logs], batch_size=500)
     internal.trace_spans_stored().inc(len(rows))
 
 

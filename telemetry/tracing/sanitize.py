@@ -1,6 +1,11 @@
 """The sanitising every span passes before it is stored or exported: what third-party
-instrumentation recorded (psycopg2, requests, redis, Celery) is made safe to keep."""
+instrumentation recorded (psycopg2, requests, redis, Celery) is made safe to keep; and
+the text every stored value is cleaned of before it is written (:func:`clean`,
+:func:`clean_json`): NUL characters and lone surrogates, which PostgreSQL refuses (a NUL
+in text, json or jsonb; a surrogate cannot be encoded to UTF-8) and which would make it
+reject a whole batch, become U+FFFD."""
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +20,42 @@ from telemetry.queries.sql import analyze
 HTTP_SCOPE_NAME = "telemetry.http"
 DB_SCOPE_NAME = "telemetry.db"
 OUR_SCOPES = frozenset({HTTP_SCOPE_NAME, DB_SCOPE_NAME})
+
+
+REPLACEMENT = "\ufffd"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: An escaped NUL in JSON text (``\u0000``), not preceded by an escaped backslash.
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with NUL characters and lone surrogates replaced by U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", REPLACEMENT)
+    if not text.isascii():
+        text = _LONE_SURROGATE.sub(REPLACEMENT, text)
+    return text
+
+
+def clean(value: Any) -> Any:
+    """A copy of ``value`` with every string in it (in nested dicts, keys too, lists and
+    tuples, which become lists as JSON has them) cleaned as :func:`clean_text` does;
+    other values as they are."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean(key): clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(item) for item in value]
+    return value
+
+
+def clean_json(text: str) -> str:
+    """JSON text with every escaped NUL (which PostgreSQL's json and text types refuse)
+    turned into U+FFFD; one substring search when there is none."""
+    if "\\u0000" not in text:
+        return text
+    return _ESCAPED_NUL.sub(lambda match: match.group(1) + REPLACEMENT, text)
 
 
 def _strip_url(url):

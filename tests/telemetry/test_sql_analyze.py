@@ -2,12 +2,16 @@
 suggestion codes (positives and negatives for each), parameters, settings, unparseable
 statements and the cache; and the codes reaching the metrics through the real pipeline."""
 
+import sys
+import threading
+
 import pytest
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
+from telemetry.core import guard
 from telemetry.queries import sql as telemetry_sql
-from telemetry.queries.sql import QueryAnalysis, analyze
+from telemetry.queries.sql import QueryAnalysis, analyze, budget
 
 PG, MY, LITE = "postgresql", "mysql", "sqlite"
 
@@ -386,13 +390,11 @@ def test_never_raises(statement, params):
 # --- cache ---------------------------------------------------------------------
 
 def test_cache_hit_does_not_parse_again_and_rechecks_parameters(monkeypatch):
-    import sqlglot
-
     statement = "SELECT id FROM t WHERE name LIKE %s OFFSET %s -- cache test q1"
     first = analyze(statement, ("x%", 10), PG)
     calls = []
-    original = sqlglot.parse
-    monkeypatch.setattr(sqlglot, "parse", lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs))
+    original = telemetry_sql._parse
+    monkeypatch.setattr(telemetry_sql, "_parse", lambda *args: calls.append(args) or original(*args))
     hits = telemetry_sql.cache_info().hits
     assert analyze(statement, ("x%", 10), PG) is first
     assert analyze(statement, ("%x", 5000), PG).suggestions == ("leading_wildcard_like", "offset_pagination")
@@ -465,3 +467,106 @@ def test_a_statement_too_long_to_parse_is_fingerprinted_without_parsing(samples)
     assert "secret" not in result.fingerprint and "39999" not in result.fingerprint
     assert result.fingerprint.startswith("SELECT * FROM items WHERE (a = ? AND b = ?) OR")
     assert unparsed() == 1
+
+
+# --- bounds: size, tokens, time -----------------------------------------------------
+
+HOSTILE = {
+    "70,000-OR chain": "SELECT * FROM items WHERE " + " OR ".join(
+        f"(a = {70_000 + i} AND b = 'secret-{i}')" for i in range(70_000)),
+    "90,000-column select": "SELECT " + ", ".join(f"c{i} + {70_000 + i}" for i in range(90_000)) + " FROM t",
+    "40,000-branch CASE": "SELECT CASE " + " ".join(
+        f"WHEN a = {70_000 + i} THEN 'secret-{i}'" for i in range(40_000)) + " END FROM t",
+    "deeply nested parentheses": "SELECT " + "(" * 5000 + "'secret-1' || 70001" + ")" * 5000 + " FROM t",
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_statements_get_a_literal_free_fingerprint_unanalysed_and_counted(name):
+    """Each of these held a writer thread for seconds to minutes before analysis was bounded."""
+    before = _unparsed(PG)
+    result = analyze(HOSTILE[name], None, PG)
+    assert result.analysed is False
+    assert result.operation == "select" and result.complexity_score is None and result.suggestions == ()
+    assert "secret" not in result.fingerprint and "7000" not in result.fingerprint
+    assert result.fingerprint.startswith("SELECT") and len(result.fingerprint_id) == 16
+    assert _unparsed(PG) - before == 1
+    assert analyze(HOSTILE[name], None, PG) is result  # cached: a repeat costs a look-up
+
+
+def test_a_statement_over_the_token_bound_is_not_parsed(monkeypatch):
+    chain = "SELECT * FROM t WHERE " + " OR ".join(f"a = {i}" for i in range(300))  # ~1,200 tokens, 4 KB
+    parsed = []
+    original = telemetry_sql._parse
+    monkeypatch.setattr(telemetry_sql, "_parse", lambda *args: parsed.append(args) or original(*args))
+    before = _unparsed(PG)
+    result = analyze(chain, None, PG)
+    assert (result.analysed, result.operation, parsed) == (False, "select", [])
+    assert result.fingerprint.startswith("SELECT * FROM t WHERE a = ? OR a = ? OR") and "299" not in result.fingerprint
+    assert _unparsed(PG) - before == 1
+    with override_settings(TELEMETRY={"SQL_MAX_TOKENS": 5000, "SQL_ANALYZE_BUDGET_MS": 60_000}):
+        assert analyze(chain, None, PG).analysed is True and len(parsed) == 1
+
+
+@pytest.fixture
+def prompt_watchdog():
+    """The watchdog thread gets the interpreter within 0.1 ms instead of the default 5 ms,
+    so that a budget of microseconds strikes inside even a short parse."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0001)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def test_a_parse_over_its_time_budget_is_cut_short_and_counted(prompt_watchdog):
+    statement = ("SELECT a.id FROM a JOIN b ON b.a_id = a.id WHERE a.name = 'secret' AND ("
+                 + " OR ".join(f"b.n > {42 + i}" for i in range(60)) + ")")
+    before, errors = _unparsed(PG), guard.internal_error_count("sql_analyze_budget")
+    with override_settings(TELEMETRY={"SQL_ANALYZE_BUDGET_MS": 0.001}):
+        result = analyze(statement, None, PG)
+    assert (result.analysed, result.operation, result.tables) == (False, "select", ())
+    assert result.fingerprint.startswith("SELECT a.id FROM a JOIN b ON b.a_id = a.id WHERE a.name = ? AND (b.n > ?")
+    assert "secret" not in result.fingerprint and "42" not in result.fingerprint
+    assert _unparsed(PG) - before == 1
+    assert guard.internal_error_count("sql_analyze_budget") - errors == 1
+    full = analyze(statement, None, PG)  # the settings changed back: cache cleared, parsed within the default
+    assert (full.analysed, full.tables) == (True, ("a", "b"))
+
+
+def test_the_budget_is_not_swallowed_by_a_broad_except_and_never_escapes():
+    swallowed = []
+
+    def stubborn():
+        while True:  # what a parser's retry-on-any-error loop looks like
+            try:
+                sum(range(1000))
+            except Exception as exc:  # noqa: BLE001
+                swallowed.append(exc)
+
+    with pytest.raises(budget.Exceeded):
+        budget.run(0.01, stubborn)
+    assert swallowed == []
+    # Nothing is left pending for this thread: plenty of Python runs after it undisturbed.
+    assert sum(sum(range(1000)) for _ in range(20_000)) == 499500 * 20_000
+    assert budget.run(5.0, sum, range(10)) == 45
+
+    results = []
+
+    def in_another_thread():
+        try:
+            budget.run(0.01, stubborn)
+        except budget.Exceeded:
+            results.append("exceeded")
+
+    threads = [threading.Thread(target=in_another_thread) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == ["exceeded"] * 3
+
+
+def test_analysed_statements_say_so():
+    assert analyze("SELECT id FROM t WHERE a = %s", (1,), PG).analysed is True
+    assert analyze("BEGIN", None, PG).analysed is True
+    assert analyze("SELEKT id FRUM t -- analysed flag", None, PG).analysed is False

@@ -14,6 +14,17 @@ keys recorded at parse time. The cache is cleared when ``TELEMETRY`` settings ch
 ``SAVEPOINT``, ``SET``, ...) is recognised by its first word without parsing. Statements
 the parser rejects get operation ``other`` and no score, and are counted in
 ``telemetry_sql_unparsed_total{vendor}``.
+
+Bounded in size and time, so that a hostile statement costs milliseconds, never a
+thread: a statement longer than ``MAX_ANALYZED_CHARS`` has only its start fingerprinted
+by one regular expression; one still longer than ``MAX_PARSED_CHARS`` once its lists are
+shrunk, or of more than ``SQL_MAX_TOKENS`` tokens (counted by one regular expression:
+sqlglot's tokenizer is pure Python, as slow per token as its parser), is fingerprinted
+whole that way; tokenizing, parsing and the rules run
+under a budget of ``SQL_ANALYZE_BUDGET_MS`` (``budget.py``) that the parser's own
+``except`` blocks cannot swallow. Each of these results is literal-free, has
+``analysed`` False, and counts as unparsed; a budget overrun is also reported
+(``telemetry_internal_errors_total{component="sql_analyze_budget"}``).
 """
 
 import hashlib
@@ -23,11 +34,14 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
 from telemetry import conf
 from telemetry.core import guard
 from telemetry.metrics import internal
+from telemetry.queries.sql import budget, complexity, placeholders, suggestions
 from telemetry.queries.sql import fingerprint as fingerprints
-from telemetry.queries.sql import placeholders
 
 CACHE_SIZE = 4096
 # Statements longer than this are cached by digest; longer than SHRINK_ABOVE_CHARS, their
@@ -36,6 +50,10 @@ LONG_STATEMENT_CHARS = 4096
 SHRINK_ABOVE_CHARS = 2000
 #: Longest statement (after IN lists and VALUES rows are shrunk) that is parsed at all.
 MAX_PARSED_CHARS = 20_000
+#: Longest statement, as received, whose placeholders are renamed and lists shrunk: both
+#: are regular expressions over the whole text (~0.5 ms per 1,000 characters), which the
+#: budget cannot interrupt. Beyond it only the first MAX_PARSED_CHARS are fingerprinted.
+MAX_ANALYZED_CHARS = 50_000
 _OVERSIZED_OPERATIONS = {"SELECT": "select", "WITH": "select", "INSERT": "insert", "UPDATE": "update",
                          "DELETE": "delete"}
 
@@ -53,6 +71,8 @@ _CONTROL = {
 }
 _FIRST_WORD = re.compile(r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(\w+)", re.S)
 _LABEL_UNSAFE = re.compile(r"\W+")
+#: Roughly what the tokenizer would see: a quoted string or name, a word, or one symbol.
+_ROUGH_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\w+|[^\w\s]")
 
 
 class QueryAnalysis(NamedTuple):
@@ -64,6 +84,9 @@ class QueryAnalysis(NamedTuple):
     suggestions: tuple[str, ...]
     fingerprint: str
     fingerprint_id: str
+    #: False when the statement was not parsed (rejected, or beyond a size, token or time
+    #: bound): operation from its first word at best, no tables, score or suggestions.
+    analysed: bool = True
 
 
 class _Cached:
@@ -100,9 +123,10 @@ def analyze(sql: str | bytes | bytearray, params: Sequence[Any] | Mapping[str, A
     except Exception as exc:  # noqa: BLE001 - analysis must never break the flusher
         guard.report("sql_analyze", exc)
         try:
-            return _simple_analysis("other", str(sql), None)
+            return _oversized_analysis("", str(sql)[:MAX_PARSED_CHARS])
         except Exception:  # noqa: BLE001
-            return QueryAnalysis("other", (), None, "unknown", "other", (), "", fingerprints.fingerprint_id(""))
+            return QueryAnalysis("other", (), None, "unknown", "other", (), "", fingerprints.fingerprint_id(""),
+                                 analysed=False)
 
 
 def cache_info() -> Any:  # functools' _CacheInfo (a private name)
@@ -112,11 +136,9 @@ def cache_info() -> Any:  # functools' _CacheInfo (a private name)
 
 def _load_limits():
     global _limits
-    from telemetry.queries.sql.suggestions import Limits
-
     conf.on_change(_settings_changed)
-    _limits = Limits(int(conf.get("LARGE_IN_LIST_ITEMS", 100)), int(conf.get("OFFSET_PAGINATION_ROWS", 1000)),
-                     int(conf.get("MAX_JOINS", 4)))
+    _limits = suggestions.Limits(int(conf.get("LARGE_IN_LIST_ITEMS", 100)),
+                                 int(conf.get("OFFSET_PAGINATION_ROWS", 1000)), int(conf.get("MAX_JOINS", 4)))
     return _limits
 
 
@@ -150,11 +172,9 @@ def _with_params(cached, params, limits):
     key = tuple(extra)
     variant = cached.variants.get(key)
     if variant is None:
-        from telemetry.queries.sql.suggestions import CODES
-
         codes = set(base).union(extra)
         variant = cached.variants[key] = cached.analysis._replace(
-            suggestions=tuple(code for code in CODES if code in codes))
+            suggestions=tuple(code for code in suggestions.CODES if code in codes))
     return variant
 
 
@@ -197,49 +217,74 @@ def _analyze_cached(sql, vendor):
     if isinstance(sql, _LongStatement):
         sql = sql.sql
     dialect = DIALECTS.get(vendor)
+    if len(sql) > MAX_ANALYZED_CHARS:
+        head = sql[:MAX_PARSED_CHARS]
+        return _Cached(_oversized_analysis(_first_word(head), head), unparsed=True)
     renamed, keys = placeholders.rename(sql, vendor)
-    match = _FIRST_WORD.match(renamed)
-    first_word = match.group(1).upper() if match else ""
+    first_word = _first_word(renamed)
     if first_word in _CONTROL:
         return _Cached(_simple_analysis(_CONTROL[first_word], renamed, dialect, 0.0))
     shrunk, longest_in_list = _shrink(renamed) if len(renamed) > SHRINK_ABOVE_CHARS else (renamed, 0)
-    if len(shrunk) > MAX_PARSED_CHARS:
+    settings = conf.get_settings()
+    if len(shrunk) > MAX_PARSED_CHARS or len(_ROUGH_TOKEN.findall(shrunk)) > settings["SQL_MAX_TOKENS"]:
         # Parse time grows faster than the text (a 50 KB OR chain takes seconds, a 1 MB
         # one minutes): beyond this, no parse; literals still replaced.
         return _Cached(_oversized_analysis(first_word, shrunk), unparsed=True)
+    try:
+        cached, error = budget.run(settings["SQL_ANALYZE_BUDGET_MS"] / 1000.0, _parse_and_analyze, shrunk, keys,
+                                   vendor, longest_in_list)
+    except budget.Exceeded as exc:
+        guard.report("sql_analyze_budget", exc)
+        return _Cached(_oversized_analysis(first_word, shrunk), unparsed=True)
+    if error is not None:  # reported here: a log call is no place for the budget to strike
+        guard.report("sql_analyze", error)
+    return cached
+
+
+def _first_word(text):
+    match = _FIRST_WORD.match(text)
+    return match.group(1).upper() if match else ""
+
+
+def _parse_and_analyze(text, keys, vendor, longest_in_list):
+    """``(cached analysis, exception the rules raised or None)`` of a statement of bounded
+    length and tokens; runs within the budget. Tokenized once per dialect tried, for the
+    parse and the fingerprint both."""
+    dialect = DIALECTS.get(vendor)
     trees = None
     # Without a vendor, the generic dialect first, then the ones Django speaks.
     candidates = (dialect,) if vendor is not None else (None, "mysql", "postgres", "sqlite")
     for dialect in candidates:  # noqa: B020 - after the loop, ``dialect`` is the one that parsed
         try:
-            trees = _parse(shrunk, dialect)
+            tokens = Dialect.get_or_raise(dialect).tokenize(text)
+        except Exception:  # noqa: BLE001 - untokenizable in this dialect
+            continue
+        fingerprint = fingerprints.from_tokens(tokens)
+        try:
+            trees = _parse(text, tokens, dialect)
         except Exception:  # noqa: BLE001 - any parser failure means "cannot analyse"
             trees = None
         if trees:
             break
     if not trees:
-        return _Cached(_simple_analysis("other", shrunk, dialect), unparsed=True)
+        return _Cached(_simple_analysis("other", text, dialect), unparsed=True), None
     try:
-        return _analyze_trees(trees, shrunk, keys, dialect, longest_in_list)
-    except Exception as exc:  # noqa: BLE001 - a tree the rules trip on is reported, cached and counted
-        guard.report("sql_analyze", exc)
-        return _Cached(_simple_analysis("other", renamed, dialect), unparsed=True)
+        return _analyze_trees(trees, fingerprint, keys, longest_in_list), None
+    except Exception as exc:  # noqa: BLE001 - a tree the rules trip on is cached and counted
+        return _Cached(_simple_analysis("other", text, dialect), unparsed=True), exc
 
 
-def _parse(renamed, dialect):
-    import sqlglot
-    from sqlglot import exp
-
-    trees = [tree for tree in sqlglot.parse(renamed, read=dialect) if tree is not None]
+def _parse(text, tokens, dialect):
+    parsed = Dialect.get_or_raise(dialect).parser().parse(tokens, text)
+    trees = [tree for tree in parsed if tree is not None]
     # sqlglot falls back to an opaque Command for syntax it does not know: not parsed.
     if not trees or any(isinstance(tree, exp.Command) for tree in trees):
         return None
     return trees
 
 
-def _analyze_trees(trees, renamed, keys, dialect, longest_in_list=0):
-    from telemetry.queries.sql import complexity, suggestions
-
+def _analyze_trees(trees, text, keys, longest_in_list=0):
+    """The analysis of parsed ``trees``; ``text`` is their fingerprint."""
     limits = _limits or _load_limits()
     schema = _model_schema()
     codes = {"large_in_list"} if longest_in_list > limits.in_list_items else set()
@@ -256,7 +301,6 @@ def _analyze_trees(trees, renamed, keys, dialect, longest_in_list=0):
         tables += [table for table in _tables(tree) if table not in tables]
     operation = _operation(trees[0])
     tables = tuple(tables)
-    text = fingerprints.normalize(renamed, dialect)
     analysis = QueryAnalysis(
         operation=operation, tables=tables, complexity_score=score, complexity=complexity.classify(score),
         pattern=_pattern(operation, tables), suggestions=tuple(code for code in suggestions.CODES if code in codes),
@@ -276,20 +320,20 @@ def _keys(placeholder_names, keys):
 def _simple_analysis(operation, renamed, dialect, score=None):
     """A statement analysed by its first word only: a transaction-control statement
     (score 0, "low") or one sqlglot could not parse ("other", no score, "unknown")."""
-    from telemetry.queries.sql import complexity
-
     text = fingerprints.normalize(renamed, dialect)
     return QueryAnalysis(operation, (), score, complexity.classify(score), operation, (), text,
-                         fingerprints.fingerprint_id(text))
+                         fingerprints.fingerprint_id(text), analysed=score is not None)
 
 
 def _oversized_analysis(first_word, text):
-    """A statement too long to parse: its operation from the first word, literals replaced
-    by one linear regular expression (no tokenizer), no score."""
+    """A statement too long to parse (in characters, tokens or time): its operation from
+    the first word, literals replaced by one linear regular expression (no tokenizer), no
+    score."""
     operation = _OVERSIZED_OPERATIONS.get(first_word, "other")
     normalized = fingerprints.strip_literals(text)
     return QueryAnalysis(operation, (), None, "unknown", operation, (), normalized[:MAX_PARSED_CHARS],
-                         fingerprints.fingerprint_id(normalized))
+                         fingerprints.fingerprint_id(normalized), analysed=False)
+
 
 
 def _count_unparsed(vendor):
@@ -301,8 +345,6 @@ _OPERATIONS = None
 
 def _operation(tree):
     global _OPERATIONS
-    from sqlglot import exp
-
     if _OPERATIONS is None:
         _OPERATIONS = (
             ((exp.Select, exp.SetOperation, exp.Subquery), "select"), (exp.Insert, "insert"),
@@ -320,8 +362,6 @@ def _operation(tree):
 def _tables(tree):
     """Table names, lowercased and without schema: the statement's target (or the main
     SELECT's FROM list) first, then the others in text order; CTE names are not tables."""
-    from sqlglot import exp
-
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     primary = tree
     while isinstance(primary, (exp.SetOperation, exp.Subquery)):

@@ -13,7 +13,7 @@ import hashlib
 import re
 
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 _VALUE_TYPES = frozenset(
     getattr(TokenType, name) for name in (
@@ -26,7 +26,8 @@ _SAVEPOINT_WORDS = frozenset(("SAVEPOINT", "RELEASE", "ROLLBACK"))
 _KEEP_IN_SAVEPOINT = frozenset(("SAVEPOINT", "RELEASE", "ROLLBACK", "TO", "WORK", "TRANSACTION"))
 _NO_SPACE_BEFORE = frozenset((")", ",", ".", "::", "]"))
 _NO_SPACE_AFTER = frozenset(("(", ".", "::", "["))
-_FALLBACK_LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|:p\d+|\?")
+# A quoted literal may be cut short (a statement's start only): its rest is a literal too.
+_FALLBACK_LITERAL = re.compile(r"'(?:[^']|'')*(?:'|\Z)|\b\d+(?:\.\d+)?\b|:p\d+|\?")
 
 
 def fingerprint_id(fingerprint: str) -> str:
@@ -45,8 +46,12 @@ def normalize(renamed_sql: str, dialect: str | None) -> str:
         tokens = Dialect.get_or_raise(dialect).tokenize(renamed_sql)
     except Exception:  # noqa: BLE001 - untokenizable text still gets a crude fingerprint
         return strip_literals(renamed_sql)
-    words = _words(tokens)
-    return _join(_collapse_values(_collapse_in_lists(words)))
+    return from_tokens(tokens)
+
+
+def from_tokens(tokens: list[Token]) -> str:
+    """Fingerprint text of a statement already tokenized (see :func:`normalize`)."""
+    return _join(_collapse_values(_collapse_in_lists(_words(tokens))))
 
 
 def _words(tokens):
