@@ -54,7 +54,9 @@ def _test_db_url(alias):
             f"{settings_dict['PORT']}/{settings_dict['NAME']}")
 
 
-@pytest.mark.django_db(databases=["default", "telemetry"])
+# Transactional: what the subprocess writes to the test databases (its trace, at exit) is
+# emptied after the test instead of reaching later tests.
+@pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)
 def test_a_fresh_project_exports_no_platform_family_until_it_reports_into_the_domain(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TEST_DB_SUFFIX"}
     env.update(DJANGO_SETTINGS_MODULE="tests.telemetry.fresh_host_settings", VAR_DIR=str(tmp_path),
