@@ -1,18 +1,38 @@
 """Database router: the telemetry app's models live on their own alias."""
 
+import time
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
+from django.db import connections
 from django.db.models import Model
 
 from telemetry import conf
 
 APP_LABEL = "telemetry"
+#: While telemetry's tables are missing, how long the answer of :func:`tables_ready` is reused.
+TABLES_RECHECK_SECONDS = 5.0
+_tables: dict[str, Any] = {"ready": False, "checked_at": -1e9}
 
 
 def telemetry_alias() -> str:
     alias = conf.get("DATABASE_ALIAS")
     return alias if alias in settings.DATABASES else "default"
+
+
+def tables_ready() -> bool:
+    """True once every table of telemetry's models exists on its alias (its migrations have
+    run). Remembered once true; while false, looked up again at most every
+    ``TABLES_RECHECK_SECONDS``. The caller runs it under ``core.context.suppressed()``."""
+    if _tables["ready"]:
+        return True
+    now = time.monotonic()
+    if now - _tables["checked_at"] >= TABLES_RECHECK_SECONDS:
+        _tables["checked_at"] = now
+        wanted = {model._meta.db_table for model in apps.get_app_config(APP_LABEL).get_models()}
+        _tables["ready"] = wanted <= set(connections[telemetry_alias()].introspection.table_names())
+    return _tables["ready"]
 
 
 class TelemetryRouter:
