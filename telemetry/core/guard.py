@@ -12,29 +12,16 @@ from django.db import DatabaseError
 from prometheus_client import REGISTRY
 
 from telemetry.core import routers
-from telemetry.core.context import suppressed
 from telemetry.metrics import internal
 
 logger = logging.getLogger("telemetry")
 _logged: set[tuple[str, str]] = set()
 
 
-def _before_migrations(exc: BaseException) -> bool:
-    """A database error while telemetry's tables do not exist yet (the project's first
-    ``migrate`` is running): expected, so neither counted nor logged."""
-    if not isinstance(exc, DatabaseError):
-        return False
-    try:
-        with suppressed():
-            return not routers.tables_ready()
-    except Exception:  # noqa: BLE001 - the store is unreachable: a failure like any other
-        return False
-
-
 def report(component: str, exc: BaseException) -> None:
     try:
-        if _before_migrations(exc):
-            return
+        if isinstance(exc, DatabaseError) and routers.migrations_pending():
+            return  # telemetry's migrations have not run yet: expected, neither counted nor logged
         internal.internal_errors().labels(component).inc()
         key = (component, type(exc).__name__)
         if key not in _logged:

@@ -1,19 +1,22 @@
 """Database router: the telemetry app's models live on their own alias."""
 
 import time
+from pathlib import Path
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.db import connections
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Model
 
 from telemetry import conf
+from telemetry.core.context import suppressed
 
 APP_LABEL = "telemetry"
-#: While telemetry's tables are missing, how long the answer of :func:`tables_ready` is reused.
-TABLES_RECHECK_SECONDS = 5.0
-_tables: dict[str, Any] = {"ready": False, "checked_at": -1e9}
+#: While telemetry's migrations are pending, how long the answer of :func:`migrations_pending` is reused.
+MIGRATIONS_RECHECK_SECONDS = 5.0
+_migrations: dict[str, Any] = {"applied": False, "checked_at": -1e9}
 
 
 def telemetry_alias() -> str:
@@ -21,18 +24,26 @@ def telemetry_alias() -> str:
     return alias if alias in settings.DATABASES else "default"
 
 
-def tables_ready() -> bool:
-    """True once every table of telemetry's models exists on its alias (its migrations have
-    run). Remembered once true; while false, looked up again at most every
-    ``TABLES_RECHECK_SECONDS``. The caller runs it under ``core.context.suppressed()``."""
-    if _tables["ready"]:
-        return True
+def migrations_pending() -> bool:
+    """True while telemetry's migrations have not all been applied on its alias (the
+    project's first ``migrate`` may be running): its samplers and writers have nowhere to
+    write yet and stay quiet. False once they have (remembered), and when the store cannot
+    be asked (unreachable: a failure like any other). While pending, looked up again at
+    most every ``MIGRATIONS_RECHECK_SECONDS``."""
+    if _migrations["applied"]:
+        return False
     now = time.monotonic()
-    if now - _tables["checked_at"] >= TABLES_RECHECK_SECONDS:
-        _tables["checked_at"] = now
-        wanted = {model._meta.db_table for model in apps.get_app_config(APP_LABEL).get_models()}
-        _tables["ready"] = wanted <= set(connections[telemetry_alias()].introspection.table_names())
-    return _tables["ready"]
+    if now - _migrations["checked_at"] >= MIGRATIONS_RECHECK_SECONDS:
+        _migrations["checked_at"] = now
+        directory = Path(apps.get_app_config(APP_LABEL).path) / "migrations"
+        on_disk = {path.stem for path in directory.glob("[0-9][0-9][0-9][0-9]_*.py")}
+        try:
+            with suppressed():
+                recorded = MigrationRecorder(connections[telemetry_alias()]).applied_migrations()
+        except Exception:  # noqa: BLE001 - unreachable store: not known to be pending
+            return False
+        _migrations["applied"] = on_disk <= {name for app, name in recorded if app == APP_LABEL}
+    return not _migrations["applied"]
 
 
 class TelemetryRouter:

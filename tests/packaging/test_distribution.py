@@ -190,6 +190,13 @@ def test_the_core_alone_names_each_missing_extra_and_serves(wheel, constraints, 
     installed = run([str(project.venv / "bin" / "pip"), "list"], project.root, project.env).lower()
     assert "celery" not in installed and "djangorestframework" not in installed
 
+    # Before telemetry's migrations have run (a project's first migrate on a slow
+    # database), its samplers and writers stay quiet: nothing logged, nothing counted.
+    (project.package / "settings_unmigrated.py").write_text(UNMIGRATED_SETTINGS)
+    quiet = project.manage("shell", "-c", BEFORE_MIGRATIONS, DJANGO_SETTINGS_MODULE="proj.settings_unmigrated")
+    assert quiet.strip().splitlines()[-1] == "internal errors: 0", quiet
+    assert_no_traceback(quiet, "telemetry's work before its migrations")
+
     with project.gunicorn() as (base_url, log_path):
         serve_the_view(base_url)
         assert_ready_without_celery(base_url)
@@ -198,6 +205,35 @@ def test_the_core_alone_names_each_missing_extra_and_serves(wheel, constraints, 
         assert requests.get(base_url + "/admin/login/", timeout=10).status_code == 200
     assert_no_traceback(log_path.read_text(), "the gunicorn log")
 
+
+UNMIGRATED_SETTINGS = """
+from proj.settings import *  # noqa: F403
+
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "unmigrated.sqlite3"}}  # noqa: F405
+"""
+
+#: A request and a statement, then a flush with a sample and a trace store write, on a
+#: database without telemetry's tables; the console shows whatever telemetry logs.
+BEFORE_MIGRATIONS = """
+import logging, sys
+
+from django.db import connection
+from django.test import Client
+from prometheus_client import REGISTRY
+
+from telemetry import tracing
+from telemetry.core import recorder
+
+logging.getLogger("telemetry").addHandler(logging.StreamHandler(sys.stdout))
+Client().get("/health/live", HTTP_HOST="localhost")
+with connection.cursor() as cursor:
+    cursor.execute("SELECT 1")
+recorder.flush(sample=True)
+tracing.flush()
+errors = sum(sample.value for metric in REGISTRY.collect() for sample in metric.samples
+             if sample.name == "telemetry_internal_errors_total")
+print(f"internal errors: {errors:g}")
+"""
 
 BEAT_RUN = """
 import json
