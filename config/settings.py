@@ -215,7 +215,7 @@ PLUGINS = {
     "CONNECTION_CACHE_TTL_SECONDS": env.float("PLUGIN_CONNECTION_TTL", default=600.0),
     "CONNECTION_CACHE_IDLE_SECONDS": env.float("PLUGIN_CONNECTION_IDLE", default=120.0),
     "CONNECTION_CACHE_MAX_SIZE": env.int("PLUGIN_CONNECTION_CACHE_SIZE", default=64),
-    # Egress of tenants' data sources (README, "Data source egress"): the internal targets
+    # Egress of tenants' data sources (docs/platform.md, "Data source egress"): the internal targets
     # they may reach, where this web server listens (refused like the platform's database),
     # and the one directory SQLite sources may read.
     "EGRESS_ALLOWLIST": env.list("PLUGIN_EGRESS_ALLOWLIST", default=[]),
