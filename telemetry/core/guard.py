@@ -21,7 +21,9 @@ _logged: set[tuple[str, str]] = set()
 def report(component: str, exc: BaseException) -> None:
     try:
         if isinstance(exc, DatabaseError) and routers.migrations_pending():
-            return  # telemetry's migrations have not run yet: expected, neither counted nor logged
+            # Telemetry's migrations have not run yet: expected, neither counted nor logged. The
+            # sampler and the trace store ask before writing; this covers any other write.
+            return
         internal.internal_errors().labels(component).inc()
         key = (component, type(exc).__name__)
         if key not in _logged:
