@@ -16,7 +16,7 @@ from telemetry.core.context import suppressed
 APP_LABEL = "telemetry"
 #: While telemetry's migrations are pending, how long the answer of :func:`migrations_pending` is reused.
 MIGRATIONS_RECHECK_SECONDS = 5.0
-_migrations: dict[str, Any] = {"applied": False, "checked_at": -1e9}
+_migrations: dict[str, Any] = {"applied": False, "pending": False, "checked_at": -1e9}
 
 
 def telemetry_alias() -> str:
@@ -41,9 +41,11 @@ def migrations_pending() -> bool:
             with suppressed():
                 recorded = MigrationRecorder(connections[telemetry_alias()]).applied_migrations()
         except Exception:  # noqa: BLE001 - unreachable store: not known to be pending
-            return False
-        _migrations["applied"] = on_disk <= {name for app, name in recorded if app == APP_LABEL}
-    return not _migrations["applied"]
+            _migrations["pending"] = False
+        else:
+            _migrations["applied"] = on_disk <= {name for app, name in recorded if app == APP_LABEL}
+            _migrations["pending"] = not _migrations["applied"]
+    return _migrations["pending"]
 
 
 class TelemetryRouter:
