@@ -15,7 +15,7 @@ TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://tooljet:tooljet@127.0.0.1:5
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $@

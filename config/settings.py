@@ -205,17 +205,8 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "telemetry.tasks.beat:TelemetryScheduler"
-CELERY_BEAT_SCHEDULE = {
-    "telemetry-storage-usage": {"task": "telemetry.sample_storage_usage", "schedule": 60.0},
-    "telemetry-queue-depth": {"task": "telemetry.sample_queue_depth", "schedule": 15.0},
-    "telemetry-expired-sessions": {"task": "telemetry.record_expired_sessions", "schedule": 3600.0},
-    "telemetry-compare-releases": {"task": "telemetry.compare_releases", "schedule": 30.0},
-    "telemetry-purge-traces": {"task": "telemetry.purge_traces", "schedule": 3600.0},
-    "telemetry-purge-usage": {"task": "telemetry.purge_usage", "schedule": 3600.0},
-    "telemetry-purge-stored": {"task": "telemetry.purge_stored", "schedule": 3600.0},
-    "telemetry-slow-query-report": {"task": "telemetry.build_slow_query_report", "schedule": 120.0},
-    "telemetry-optimization-report": {"task": "telemetry.build_optimization_report", "schedule": 180.0},
-}
+# Telemetry adds its periodic work (reports, retention, samplers, release comparison) to
+# this app's beat schedule itself (telemetry.tasks.schedule): nothing to copy here.
 
 # ---------------------------------------------------------------------------- platform
 # Datasource plugins: run timeout and the connection cache.
@@ -224,7 +215,7 @@ PLUGINS = {
     "CONNECTION_CACHE_TTL_SECONDS": env.float("PLUGIN_CONNECTION_TTL", default=600.0),
     "CONNECTION_CACHE_IDLE_SECONDS": env.float("PLUGIN_CONNECTION_IDLE", default=120.0),
     "CONNECTION_CACHE_MAX_SIZE": env.int("PLUGIN_CONNECTION_CACHE_SIZE", default=64),
-    # Egress of tenants' data sources (README, "Data source egress"): the internal targets
+    # Egress of tenants' data sources (docs/platform.md, "Data source egress"): the internal targets
     # they may reach, where this web server listens (refused like the platform's database),
     # and the one directory SQLite sources may read.
     "EGRESS_ALLOWLIST": env.list("PLUGIN_EGRESS_ALLOWLIST", default=[]),

@@ -8,15 +8,18 @@ class TelemetryConfig(AppConfig):
 
     def ready(self) -> None:
         """Installs the hooks once per process; a second call does nothing."""
-        from telemetry import checks, conf, tracing  # noqa: F401 - importing checks registers them
+        from telemetry import checks, conf, extras, tracing  # noqa: F401 - importing checks registers them
         from telemetry.adapters import prometheus
         from telemetry.core import recorder
         from telemetry.db import commands
         from telemetry.db import wrapper as db
         from telemetry.pipeline import handlers, sampler
-        from telemetry.tasks import receivers as jobs
         from telemetry.tracing import logs
         from telemetry.usage import auth as signals  # noqa: F401
+
+        if extras.installed(extras.CELERY):
+            # Registers the tasks and their beat schedule with the host's Celery app.
+            from telemetry.tasks import receivers as jobs
 
         tracing.setup()
         conf.on_change(logs.read_settings)
@@ -30,4 +33,5 @@ class TelemetryConfig(AppConfig):
         db.install()
         commands.install()
         signals.connect()
-        jobs.connect()
+        if extras.installed(extras.CELERY):
+            jobs.connect()

@@ -7,7 +7,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 
-from telemetry import conf
+from telemetry import conf, extras
 
 MIDDLEWARE_PATH = "telemetry.http.middleware.TelemetryMiddleware"
 
@@ -43,3 +43,17 @@ def check_metrics_behind_proxy(app_configs: Sequence[AppConfig] | None, **kwargs
             id="telemetry.W003",
         )]
     return []
+
+
+@checks.register()
+def check_extras(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """One warning per extra of the distribution that is not installed: its features are off."""
+    return [
+        checks.Warning(
+            f"The [{extra.name}] extra of {extras.DISTRIBUTION} is not installed: {extra.features} are off.",
+            hint=f"To enable them: {extras.install_hint(extra)}. To silence this: SILENCED_SYSTEM_CHECKS = "
+                 f"[\"{extra.check_id}\"].",
+            id=extra.check_id,
+        )
+        for extra in extras.EXTRAS if not extras.installed(extra)
+    ]

@@ -2,7 +2,7 @@
 
 Read through :func:`get_settings`, cached and cleared on ``setting_changed`` so that
 ``override_settings(TELEMETRY=...)`` works in tests. Never read at import time.
-Every key is documented in the README's configuration table.
+Every key is documented in the configuration table of docs/configuration.md.
 """
 
 from collections.abc import Callable

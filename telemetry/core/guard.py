@@ -8,8 +8,10 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.db import DatabaseError
 from prometheus_client import REGISTRY
 
+from telemetry.core import routers
 from telemetry.metrics import internal
 
 logger = logging.getLogger("telemetry")
@@ -18,6 +20,10 @@ _logged: set[tuple[str, str]] = set()
 
 def report(component: str, exc: BaseException) -> None:
     try:
+        if isinstance(exc, DatabaseError) and routers.migrations_pending():
+            # Telemetry's migrations have not run yet: expected, neither counted nor logged. The
+            # sampler and the trace store ask before writing; this covers any other write.
+            return
         internal.internal_errors().labels(component).inc()
         key = (component, type(exc).__name__)
         if key not in _logged:

@@ -1,10 +1,10 @@
-"""Gunicorn hooks for prometheus-client multiprocess mode. In ``gunicorn.conf.py``::
+"""Gunicorn hooks for prometheus-client multiprocess mode. One line in ``gunicorn.conf.py``::
 
-    from telemetry.http.gunicorn import child_exit, configure_multiprocess, worker_exit
-    configure_multiprocess()
+    from telemetry.http.gunicorn import child_exit, on_starting, worker_exit
 
-``configure_multiprocess`` runs at config load, in the master, before the app (and
-prometheus-client) is imported, also with ``--preload``.
+``on_starting`` sets ``PROMETHEUS_MULTIPROC_DIR`` in the master before any worker imports
+the app. With ``--preload`` the master imports the app before that hook: call
+``configure_multiprocess()`` at the top of the config file instead (it runs at config load).
 """
 
 import os
@@ -21,6 +21,11 @@ def configure_multiprocess(directory: str | None = None) -> str:
     os.makedirs(directory, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     return directory
+
+
+def on_starting(server: Any) -> None:
+    """In the master, before the workers are forked (and import prometheus-client)."""
+    configure_multiprocess()
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -21,7 +21,7 @@ from django.core.exceptions import MiddlewareNotUsed
 from django.utils.functional import SimpleLazyObject, empty
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from opentelemetry.instrumentation.wsgi import wsgi_getter  # request.META is the WSGI environ's shape
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, get_current_span, set_span_in_context
 
 from telemetry import conf
@@ -31,6 +31,21 @@ from telemetry.core.events import RequestFinished, RequestStarted
 from telemetry.metrics import families
 from telemetry.tracing import state as tracing_state
 from telemetry.tracing.spans import new_server_context
+
+
+class MetaGetter(Getter[dict[str, Any]]):
+    """Reads propagation headers (``traceparent``, ``tracestate``, ``baggage``) from
+    ``request.META``, where they are ``HTTP_<NAME>`` keys as in a WSGI environ."""
+
+    def get(self, carrier: dict[str, Any], key: str) -> list[str] | None:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return None if value is None else [value]
+
+    def keys(self, carrier: dict[str, Any]) -> list[str]:
+        return [key[5:].lower().replace("_", "-") for key in carrier if key.startswith("HTTP_")]
+
+
+meta_getter = MetaGetter()
 
 
 class RequestTrace(NamedTuple):
@@ -50,7 +65,7 @@ def _start_trace(request):
         return None
     parent = None
     if "HTTP_TRACEPARENT" in request.META:
-        parent = get_current_span(propagate.extract(request.META, getter=wsgi_getter)).get_span_context()
+        parent = get_current_span(propagate.extract(request.META, getter=meta_getter)).get_span_context()
         if not parent.is_valid:
             parent = None
         elif not parent.trace_flags.sampled:

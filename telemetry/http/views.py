@@ -9,7 +9,6 @@ import threading
 import time
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
@@ -19,7 +18,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from telemetry import conf
+from telemetry import conf, extras
 from telemetry.core import guard, recorder
 from telemetry.core.bus import emit
 from telemetry.core.context import suppressed
@@ -148,6 +147,13 @@ def _check_store():
         connections.close_all()
 
 
+def _celery_app():
+    """The host's Celery app (only called when Celery is installed: :func:`_broker_configured`)."""
+    from celery import current_app  # the [celery] extra: imported only when it is installed
+
+    return current_app._get_current_object()
+
+
 def _check_broker(app):
     with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
@@ -161,6 +167,8 @@ def _check_cache():
 
 
 def _broker_configured():
+    if not extras.installed(extras.CELERY):
+        return False
     setting = conf.get("HEALTH_CHECK_BROKER")
     if setting is None:
         return bool(getattr(settings, "CELERY_BROKER_URL", None) or os.environ.get("CELERY_BROKER_URL"))
@@ -259,7 +267,7 @@ def _run_checks(checks):
     timeout = conf.get("HEALTH_CHECK_TIMEOUT_SECONDS")
     max_age = conf.get("HEALTH_CACHE_SECONDS")
     # Celery's current app is per thread: the check thread gets this thread's.
-    arguments = {"broker": (current_app._get_current_object(),)}
+    arguments = {"broker": (_celery_app(),)} if "broker" in checks else {}
     results = {}
     for name, check in checks.items():
         result, ran = check.result(timeout, max_age, arguments.get(name, ()))

@@ -12,7 +12,7 @@ import psutil
 from django.conf import settings
 from django.db import connections
 
-from telemetry.core import guard, labels
+from telemetry.core import guard, labels, routers
 from telemetry.core.recorder import Batch
 from telemetry.db.wrapper import tracked_connections
 from telemetry.metrics import families
@@ -83,12 +83,14 @@ gauges_only = threading.local()
 
 def sample(batch: Batch) -> None:
     """The periodic sample. Under :func:`store_untouched` (a ``/metrics`` scrape) only the
-    in-process gauges are sampled; the store's writes and counts wait for the flusher.
-    Nothing at all with ``METRICS_ENABLED`` off (registered while it was on)."""
+    in-process gauges are sampled; the store's writes and counts wait for the flusher, and
+    for telemetry's migrations (a project's first ``migrate``: its in-process tables keep
+    what they hold, bounded, until the tables exist). Nothing at all with ``METRICS_ENABLED``
+    off (registered while it was on)."""
     if not batch.settings["METRICS_ENABLED"]:
         return
     steps = [("resources", _resources), ("db_connections", _database_connections), ("pools", _pools)]
-    if not getattr(gauges_only, "active", False):
+    if not getattr(gauges_only, "active", False) and not routers.migrations_pending():
         steps += [("active_users", activity.write_and_count), ("releases", releases.write_pending),
                   ("routes", traffic.write_pending), ("query_stats", querystats.write_pending),
                   ("usage", usage.write_pending)]

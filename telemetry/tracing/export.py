@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
+from telemetry import extras
 from telemetry.tracing import processor
 
 
@@ -19,7 +20,9 @@ def otlp_endpoint_configured() -> bool:
 
 
 def build_processor() -> BatchSpanProcessor | None:
-    if not otlp_endpoint_configured():
+    """The OTLP batch processor, or None without an endpoint or without the [tracing]
+    extra (system check telemetry.W004 says so)."""
+    if not otlp_endpoint_configured() or not extras.installed(extras.TRACING):
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -6,6 +6,7 @@ query on every backend. psycopg2 instrumentation is for the plugins' raw connect
 proxy from Django's connections so a query never gets two spans).
 """
 
+from telemetry import extras
 from telemetry.core import guard
 
 _done: set[str] = set()
@@ -20,7 +21,10 @@ def _once(name, instrument):
 
 
 def install() -> None:
-    """At start-up: Celery (publish and run), cheap to import."""
+    """At start-up: Celery (publish and run), cheap to import. Needs the [tracing] and
+    [celery] extras."""
+    if not (extras.installed(extras.TRACING) and extras.installed(extras.CELERY)):
+        return
 
     def celery() -> None:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
@@ -33,7 +37,10 @@ def install() -> None:
 def install_clients() -> None:
     """At the first plugin run: the clients' instrumentations cost about a second of
     imports, which would otherwise delay every process's start (a gunicorn worker's
-    first answer, a Celery child's first task)."""
+    first answer, a Celery child's first task). Needs the [tracing] extra; a client that
+    is not installed is skipped."""
+    if not extras.installed(extras.TRACING):
+        return
 
     def psycopg2() -> None:
         from opentelemetry.instrumentation.psycopg2 import Psycopg2Instrumentor
@@ -51,7 +58,8 @@ def install_clients() -> None:
         RedisInstrumentor().instrument(skip_dep_check=True)  # its db.statement is "COMMAND ? ?": no values
 
     for name, instrument in (("psycopg2", psycopg2), ("requests", requests), ("redis", redis)):
-        _once(name, instrument)
+        if extras.importable(name):
+            _once(name, instrument)
 
 
 def django_uses_psycopg2() -> bool:

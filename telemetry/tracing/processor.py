@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from telemetry import conf
 from telemetry.adapters.opentelemetry import span_fields
-from telemetry.core import guard, recorder
+from telemetry.core import guard, recorder, routers
 from telemetry.core.background import BackgroundWorker, BoundedQueue, reuse_connections
 from telemetry.core.context import OWN_TASK_PREFIX
 from telemetry.core.routers import telemetry_alias
@@ -319,6 +319,11 @@ class TraceStore:
         for the next flush, at most ``MAX_ATTEMPTS`` times. The breaker opening stops the
         writes: the rest wait for its probe."""
         failed, breaker = self._failed, self._breaker
+        if routers.migrations_pending():
+            # Telemetry's migrations have not run yet: nowhere to write, nothing to report.
+            if batch is not None:
+                self._count_lost(batch, "store_unavailable")
+            return
         if batch is not None:
             failed.append(_FailedBatch(batch))
         while len(failed) > MAX_FAILED_BATCHES:

@@ -29,7 +29,7 @@ from tests.live import ROOT, free_port
 
 #: The seed inventory (``seeds/000``): exposition name, type, label keys. ``{ns}`` is the
 #: configured namespace. ``user_session_duration_seconds`` drops the seed's ``user_id``
-#: label on purpose (unbounded; see the README's metric table).
+#: label on purpose (unbounded; see the metric table in docs/metrics.md).
 SEED_METRICS = [
     ("http_server_request_duration_seconds", "histogram",
      {"http_request_method", "http_route", "http_response_status_code", "organization_id"}),
@@ -164,7 +164,7 @@ def test_the_seed_004_families_are_registered():
         "tooljet_rate_limit_allowed_total": ("counter", {"scope"}),
         "tooljet_rate_limit_rejected_total": ("counter", {"scope"}),
         "tooljet_rate_limit_check_duration_seconds": ("histogram", {"endpoint"}),
-        # Not from a seed: the crash-safe counts (README, "What survives a crash").
+        # Not from a seed: the crash-safe counts (docs/metrics.md, "What survives a crash").
         "http_server_requests_total": ("counter", {"http_request_method", "http_route", "http_response_status_code"}),
         "db_client_operations_in_requests_total": ("counter",
                                                    {"http_request_method", "http_route", "http_response_status_code"}),

@@ -11,7 +11,7 @@ import requests
 
 from tests.live import ROOT, embedded_env, free_port, gunicorn, wait_until
 
-#: promtool's notes on our exposition that are kept on purpose (README, metric table):
+#: promtool's notes on our exposition that are kept on purpose (docs/metrics.md, metric table):
 #: the seed inventory names a gauge ``db_client_connection_count`` (OpenTelemetry's
 #: ``db.client.connection.count``), and promtool's lint dislikes ``_count`` on a gauge.
 KNOWN_PROMTOOL_NOTES = {

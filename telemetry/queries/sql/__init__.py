@@ -2,7 +2,7 @@
 
 The one entry point for what telemetry knows about a statement: its fingerprint
 (``fingerprint.py``), operation, tables, complexity score (``complexity.py``, formula
-there) and static suggestion codes (``suggestions.py``, documented in the README).
+there) and static suggestion codes (``suggestions.py``, documented in docs/queries.md).
 It never raises.
 
 Statements are parsed with sqlglot in the dialect of Django's vendor string

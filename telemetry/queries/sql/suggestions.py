@@ -1,7 +1,7 @@
 """Static suggestion codes: problems visible in the statement itself.
 
 A code is emitted only when the problem is there (a wrong code costs as much as a missed
-one); the README's "Query suggestion codes" table says what each means and what to do.
+one); the "Query suggestion codes" table of docs/queries.md says what each means and what to do.
 Two codes may also depend on bound values: ``leading_wildcard_like`` (a LIKE pattern
 bound as a parameter) and ``offset_pagination`` (a bound OFFSET). ``find`` returns the
 placeholder keys that feed them, so a cached statement is re-checked against new
