@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     # seconds: traces flow again soon after the store returns, and a dead store costs one
     # write attempt per process per cool-down.
     "TRACE_STORE_BREAKER_FAILURES": 3,
+    # The longest one write of telemetry's own threads (the trace store writer, the
+    # sampler's upserts) may wait on the store: past it the connection's socket is shut down,
+    # the write fails and is counted (a hung store never holds those threads).
+    "STORE_TIMEOUT_SECONDS": 5.0,
     "TRACE_STORE_BREAKER_SECONDS": 5.0,
     # Retention of stored traces and logs (Celery beat, in batches).
     "TRACE_RETENTION_DAYS": 7,

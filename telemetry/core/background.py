@@ -19,7 +19,9 @@ Imports nothing of telemetry above ``conf`` and ``metrics.internal``.
 import atexit
 import os
 import select
+import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -194,3 +196,82 @@ def _has_unread_input(wrapper: Any) -> bool:
     except Exception:  # noqa: BLE001 - a closed socket: unusable, the round trip says so
         return True
     return bool(readable)
+
+
+class StatementDeadlines:
+    """Bounds how long a telemetry thread waits on its own store.
+
+    A connection kept between writes meets a hung store (a stopped server, a network path
+    that swallows packets) mid-statement: the driver waits for a reply that never comes, and
+    no timeout of the driver or of TCP ends that wait (the server's kernel still
+    acknowledges). Inside :meth:`bounded`, a watchdog thread shuts the socket of the
+    calling thread's connection down once ``seconds`` have passed: the blocked read fails
+    at once, the statement raises, and the caller's usual failure path counts it (the trace
+    store writer's breaker, a sample's guard). Counted as
+    ``telemetry_internal_errors_total{component="store_timeout"}``. Connections without a
+    socket (SQLite) are left alone."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        #: id of an armed entry -> (monotonic deadline, the thread's connection wrapper)
+        self.armed: dict[int, tuple[float, Any]] = {}
+        self.pid: int | None = None
+        self._next = 0
+
+    def bounded(self, alias: str, seconds: float) -> "_Bounded":
+        return _Bounded(self, alias, seconds)
+
+    def _arm(self, wrapper: Any, seconds: float) -> int:
+        with self.condition:
+            if self.pid != os.getpid():  # first use in this process (threads do not survive a fork)
+                self.pid = os.getpid()
+                self.armed.clear()
+                threading.Thread(target=self._watch, name="telemetry-store-deadline", daemon=True).start()
+            self._next += 1
+            self.armed[self._next] = (time.monotonic() + seconds, wrapper)
+            self.condition.notify()
+            return self._next
+
+    def _disarm(self, key: int) -> None:
+        with self.condition:
+            self.armed.pop(key, None)
+
+    def _watch(self) -> None:
+        with self.condition:
+            while True:
+                now = time.monotonic()
+                for key, (deadline, wrapper) in list(self.armed.items()):
+                    if deadline <= now:
+                        del self.armed[key]
+                        _shut_down(wrapper)
+                wait = min((deadline for deadline, _ in self.armed.values()), default=now + 3600) - now
+                self.condition.wait(max(wait, 0.01))
+
+
+def _shut_down(wrapper: Any) -> None:
+    """Shuts the socket of a connection down (the descriptor stays its driver's)."""
+    raw = wrapper.connection
+    try:
+        descriptor = raw.pgconn.socket if hasattr(raw, "pgconn") else raw.fileno()
+        with socket.fromfd(descriptor, socket.AF_INET, socket.SOCK_STREAM) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
+    except Exception:  # noqa: BLE001 - no socket (SQLite), or already closed: nothing to end
+        return
+    internal.internal_errors().labels("store_timeout").inc()
+
+
+class _Bounded:
+    __slots__ = ("deadlines", "alias", "seconds", "key")
+
+    def __init__(self, deadlines: StatementDeadlines, alias: str, seconds: float) -> None:
+        self.deadlines, self.alias, self.seconds, self.key = deadlines, alias, seconds, 0
+
+    def __enter__(self) -> None:
+        self.key = self.deadlines._arm(connections[self.alias], self.seconds)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.deadlines._disarm(self.key)
+
+
+#: The process's watchdog of telemetry's store statements.
+store_deadlines = StatementDeadlines()

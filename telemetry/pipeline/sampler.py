@@ -13,7 +13,9 @@ from django.conf import settings
 from django.db import connections
 
 from telemetry.core import guard, labels, routers
+from telemetry.core.background import store_deadlines
 from telemetry.core.recorder import Batch
+from telemetry.core.routers import telemetry_alias
 from telemetry.db.wrapper import tracked_connections
 from telemetry.metrics import families
 from telemetry.pipeline.handlers import DB_SYSTEMS
@@ -90,12 +92,18 @@ def sample(batch: Batch) -> None:
     if not batch.settings["METRICS_ENABLED"]:
         return
     steps = [("resources", _resources), ("db_connections", _database_connections), ("pools", _pools)]
-    if not getattr(gauges_only, "active", False) and not routers.migrations_pending():
-        steps += [("active_users", activity.write_and_count), ("releases", releases.write_pending),
-                  ("routes", traffic.write_pending), ("query_stats", querystats.write_pending),
-                  ("usage", usage.write_pending)]
     for name, step in steps:
         with guard.guarded(f"sample:{name}"):
+            step(batch)
+    if getattr(gauges_only, "active", False) or routers.migrations_pending():
+        return
+    # The store's writes: each bounded in time, so a hung store fails them (counted) instead
+    # of holding the flusher, and with it every metric of this process.
+    store, seconds = telemetry_alias(), batch.settings["STORE_TIMEOUT_SECONDS"]
+    for name, step in (("active_users", activity.write_and_count), ("releases", releases.write_pending),
+                       ("routes", traffic.write_pending), ("query_stats", querystats.write_pending),
+                       ("usage", usage.write_pending)):
+        with guard.guarded(f"sample:{name}"), store_deadlines.bounded(store, seconds):
             step(batch)
 
 

@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from telemetry import conf
 from telemetry.adapters.opentelemetry import span_fields
 from telemetry.core import guard, recorder, routers
-from telemetry.core.background import BackgroundWorker, BoundedQueue, reuse_connections
+from telemetry.core.background import BackgroundWorker, BoundedQueue, reuse_connections, store_deadlines
 from telemetry.core.context import OWN_TASK_PREFIX
 from telemetry.core.routers import telemetry_alias
 from telemetry.metrics import internal
@@ -335,7 +335,8 @@ class TraceStore:
         for _ in range(len(failed)):
             entry = failed.popleft()
             try:
-                self._write_isolating(entry.batch)
+                with store_deadlines.bounded(telemetry_alias(), settings["STORE_TIMEOUT_SECONDS"]):
+                    self._write_isolating(entry.batch)
             except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
                 guard.report("trace_store_write", exc)
                 self._close_connection()
