@@ -13,8 +13,9 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import connections
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -23,6 +24,8 @@ from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
+from telemetry import conf
+from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
 from telemetry.queries import reports
 
@@ -205,6 +208,24 @@ class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, finding.trace_id[:12]) if url else "—"
 
 
+def plans_unavailable() -> str:
+    """Why no plan can be stored here, or "" when plans are just not there yet."""
+    if not conf.get("QUERY_STATS_ENABLED") or not conf.get("EXPLAIN_ENABLED"):
+        return ("Plans are off: set TELEMETRY['QUERY_STATS_ENABLED'] and TELEMETRY['EXPLAIN_ENABLED'] to True "
+                "to have slow statements explained.")
+    if not any(connections[alias].vendor == "postgresql" for alias in connections if alias != telemetry_alias()):
+        return ("Plans need PostgreSQL: EXPLAIN runs on PostgreSQL databases only, and this project's are "
+                + ", ".join(sorted({connections[alias].vendor for alias in connections}))
+                + ". With the platform: DATABASE_URL=postgres://user:password@host/db make demo.")
+    return ""
+
+
+def _empty_page_note(admin_: admin.ModelAdmin, request: HttpRequest, text: str) -> None:
+    """Says on an empty list why it is empty (the admin's messages, shown above the list)."""
+    if text and not admin_.model._default_manager.exists():
+        admin_.message_user(request, text, level=messages.INFO)
+
+
 @admin.register(QueryPlan)
 class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ("captured_at", "alias", "short_fingerprint", "total_cost", "seq_scan_tables", "advice")
@@ -231,6 +252,12 @@ class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
     def rendered_plan(self, plan: QueryPlan) -> str:
         return render_plan(plan.plan)
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        _empty_page_note(self, request, plans_unavailable() or (
+            f"No plan yet: a PostgreSQL statement slower than SLOW_QUERY_MS ({conf.get('SLOW_QUERY_MS'):g} ms) is "
+            "explained off the request path, at most once per fingerprint per EXPLAIN_INTERVAL_SECONDS."))
+        return super().changelist_view(request, extra_context)
+
 
 @admin.register(QueryReport)
 class QueryReportAdmin(ReadOnly, admin.ModelAdmin):
@@ -240,6 +267,14 @@ class QueryReportAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ("__str__", "kind", "built_at", "summary")
     list_filter = ("kind",)
     ordering = ("-period_end", "kind")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        _empty_page_note(self, request, (
+            "No report yet: Celery beat builds them (telemetry.build_slow_query_report every 2 minutes, "
+            "telemetry.build_optimization_report every 3; run `celery -A <project> beat` and a worker), or build "
+            "both now: python manage.py shell -c \"from telemetry.queries import reports; "
+            "reports.build_slow_query_report(); reports.build_optimization_report()\""))
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="summary")
     def summary(self, report: QueryReport) -> str:

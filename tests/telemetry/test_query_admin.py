@@ -123,3 +123,16 @@ def test_long_statements_keep_from_and_where_on_one_line():
     long_where = 'SELECT "id" FROM "t" WHERE ' + " AND ".join(f'"c{index}" = ?' for index in range(60))
     assert len(compact(long_where)) == 140 and compact(long_where).endswith("…")
     assert compact("SELECT 1") == "SELECT 1"
+
+
+def test_empty_plan_and_report_pages_say_why(admin_client, settings):
+    plans = admin_client.get("/admin/telemetry/queryplan/").content.decode()
+    assert "No plan yet: a PostgreSQL statement slower than SLOW_QUERY_MS" in plans
+    settings.TELEMETRY = {**settings.TELEMETRY, "EXPLAIN_ENABLED": False}
+    assert "Plans are off" in admin_client.get("/admin/telemetry/queryplan/").content.decode()
+    reports_page = admin_client.get("/admin/telemetry/queryreport/").content.decode()
+    assert "No report yet: Celery beat builds them" in reports_page
+    assert "reports.build_slow_query_report()" in reports_page
+
+    reports.build_slow_query_report(hours=24)
+    assert "No report yet" not in admin_client.get("/admin/telemetry/queryreport/").content.decode()
