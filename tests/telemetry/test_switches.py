@@ -7,7 +7,7 @@ import logging
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
+from django.db import connection, connections
 from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
 from django.urls import path
@@ -16,8 +16,9 @@ from prometheus_client import REGISTRY
 
 from telemetry import api
 from telemetry.core.context import suppressed
-from telemetry.models import LogEntry, QueryFinding, QueryPlan, QueryStat, Span
+from telemetry.models import LogEntry, QueryFinding, QueryPlan, QueryReport, QueryStat, Span
 from telemetry.queries import explain
+from telemetry.tasks import build_optimization_report, build_slow_query_report
 
 from .trace_fixtures import TRACE_DATABASES, trace_settings  # noqa: F401 - fixture
 
@@ -135,6 +136,11 @@ def test_query_statistics_off(world, client):
     assert done.rows == {"business_spans": 2, "request_spans": 1, "db_spans": 2, "logs": 1, "statistics": 0,
                          "findings": 0, "plans": 0}
     assert done.hypopg_calls == 0
+    # The report tasks of beat build nothing and ask no database anything either.
+    with CaptureQueriesContext(connections["telemetry"]) as store, CaptureQueriesContext(connection) as host:
+        assert build_slow_query_report() == {"skipped": "QUERY_STATS_ENABLED is off"}
+        assert build_optimization_report() == {"skipped": "QUERY_STATS_ENABLED is off"}
+    assert (len(store.captured_queries), len(host.captured_queries), QueryReport.objects.count()) == (0, 0, 0)
 
 
 def test_explain_off(world, client):
