@@ -33,6 +33,8 @@ SCRAPES_PER_FAULT = 12
 JITTER_SECONDS = 0.25
 #: Seconds after a fault ends by which a new request's trace must be stored.
 RECOVERY_SECONDS = 10.0
+#: Readiness answers in a row that make a Redis fault recovered.
+READY_IN_A_ROW = 8
 
 
 def _postgres_url():
@@ -191,7 +193,10 @@ def _flowing_again(base_url, target, store, receiver, since, exports_before):
         return _stored_since(store, since) > 0
     if target == "otlp":
         return receiver.exports > exports_before
-    return requests.get(base_url + "/health", timeout=15).status_code == 200
+    # Each gunicorn worker keeps its own readiness state: several answers in a row on new
+    # connections, so both workers have seen the host's Redis back.
+    return all(requests.get(base_url + "/health", timeout=15, headers={"Connection": "close"}).status_code == 200
+               for _ in range(READY_IN_A_ROW))
 
 
 @pytest.mark.parametrize("target", ["store", "otlp", "redis"])
