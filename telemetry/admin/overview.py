@@ -15,11 +15,12 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Model, Sum
+from django.db.models import Count, Max, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from telemetry.admin.queries import ReadOnly
 from telemetry.admin.usage import ERROR_COLOR, PERIODS, bar_chart, line_chart, period
 from telemetry.models import QueryFinding, RouteStat, Trace
 from telemetry.queries.reports import percentile
@@ -35,17 +36,8 @@ def _quantiles(buckets: list[int], requests: int, max_ms: float) -> dict[str, fl
 
 
 @admin.register(RouteStat)
-class OverviewAdmin(admin.ModelAdmin):
+class OverviewAdmin(ReadOnly, admin.ModelAdmin):
     """The changelist is the overview, not the hourly rows."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_or_change_permission(request):

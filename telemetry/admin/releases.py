@@ -7,27 +7,18 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from telemetry import conf
+from telemetry.admin.queries import ReadOnly
 from telemetry.models import ReleaseRouteStats
 from telemetry.usage import releases
 
 
 @admin.register(ReleaseRouteStats)
-class ReleaseAdmin(admin.ModelAdmin):
+class ReleaseAdmin(ReadOnly, admin.ModelAdmin):
     """The changelist is the comparison of two releases, not the hourly rows."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
