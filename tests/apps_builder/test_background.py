@@ -5,25 +5,22 @@ databases), and its spans join the trace of the request that enqueued it."""
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.db import connections
 from django.utils import timezone
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from apps_builder import bundles, tasks
 from apps_builder.models import App, AppVersion, BackgroundTask, DataQuery, QuerySchedule, ScheduledRun
 from telemetry.models import Span, Trace
 from telemetry.tracing import processor
 from tests.live import embedded_env, free_port, wait_until
-from tests.telemetry.trace_fixtures import TRACE_DATABASES, flush, trace_settings  # noqa: F401
+from tests.telemetry.trace_fixtures import TRACE_DATABASES, flush, otlp_receiver, trace_settings  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A loaded machine starts a worker slowly; a task then takes well under a second.
@@ -37,32 +34,14 @@ def _test_db_url(alias):
 
 
 @pytest.fixture(scope="module")
-def otlp_receiver():
-    """A local OTLP/HTTP receiver for the module: (endpoint, decoded export requests)."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            message = ExportTraceServiceRequest()
-            message.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append(message)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+def module_otlp_receiver():
+    """A local OTLP/HTTP receiver for the module: (endpoint, received exports)."""
+    with otlp_receiver() as endpoint_and_received:
+        yield endpoint_and_received
 
 
 @pytest.fixture(scope="module")
-def background_worker(django_db_setup, django_db_blocker, redis_url, tmp_path_factory, otlp_receiver):
+def background_worker(django_db_setup, django_db_blocker, redis_url, tmp_path_factory, module_otlp_receiver):
     """A worker on a queue of its own (other test runs share the Redis database), on the
     test databases, keeping every trace; this process's Celery app publishes to it. Once it
     stopped, the test databases are emptied: what it wrote after the last test (spans, query
@@ -75,7 +54,7 @@ def background_worker(django_db_setup, django_db_blocker, redis_url, tmp_path_fa
     env.update(CELERY_BROKER_URL=redis_url, CELERY_RESULT_BACKEND=redis_url, VAR_DIR=str(var_dir),
                DATABASE_URL=_test_db_url("default"), TELEMETRY_DATABASE_URL=_test_db_url("telemetry"),
                TELEMETRY_TRACE_SAMPLE_RATE="1.0", PLUGIN_SQLITE_DIRECTORY=str(tmp_path_factory.getbasetemp()),
-               OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver[0], OTEL_BSP_SCHEDULE_DELAY="200")
+               OTEL_EXPORTER_OTLP_ENDPOINT=module_otlp_receiver[0], OTEL_BSP_SCHEDULE_DELAY="200")
     log = open(var_dir / "worker.log", "wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1", "-Q", queue,
@@ -85,7 +64,7 @@ def background_worker(django_db_setup, django_db_blocker, redis_url, tmp_path_fa
     conf = current_app.conf
     previous = conf.broker_url, conf.broker_transport, conf.broker_transport_options, conf.task_default_queue
     _point_app(current_app, redis_url, None, {}, queue)
-    yield {"process": worker, "log": var_dir / "worker.log", "otlp": otlp_receiver}
+    yield {"process": worker, "log": var_dir / "worker.log", "otlp": module_otlp_receiver}
     _point_app(current_app, *previous)
     worker.terminate()
     worker.wait(timeout=30)
@@ -177,7 +156,7 @@ def test_an_otlp_receiver_gets_the_same_joined_trace_from_web_and_worker(backgro
 
         def joined():
             _worker_alive(background_worker)
-            names = {span.name for message in list(received) for resource_spans in message.resource_spans
+            names = {span.name for _, _, message in list(received) for resource_spans in message.resource_spans
                      for scope_spans in resource_spans.scope_spans for span in scope_spans.spans
                      if span.trace_id.hex() == trace_id}
             wanted = {"POST /api/apps/<slug>/export/", "apply_async/apps_builder.export_app",

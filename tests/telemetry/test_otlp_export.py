@@ -1,12 +1,8 @@
 """OTLP http/protobuf export of kept traces to a local receiver; an unreachable
 collector or an unavailable store never fails a request and is counted."""
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from django.db import connections
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from telemetry.core import guard
 from telemetry.http import views
@@ -14,35 +10,15 @@ from telemetry.models import Trace
 from telemetry.tracing import processor
 from tests.apps_builder.conftest import world  # noqa: F401 - fixture
 
-from .trace_fixtures import TRACE_DATABASES, flush, trace_settings  # noqa: F401
+from .trace_fixtures import TRACE_DATABASES, flush, otlp_receiver, trace_settings  # noqa: F401
 
 pytestmark = pytest.mark.django_db(databases=TRACE_DATABASES)
 
 
 @pytest.fixture
 def receiver():
-    """A local OTLP/HTTP receiver: decoded ``ExportTraceServiceRequest``s in ``received``."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            message = ExportTraceServiceRequest()
-            message.ParseFromString(body)
-            received.append((self.path, self.headers.get("Content-Type"), message))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+    with otlp_receiver() as endpoint_and_received:
+        yield endpoint_and_received
 
 
 @pytest.fixture
