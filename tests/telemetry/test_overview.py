@@ -71,3 +71,14 @@ def test_the_overview_fits_the_screen_at_1280_and_1920_px(browser, live_server, 
     row = browser.find_element(By.CSS_SELECTOR, '#overview-routes tr[data-route="/broken"]')
     row.find_element(By.LINK_TEXT, "100 % (2)").click()
     assert "status=error" in browser.current_url and "route=%2Fbroken" in browser.current_url
+
+
+def test_the_telemetry_index_opens_the_overview_and_lists_pages_in_workflow_order(admin_client):
+    response = admin_client.get("/admin/telemetry/")
+    assert response.status_code == 302 and response["Location"] == "/admin/telemetry/routestat/"
+    html = admin_client.get("/admin/").content.decode()
+    telemetry = html.split('class="app-telemetry')[1].split("</table>")[0]
+    names = [name for name in ("Overview", "Traces", "Query insights", "Query findings", "Query plans",
+                               "Query reports", "Usage", "Releases", "Logs") if f">{name}</a>" in telemetry]
+    assert len(names) == 9
+    assert sorted(names, key=telemetry.index) == names

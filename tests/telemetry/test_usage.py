@@ -228,7 +228,7 @@ def test_the_dashboard_shows_each_organizations_numbers_in_chromium(world, api_c
     admin_login(browser, live_server.url, django_user_model)
 
     browser.get(live_server.url + "/admin/")
-    browser.find_element(By.LINK_TEXT, "Organization usage").click()
+    browser.find_element(By.LINK_TEXT, "Usage").click()
 
     def cells(organization, names=("requests", "errors", "app-loads", "query-runs", "query-failures",
                                    "active-users", "storage")):
