@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from telemetry import conf
+from telemetry.admin.names import organization_label, organization_names
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage
 
 PERIODS = ((24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
@@ -191,6 +192,9 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
             row["error_rate"] = row["errors"] / row["requests"] if row["requests"] else 0.0
             row["url"] = (reverse("admin:telemetry_organizationusage_organization", args=[row["organization_id"]])
                           + "?" + urlencode({"hours": hours}))
+        names = organization_names(row["organization_id"] for row in rows)
+        for row in rows:
+            row["name"] = organization_label(row["organization_id"], names)
         totals = {name: sum(row[name] for row in rows) for name in COUNTS}
         context = {**self._context(request, "Usage by organization", hours), "rows": rows, "totals": totals,
                    "start": window[0], **(extra_context or {})}
@@ -240,9 +244,11 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
         ]
         totals = {name: sum(series[name]) for name in COUNTS}
         totals["active_users"] = max(series["active_users"], default=0)
+        label = "organization " + organization_label(organization_id, organization_names([organization_id]))
         context = {
-            **self._context(request, f"Usage of organization {organization_id}", hours),
-            "organization_id": organization_id, "totals": totals, "charts": charts, "datasources": datasources,
+            **self._context(request, f"Usage of {label}", hours),
+            "organization_id": organization_id, "organization": label, "totals": totals, "charts": charts,
+            "datasources": datasources,
             "storage": human_bytes(latest_storage), "start": window[0],
         }
         return TemplateResponse(request, "admin/telemetry/usage/organization.html", context)
