@@ -42,12 +42,40 @@ class ReleaseRouteStats(models.Model):
         verbose_name_plural = "release route stats"
 
 
-class QueryStat(models.Model):
+class LatencyHistogram(models.Model):
+    """A latency histogram kept per row for p50 / p95 / p99 (statements, routes): one
+    column per bucket keeps it summable by increment-upserts."""
+
+    #: Upper bounds (ms) of the buckets; the last column counts what is above them all.
+    BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+
+    bucket_0 = models.BigIntegerField(db_default=0)
+    bucket_1 = models.BigIntegerField(db_default=0)
+    bucket_2 = models.BigIntegerField(db_default=0)
+    bucket_3 = models.BigIntegerField(db_default=0)
+    bucket_4 = models.BigIntegerField(db_default=0)
+    bucket_5 = models.BigIntegerField(db_default=0)
+    bucket_6 = models.BigIntegerField(db_default=0)
+    bucket_7 = models.BigIntegerField(db_default=0)
+    bucket_8 = models.BigIntegerField(db_default=0)
+    bucket_9 = models.BigIntegerField(db_default=0)
+    bucket_10 = models.BigIntegerField(db_default=0)
+    bucket_11 = models.BigIntegerField(db_default=0)
+    bucket_12 = models.BigIntegerField(db_default=0)
+    bucket_13 = models.BigIntegerField(db_default=0)
+    bucket_14 = models.BigIntegerField(db_default=0)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def bucket_fields(cls) -> list[str]:
+        return [f"bucket_{index}" for index in range(len(cls.BUCKETS_MS) + 1)]
+
+
+class QueryStat(LatencyHistogram):
     """Per-fingerprint statistics per database alias and hour, like pg_stat_statements:
     written by increment-upserts from every process, so totals are exact."""
-
-    #: Upper bounds (ms) of the latency histogram kept per row for p50 / p95 / p99.
-    BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
 
     fingerprint_id = models.CharField(max_length=32)
     alias = models.CharField(max_length=64)
@@ -64,22 +92,6 @@ class QueryStat(models.Model):
     min_ms = models.FloatField(db_default=0.0)
     max_ms = models.FloatField(db_default=0.0)
     rows = models.BigIntegerField(db_default=0)
-    #: One column per bucket keeps the histogram summable by increment-upserts.
-    bucket_0 = models.BigIntegerField(db_default=0)
-    bucket_1 = models.BigIntegerField(db_default=0)
-    bucket_2 = models.BigIntegerField(db_default=0)
-    bucket_3 = models.BigIntegerField(db_default=0)
-    bucket_4 = models.BigIntegerField(db_default=0)
-    bucket_5 = models.BigIntegerField(db_default=0)
-    bucket_6 = models.BigIntegerField(db_default=0)
-    bucket_7 = models.BigIntegerField(db_default=0)
-    bucket_8 = models.BigIntegerField(db_default=0)
-    bucket_9 = models.BigIntegerField(db_default=0)
-    bucket_10 = models.BigIntegerField(db_default=0)
-    bucket_11 = models.BigIntegerField(db_default=0)
-    bucket_12 = models.BigIntegerField(db_default=0)
-    bucket_13 = models.BigIntegerField(db_default=0)
-    bucket_14 = models.BigIntegerField(db_default=0)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
 
@@ -92,19 +104,15 @@ class QueryStat(models.Model):
         ]
         indexes = [models.Index(fields=["hour"]), models.Index(fields=["fingerprint_id"])]
 
-    @classmethod
-    def bucket_fields(cls) -> list[str]:
-        return [f"bucket_{index}" for index in range(len(cls.BUCKETS_MS) + 1)]
-
     @property
     def mean_ms(self) -> float:
         return self.total_ms / self.calls if self.calls else 0.0
 
 
-class RouteStat(models.Model):
-    """Requests per route and hour, with their status classes and latency histogram (the
-    buckets of ``QueryStat``): what the overview page reads, never the spans. Written by
-    increment-upserts from every process, so counts are exact and independent of sampling."""
+class RouteStat(LatencyHistogram):
+    """Requests per route and hour, with their status classes and latency histogram: what
+    the overview page reads, never the spans. Written by increment-upserts from every
+    process, so counts are exact and independent of sampling."""
 
     route = models.CharField(max_length=255)
     hour = models.DateTimeField()
@@ -114,21 +122,6 @@ class RouteStat(models.Model):
     server_errors = models.BigIntegerField(db_default=0)
     total_ms = models.FloatField(db_default=0.0)
     max_ms = models.FloatField(db_default=0.0)
-    bucket_0 = models.BigIntegerField(db_default=0)
-    bucket_1 = models.BigIntegerField(db_default=0)
-    bucket_2 = models.BigIntegerField(db_default=0)
-    bucket_3 = models.BigIntegerField(db_default=0)
-    bucket_4 = models.BigIntegerField(db_default=0)
-    bucket_5 = models.BigIntegerField(db_default=0)
-    bucket_6 = models.BigIntegerField(db_default=0)
-    bucket_7 = models.BigIntegerField(db_default=0)
-    bucket_8 = models.BigIntegerField(db_default=0)
-    bucket_9 = models.BigIntegerField(db_default=0)
-    bucket_10 = models.BigIntegerField(db_default=0)
-    bucket_11 = models.BigIntegerField(db_default=0)
-    bucket_12 = models.BigIntegerField(db_default=0)
-    bucket_13 = models.BigIntegerField(db_default=0)
-    bucket_14 = models.BigIntegerField(db_default=0)
 
     def __str__(self) -> str:
         return f"{self.route} {self.hour:%Y-%m-%d %H:00 %Z} ({self.requests} requests)"

@@ -12,12 +12,12 @@ from typing import Any
 from telemetry.core.recorder import Batch
 from telemetry.core.upsert import IncrementTable, Row
 from telemetry.metrics import internal
-from telemetry.models import QueryStat, RouteStat
+from telemetry.models import RouteStat
 
 #: Distinct (route, hour) keys held between two writes.
 MAX_PENDING = 10_000
-BUCKET_BOUNDS_MS = QueryStat.BUCKETS_MS
-BUCKET_FIELDS = tuple(f"bucket_{index}" for index in range(len(BUCKET_BOUNDS_MS) + 1))
+BUCKET_BOUNDS_MS = RouteStat.BUCKETS_MS
+BUCKET_FIELDS = tuple(RouteStat.bucket_fields())
 
 
 class RouteRow(Row):
