@@ -43,28 +43,24 @@ def embedded_env(var_dir, **extra):
 
 
 @contextmanager
-def gunicorn(env, workers=2, threads=1, log_path=None):
-    """Runs gunicorn with ``platform/gunicorn.conf.py``; yields (base_url, process)."""
-    port = free_port()
-    env = {**env, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), "PORT": str(port)}
+def serving(argv, *, cwd, env, base_url, probe_path, ok_statuses=(200,), log_path=None, timeout=60):
+    """Runs a server process in its own session until ``base_url + probe_path`` answers one
+    of ``ok_statuses``; yields the process; stops the whole process group after."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [str(VENV_BIN / "gunicorn"), "-c", "platform/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def up():
-        assert process.poll() is None, "gunicorn exited"
+        assert process.poll() is None, f"{argv[0]} exited" + (f": {Path(log_path).read_text()[-3000:]}"
+                                                               if log_path else "")
         try:
-            return requests.get(base_url + "/health", timeout=5).status_code in (200, 503)
+            return requests.get(base_url + probe_path, timeout=5).status_code in ok_statuses
         except (requests.ConnectionError, requests.Timeout):
             # A worker's first request imports the URLconf: slow on a busy machine.
             return False
 
     try:
-        wait_until(up, timeout=60, message="gunicorn did not start")
-        yield base_url, process
+        wait_until(up, timeout=timeout, message=f"{argv[0]} did not serve {base_url}")
+        yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -74,6 +70,18 @@ def gunicorn(env, workers=2, threads=1, log_path=None):
             process.wait()
         if log_path:
             log.close()
+
+
+@contextmanager
+def gunicorn(env, workers=2, threads=1, log_path=None):
+    """Runs gunicorn with ``platform/gunicorn.conf.py``; yields (base_url, process)."""
+    port = free_port()
+    env = {**env, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), "PORT": str(port)}
+    base_url = f"http://127.0.0.1:{port}"
+    argv = [str(VENV_BIN / "gunicorn"), "-c", "platform/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+    with serving(argv, cwd=ROOT, env=env, base_url=base_url, probe_path="/health", ok_statuses=(200, 503),
+                 log_path=log_path) as process:
+        yield base_url, process
 
 
 def admin_login(browser, base_url, user_model, username="admin"):

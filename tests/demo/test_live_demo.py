@@ -4,27 +4,18 @@ demo_traffic against that live server."""
 
 import os
 import re
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.live import ROOT, free_port, serving
+
 SERVER_ENV_REMOVED = ("DATABASE_URL", "TELEMETRY_DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
                       "REDIS_URL", "DJANGO_SETTINGS_MODULE", "PROMETHEUS_MULTIPROC_DIR")
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _manage(env, *arguments, timeout=60):
@@ -37,40 +28,19 @@ def _manage(env, *arguments, timeout=60):
 @pytest.fixture(scope="module")
 def live_demo(tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("demo_var")
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if key not in SERVER_ENV_REMOVED}
     # As `make demo`: the REST endpoint demo_traffic serves is the one the settings allowlist.
     env.update(VAR_DIR=str(var_dir), PORT=str(port), WEB_CONCURRENCY="2", PYTHONUNBUFFERED="1",
-               DEMO_REST_PORT=str(_free_port()))
+               DEMO_REST_PORT=str(free_port()))
     _manage(env, "migrate", "--noinput", "-v", "0")
     _manage(env, "migrate", "--noinput", "-v", "0", "--database", "telemetry")
     seed_output = _manage(env, "seed_demo")
     log_path = var_dir / "gunicorn.log"
-    with open(log_path, "w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "config.wsgi"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                requests.get(base_url + "/admin/login/", timeout=10)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                # A worker's first request imports the URLconf: slow on a busy machine.
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
+    argv = [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "config.wsgi"]
+    with serving(argv, cwd=ROOT, env=env, base_url=base_url, probe_path="/admin/login/", log_path=log_path):
         yield {"url": base_url, "env": env, "seed_output": seed_output, "var_dir": var_dir, "log": log_path}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
 
 
 def _printed_login(seed_output, label):

@@ -11,17 +11,14 @@ file's block is appended to that file of the project package (``settings.py``,
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
-
 from telemetry.extras import DISTRIBUTION
-from tests.live import ROOT, free_port, wait_until
+from tests.live import ROOT, free_port, serving
 
 README = ROOT / "README.md"
 RECIPE_BLOCK = re.compile(r"<!-- recipe: (?P<target>[\w.]+) -->\s*```\w*\n(?P<body>.*?)```", re.S)
@@ -146,28 +143,9 @@ class Project:
         """Serves the project with its recipe's ``gunicorn.conf.py``; yields (base URL, log path)."""
         port = free_port()
         log_path = self.directory / "gunicorn.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [str(self.venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", "2", "--no-control-socket",
-                 "--bind", f"127.0.0.1:{port}", f"{PROJECT}.wsgi"],
-                cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
         base_url = f"http://127.0.0.1:{port}"
-
-        def up():
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            try:
-                return requests.get(base_url + "/health/live", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        try:
-            wait_until(up, timeout=60, message="gunicorn did not serve the project")
+        argv = [str(self.venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", "2", "--no-control-socket",
+                "--bind", f"127.0.0.1:{port}", f"{PROJECT}.wsgi"]
+        with serving(argv, cwd=self.root, env=self.env, base_url=base_url, probe_path="/health/live",
+                     log_path=log_path):
             yield base_url, log_path
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
