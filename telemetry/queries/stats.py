@@ -12,14 +12,18 @@ written by one increment-upsert per sample interval. Detectors look at one reque
 - ``slow``: a statement slower than ``SLOW_QUERY_MS``.
 
 Findings keep the normalized statement, call site, route, organization and duration,
-never parameter values; each (code, fingerprint) is kept at most once a minute per
-process and the pending list is bounded. What a full table or list cannot take is counted
-in ``telemetry_table_dropped_total{table}``.
+never parameter values, and for an N+1 or a duplicate the ORM change that removes it
+(``telemetry.queries.remedies``, resolved here on the flusher thread, cached per
+fingerprint); each (code, fingerprint) is kept at most once a minute per process and the
+pending list is bounded. What a full table or list cannot take is counted in
+``telemetry_table_dropped_total{table}``.
 """
 
 import bisect
 import threading
 import time
+from functools import partial
+from typing import NamedTuple
 
 from django.utils import timezone
 
@@ -29,7 +33,8 @@ from telemetry.core.routers import telemetry_alias
 from telemetry.core.upsert import IncrementTable, Row
 from telemetry.metrics import families, internal
 from telemetry.models import QueryFinding, QueryStat
-from telemetry.queries import explain
+from telemetry.queries import explain, remedies
+from telemetry.queries.sql import QueryAnalysis
 
 #: Distinct (fingerprint, alias, hour) keys held between two writes.
 MAX_PENDING_STATS = 10_000
@@ -117,9 +122,10 @@ class QueryStatistics:
         row.last_seen = now
 
     def finding(self, code, analysis, alias, route, organization, call_site, duration, repetitions=1, rows=-1,
-                trace_id="") -> None:
+                trace_id="", remedy=None) -> None:
         """A detection: counted when it is advice, kept as a ``QueryFinding`` at most once a
-        minute per (code, fingerprint)."""
+        minute per (code, fingerprint). ``remedy``: a zero-argument callable giving the
+        finding's remedy, called only for a finding that is kept."""
         if code in RUNTIME_SUGGESTIONS:
             # Every detection counts in the metric; only the stored evidence is rate-limited.
             families().analytics.optimization_suggestions.child((code,)).inc()
@@ -137,7 +143,7 @@ class QueryStatistics:
             code=code, fingerprint_id=analysis.fingerprint_id, fingerprint=analysis.fingerprint, alias=alias,
             route=route or "", organization_id=organization or "", call_site=(call_site or "")[:500],
             duration_ms=duration * 1000.0, repetitions=repetitions, rows=rows, created_at=timezone.now(),
-            trace_id=trace_id,
+            trace_id=trace_id, remedy=remedy() if remedy is not None else {},
         ))
 
     def write_pending(self, batch=None) -> None:
@@ -188,7 +194,7 @@ def detect(analysed, route="", organization=""):
     slow_seconds = conf.get("SLOW_QUERY_MS") / 1000.0
     limit_rows = conf.get("ADD_LIMIT_ROWS")
     groups = {}
-    for event, analysis in analysed:
+    for index, (event, analysis) in enumerate(analysed):
         alias, duration, rowcount, call_site = event.alias, event.duration, event.rowcount, event.call_site
         if duration >= slow_seconds:
             _finding("slow", analysis, alias, route, organization, call_site, duration, rows=rowcount,
@@ -199,9 +205,10 @@ def detect(analysed, route="", organization=""):
                 and not _has_limit(analysis.fingerprint)):
             _finding("add_limit_clause", analysis, alias, route, organization, call_site, duration, rows=rowcount,
                      trace_id=_trace_id(event))
-        groups.setdefault((alias, analysis.fingerprint_id), []).append((event, analysis))
+        groups.setdefault((alias, analysis.fingerprint_id), (index, []))[1].append((event, analysis))
     threshold = conf.get("N_PLUS_ONE_THRESHOLD")
-    for (alias, _), runs in groups.items():
+    loops = {}
+    for (alias, fingerprint_id), (first, runs) in groups.items():
         if len(runs) < 2:
             continue
         analysis = runs[0][1]
@@ -213,10 +220,27 @@ def detect(analysed, route="", organization=""):
         repeated = max(len(events) for events in by_params.values())
         if repeated >= 2:
             _finding("duplicate_query", analysis, alias, route, organization, call_site, total, repeated,
-                     trace_id=_trace_id(runs[0][0]))
+                     trace_id=_trace_id(runs[0][0]), remedy=remedies.HOIST.copy)
         if len(by_params) >= threshold:
-            _finding("n_plus_one", analysis, alias, route, organization, call_site, total, len(runs),
-                     trace_id=_trace_id(runs[0][0]))
+            loops[fingerprint_id] = _Loop(first, alias, analysis, call_site, total, len(runs),
+                                          _trace_id(runs[0][0]))
+    if loops:
+        request = remedies.RequestRemedies(analysed, {key: loop.first for key, loop in loops.items()})
+        for loop in loops.values():
+            _finding("n_plus_one", loop.analysis, loop.alias, route, organization, loop.call_site, loop.total,
+                     loop.repetitions, trace_id=loop.trace_id, remedy=partial(request.for_loop, loop.first))
+
+
+class _Loop(NamedTuple):
+    """An N+1 of one request: its statement's first run (an index into the request's statements)."""
+
+    first: int
+    alias: str
+    analysis: QueryAnalysis
+    call_site: str
+    total: float
+    repetitions: int
+    trace_id: str
 
 
 def _params_key(params):

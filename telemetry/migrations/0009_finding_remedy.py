@@ -1,0 +1,16 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("telemetry", "0008_route_stat"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="queryfinding",
+            name="remedy",
+            field=models.JSONField(blank=True, default=dict),
+        ),
+    ]
