@@ -151,6 +151,10 @@ class QueryFinding(models.Model):
     rows = models.BigIntegerField(default=-1)
     trace_id = models.CharField(max_length=32, blank=True, default="")
     remedy = models.JSONField(default=dict, blank=True)
+    #: The detections this row stands for in its process (itself and those the once-a-minute
+    #: limit folded into it since the previous one) and their summed ``duration_ms``.
+    occurrences = models.IntegerField(default=1)
+    occurrences_ms = models.FloatField(default=0.0)
     created_at = models.DateTimeField(db_index=True)
 
     def __str__(self) -> str:

@@ -13,4 +13,14 @@ class Migration(migrations.Migration):
             name="remedy",
             field=models.JSONField(blank=True, default=dict),
         ),
+        migrations.AddField(
+            model_name="queryfinding",
+            name="occurrences",
+            field=models.IntegerField(default=1),
+        ),
+        migrations.AddField(
+            model_name="queryfinding",
+            name="occurrences_ms",
+            field=models.FloatField(default=0.0),
+        ),
     ]

@@ -14,8 +14,9 @@ written by one increment-upsert per sample interval. Detectors look at one reque
 Findings keep the normalized statement, call site, route, organization and duration,
 never parameter values, and for an N+1 or a duplicate the ORM change that removes it
 (``telemetry.queries.remedies``, resolved here on the flusher thread, cached per
-fingerprint); each (code, fingerprint) is kept at most once a minute per process and the
-pending list is bounded. What a full table or list cannot take is counted in
+fingerprint); each (code, fingerprint) is kept at most once a minute per process, the
+detections in between folded into the next kept one (``occurrences``, ``occurrences_ms``),
+and the pending list is bounded. What a full table or list cannot take is counted in
 ``telemetry_table_dropped_total{table}``.
 """
 
@@ -83,6 +84,17 @@ class QueryStatRow(Row):
         return fields
 
 
+class _Folded:
+    """When a (code, fingerprint)'s last finding was kept, and the detections since."""
+
+    __slots__ = ("at", "occurrences", "total_ms")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.occurrences = 0
+        self.total_ms = 0.0
+
+
 class QueryStatistics:
     """This process's statistics table and pending findings, with the findings' rate limits.
 
@@ -99,8 +111,8 @@ class QueryStatistics:
             set_fields=("fingerprint", "operation", "tables", "complexity", "complexity_score", "suggestions"),
             max_keys=max_keys, drops=self.drops, drop_reason="query_stats")
         self._findings: list[QueryFinding] = []
-        #: (code, fingerprint id) -> monotonic time of its last kept finding.
-        self._last_finding: dict[tuple[str, str], float] = {}
+        #: (code, fingerprint id) -> its last kept finding's time and the detections folded since.
+        self._last_finding: dict[tuple[str, str], _Folded] = {}
         self._lock = threading.Lock()
 
     def observe(self, batch, analysis, alias, duration, rowcount) -> None:
@@ -131,19 +143,27 @@ class QueryStatistics:
             families().analytics.optimization_suggestions.child((code,)).inc()
         key = (code, analysis.fingerprint_id)
         now = time.monotonic()
-        if now - self._last_finding.get(key, -FINDING_INTERVAL_SECONDS) < FINDING_INTERVAL_SECONDS:
+        milliseconds = duration * 1000.0
+        last = self._last_finding.get(key)
+        if last is not None and now - last.at < FINDING_INTERVAL_SECONDS:
+            # Folded into the next kept finding, so the report sums every occurrence's time.
+            last.occurrences += 1
+            last.total_ms += milliseconds
             return
         if len(self._findings) >= MAX_PENDING_FINDINGS:
             self.drops.count("query_findings")
             return
         if len(self._last_finding) >= MAX_REMEMBERED_FINDINGS:
             self._last_finding.clear()
-        self._last_finding[key] = now
+            last = None
+        self._last_finding[key] = _Folded(now)
         self._findings.append(QueryFinding(
             code=code, fingerprint_id=analysis.fingerprint_id, fingerprint=analysis.fingerprint, alias=alias,
             route=route or "", organization_id=organization or "", call_site=(call_site or "")[:500],
-            duration_ms=duration * 1000.0, repetitions=repetitions, rows=rows, created_at=timezone.now(),
+            duration_ms=milliseconds, repetitions=repetitions, rows=rows, created_at=timezone.now(),
             trace_id=trace_id, remedy=remedy() if remedy is not None else {},
+            occurrences=1 + (last.occurrences if last else 0),
+            occurrences_ms=milliseconds + (last.total_ms if last else 0.0),
         ))
 
     def write_pending(self, batch=None) -> None:

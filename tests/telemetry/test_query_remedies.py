@@ -1,19 +1,28 @@
 """N+1 remedies: views with each N+1 shape, run through the middleware on PostgreSQL, get the
 ORM change that removes the loop, stored with the finding and shown in admin and the report."""
 
+import html
+from types import SimpleNamespace
+
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
 from django.template import engines
-from django.urls import path
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import strip_tags
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps_builder.models import App, AppVersion, DataQuery, DataSource, Organization
 from telemetry import api
-from telemetry.models import QueryFinding
+from telemetry.models import QueryFinding, QueryStat
+from telemetry.queries import reports
+from telemetry.queries import stats as querystats
+from telemetry.queries.sql import analyze
 
 pytestmark = [pytest.mark.django_db(databases=["default", "telemetry"]), pytest.mark.urls(__name__)]
 
@@ -60,6 +69,15 @@ def per_item_count_annotated(request):
 
 def per_item_exists(request):
     return JsonResponse({"apps": [organization.apps.exists() for organization in Organization.objects.order_by("id")]})
+
+
+def by_id(request):
+    ids = list(Organization.objects.values_list("id", flat=True))
+    return JsonResponse({"names": [Organization.objects.get(pk=pk).name for pk in ids]})
+
+
+def twice(request):
+    return JsonResponse({"counts": [Organization.objects.filter(slug="org-1").count() for _ in range(2)]})
 
 
 def nested(request):
@@ -116,10 +134,13 @@ urlpatterns = [
     path("organizations/app-counts/annotated", per_item_count_annotated),
     path("organizations/has-apps", per_item_exists),
     path("queries/organizations", nested),
+    path("organizations/by-id", by_id),
+    path("organizations/twice", twice),
     path("api/apps", AppList.as_view()),
     path("api/apps/selected", AppListSelected.as_view()),
     path("apps/template", template_loop),
     path("apps/template/prefetched", template_loop_prefetched),
+    path("admin/", admin.site.urls),
 ]
 
 
@@ -181,3 +202,98 @@ def test_a_loop_in_a_loop_is_one_path_on_the_outer_queryset(client, platform):
     assert found['"apps_builder_app"']["call"] == 'select_related("app")'
     assert found['"apps_builder_organization"']["call"] == 'select_related("app__organization")'
     assert {remedy["queryset"] for remedy in found.values()} == {"DataQuery"}
+
+
+def test_a_relation_nothing_identifies_is_said_plainly(client, platform):
+    remedy = only_remedy(client, "/organizations/by-id")
+    assert remedy["kind"] == "unidentified"
+    assert remedy["text"] == ("no remedy named: no statement before the loop reads a model with a foreign key to "
+                              "Organization")
+
+
+def test_a_duplicate_is_hoisted(client, platform):
+    client.get("/organizations/twice")
+    api.flush(sample=True)
+    [finding] = QueryFinding.objects.using("telemetry").filter(code="duplicate_query")
+    assert finding.remedy["text"] == "cache or hoist the call out of the loop"
+
+
+def page_text(admin_client, url):
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    return " ".join(html.unescape(strip_tags(response.content.decode())).split())
+
+
+def test_the_report_ranks_an_n_plus_one_by_its_repetitions_and_says_the_fix(client, admin_client, platform):
+    client.get("/apps/organizations")
+    api.flush(sample=True)
+    finding = QueryFinding.objects.using("telemetry").get(code="n_plus_one")
+    report = reports.build_optimization_report(hours=1)
+
+    suggestion = report.suggestions.get(code="n_plus_one")
+    line = finding.call_site.split(" in ")[0]
+    assert line.startswith("tests/telemetry/test_query_remedies.py:")
+    headline = (f'6 queries per request on /apps/organizations — add select_related("organization") to the App '
+                f"queryset at {line}")
+    assert suggestion.evidence["headline"] == headline
+    assert suggestion.share_of_db_time == round(finding.occurrences_ms / report.data["total_ms"], 4)
+    assert headline in page_text(admin_client, reverse("admin:telemetry_queryreport_change", args=[report.pk]))
+    remedy = f'add select_related("organization") to the App queryset at {line}'
+    fingerprint_page = page_text(admin_client, reverse("admin:telemetry_querystat_fingerprint",
+                                                       args=[finding.fingerprint_id]))
+    assert remedy in fingerprint_page and headline in fingerprint_page
+    assert remedy in page_text(admin_client, reverse("admin:telemetry_queryfinding_change", args=[finding.pk]))
+
+
+def test_findings_rate_limited_in_between_are_folded_into_the_next_kept_one(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(querystats, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    statistics = querystats.QueryStatistics()
+    analysis = analyze('SELECT "id" FROM "apps_builder_organization" WHERE "id" = %s', [1], "postgresql")
+    for seconds, milliseconds in ((0, 10), (20, 20), (40, 30), (61, 40)):
+        clock[0] = 1000.0 + seconds
+        statistics.finding("n_plus_one", analysis, "default", "/r", "", "", milliseconds / 1000.0, 6)
+    statistics.write_pending()
+    kept = QueryFinding.objects.using("telemetry").filter(fingerprint_id=analysis.fingerprint_id).order_by("id")
+    assert [(finding.occurrences, round(finding.occurrences_ms)) for finding in kept] == [(1, 10), (3, 90)]
+
+
+def stat(fingerprint_id, max_ms):
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    text = f'SELECT "id" FROM "{fingerprint_id}" WHERE "id" = ?'
+    QueryStat.objects.using("telemetry").create(
+        fingerprint_id=fingerprint_id, alias="default", hour=hour, fingerprint=text, operation="select",
+        tables=fingerprint_id, complexity="low", calls=10, total_ms=max_ms * 2, min_ms=0.5, max_ms=max_ms, rows=10,
+        first_seen=hour, last_seen=hour)
+    return text
+
+
+def finding_row(code, fingerprint_id, text):
+    QueryFinding.objects.using("telemetry").create(
+        code=code, fingerprint_id=fingerprint_id, fingerprint=text, alias="default", route="/r",
+        call_site="app/views.py:9 in view", duration_ms=900.0, occurrences_ms=900.0, repetitions=6,
+        created_at=timezone.now())
+
+
+def test_slow_is_a_symptom_on_the_fingerprint_not_advice_beside_the_fix(admin_client, settings):
+    settings.TELEMETRY = {**settings.TELEMETRY, "SLOW_QUERY_MS": 500}
+    advised, unexplained = stat("advised", 900.0), stat("unexplained", 800.0)
+    stat("fast", 1.0)
+    finding_row("slow", "advised", advised)
+    finding_row("n_plus_one", "advised", advised)
+    finding_row("slow", "unexplained", unexplained)
+
+    report = reports.build_optimization_report(hours=1)
+
+    codes = {(item.fingerprint_id, item.code) for item in report.suggestions.filter(source="runtime")}
+    assert codes == {("advised", "n_plus_one"), ("unexplained", "slow")}
+    response = admin_client.get(reverse("admin:telemetry_querystat_changelist"))
+    rows = {row.split('data-fingerprint="')[1].split('"')[0]: row
+            for row in response.content.decode().split('<tr class="fingerprint-row"')[1:]}
+    assert {key for key, row in rows.items() if 'class="badge slow"' in row} == {"advised", "unexplained"}
+    assert ">slow<" in rows["advised"] and "n_plus_one" in rows["advised"]
+    assert "n_plus_one, slow" not in rows["advised"]
+    page = page_text(admin_client, reverse("admin:telemetry_querystat_fingerprint", args=["advised"]))
+    assert "slow a symptom: runs took up to 900.0 ms (SLOW_QUERY_MS is 500 ms)" in page
+    assert "symptom" not in page_text(admin_client, reverse("admin:telemetry_querystat_fingerprint",
+                                                            args=["fast"]))
