@@ -13,7 +13,8 @@ the loop into the query that listed the items:
   (``select_related`` for a reverse one-to-one);
 - a many-to-many through table read by one side: ``prefetch_related("<field or accessor>")``;
 - a ``COUNT(*)`` or an ``EXISTS``-style ``SELECT 1 ... LIMIT 1`` per item:
-  ``annotate(<name>=Count("<relation>"))`` or ``annotate(<name>=Exists(...))``.
+  ``annotate(<name>=Count("<relation>"))`` or ``annotate(<name>=Exists(...))``; the first row
+  of an ordered list per item (``first()``, ``latest()``): ``annotate(<name>=Subquery(...))``.
 
 A loop inside a loop gives one path on the outer queryset (``prefetch_related("apps__queries")``).
 When the relation or the queryset cannot be told, the remedy says so instead of guessing. A
@@ -60,7 +61,8 @@ class Relation(NamedTuple):
 class Shape(NamedTuple):
     """What one repeated statement reads, resolved against the models (cached per fingerprint)."""
 
-    #: ``rows``, ``count`` (``COUNT(*)``) or ``exists`` (``SELECT 1 ... LIMIT 1``).
+    #: ``rows``, ``count`` (``COUNT(*)``), ``exists`` (``SELECT 1 ... LIMIT 1``) or ``first``
+    #: (``ORDER BY ... LIMIT``: ``first()``, ``latest()``, ``[:1]``).
     aggregate: str
     #: ``select_related`` (forward or reverse one-to-one) or ``prefetch_related``.
     method: str
@@ -73,6 +75,8 @@ class Shape(NamedTuple):
     filtered: bool
     #: Why no relation fits ("" when one does).
     problem: str = ""
+    #: ``order_by`` arguments of a ``first`` (``("-created_at",)``).
+    order: tuple[str, ...] = ()
 
 
 def _unresolved(problem: str) -> Shape:
@@ -120,9 +124,28 @@ def statement_shape(fingerprint: str, vendor: str) -> Shape:
         shape = _through(model, field, aggregate, filtered) or _reverse(model, field, aggregate, filtered) \
             or _forward(model, field, aggregate, filtered)
         if not shape.problem:
-            return shape
+            return _first(tree, aliases, shape)
         problem = problem or shape.problem
     return _unresolved(problem)
+
+
+def _first(tree: exp.Select, aliases: dict[str, str], shape: Shape) -> Shape:
+    """``shape`` as a ``first`` when the statement takes the first rows of an ordered list of the
+    child's (one per item: a Subquery, not a prefetch of every row)."""
+    if shape.aggregate != "rows" or shape.method != "prefetch_related" or not tree.args.get("limit") \
+            or not tree.args.get("order") or shape.child is None:
+        return shape
+    order = []
+    for ordered in tree.args["order"].expressions:
+        column = ordered.this
+        if not isinstance(column, exp.Column):
+            return shape
+        table = aliases.get(column.table.lower(), column.table.lower()) if column.table else ""
+        field = schema.field_for_column(shape.child, column.name)
+        if field is None or (table and table != shape.child._meta.db_table.lower()):
+            return shape
+        order.append(("-" if ordered.args.get("desc") else "") + field.name)
+    return shape._replace(aggregate="first", order=tuple(order))
 
 
 def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
@@ -305,6 +328,10 @@ def _annotation(shape: Shape, relation: Relation) -> dict[str, str]:
     condition = ' (with the loop\'s other conditions as filter=Q(...))' if shape.filtered else ""
     if shape.aggregate == "count":
         call = f'annotate({relation.accessor}_count=Count("{relation.accessor}"))'
+    elif shape.aggregate == "first":
+        order = ", ".join(f'"{name}"' for name in shape.order)
+        call = (f'annotate(first_{child.lower()}=Subquery({child}.objects.filter({relation.lookup}=OuterRef("pk"))'
+                f'.order_by({order}).values("pk")[:1]))')
     else:
         call = (f'annotate(has_{relation.accessor}=Exists({child}.objects.filter('
                 f'{relation.lookup}=OuterRef("pk"))))')

@@ -71,6 +71,12 @@ def per_item_exists(request):
     return JsonResponse({"apps": [organization.apps.exists() for organization in Organization.objects.order_by("id")]})
 
 
+def nested_prefetch(request):
+    return JsonResponse({"organizations": [
+        [[query.name for query in app.queries.all()] for app in organization.apps.all()]
+        for organization in Organization.objects.order_by("id")]})
+
+
 def by_id(request):
     ids = list(Organization.objects.values_list("id", flat=True))
     return JsonResponse({"names": [Organization.objects.get(pk=pk).name for pk in ids]})
@@ -134,6 +140,7 @@ urlpatterns = [
     path("organizations/app-counts/annotated", per_item_count_annotated),
     path("organizations/has-apps", per_item_exists),
     path("queries/organizations", nested),
+    path("organizations/apps/queries", nested_prefetch),
     path("organizations/by-id", by_id),
     path("organizations/twice", twice),
     path("api/apps", AppList.as_view()),
@@ -202,6 +209,10 @@ def test_a_loop_in_a_loop_is_one_path_on_the_outer_queryset(client, platform):
     assert found['"apps_builder_app"']["call"] == 'select_related("app")'
     assert found['"apps_builder_organization"']["call"] == 'select_related("app__organization")'
     assert {remedy["queryset"] for remedy in found.values()} == {"DataQuery"}
+    found = {finding.fingerprint.split(" FROM ")[1].split()[0]: finding.remedy["call"]
+             for finding in n_plus_ones(client, "/organizations/apps/queries")}
+    assert found == {'"apps_builder_app"': 'prefetch_related("apps")',
+                     '"apps_builder_dataquery"': 'prefetch_related("apps__queries")'}
 
 
 def test_a_relation_nothing_identifies_is_said_plainly(client, platform):
@@ -297,3 +308,25 @@ def test_slow_is_a_symptom_on_the_fingerprint_not_advice_beside_the_fix(admin_cl
     assert "slow a symptom: runs took up to 900.0 ms (SLOW_QUERY_MS is 500 ms)" in page
     assert "symptom" not in page_text(admin_client, reverse("admin:telemetry_querystat_fingerprint",
                                                             args=["fast"]))
+
+
+@pytest.mark.urls("config.urls")
+def test_the_platforms_planted_n_plus_one_gets_its_remedies(org, make_member, api_client_for):
+    source = DataSource.objects.create(organization=org, kind="sqlite", name="Sample")
+    for number in range(6):
+        app = App.objects.create(organization=org, name=f"App {number}", slug=f"app-{number}")
+        AppVersion.objects.create(app=app, name="v1")
+        DataQuery.objects.create(app=app, data_source=source, name="q", options={})
+    client = api_client_for(make_member(org, "viewer"))
+
+    assert client.get(f"/api/organizations/{org.pk}/apps-overview").status_code == 200
+
+    api.flush(sample=True)
+    remedies = {finding.fingerprint.split(" FROM ")[1].split()[0]: finding.remedy["text"]
+                for finding in QueryFinding.objects.using("telemetry").filter(code="n_plus_one")}
+    assert remedies == {
+        '"apps_builder_dataquery"': 'add annotate(queries_count=Count("queries")) to the App queryset',
+        '"apps_builder_appversion"': 'add annotate(first_appversion=Subquery(AppVersion.objects.filter('
+                                     'app=OuterRef("pk")).order_by("-created_at").values("pk")[:1])) to the App '
+                                     "queryset",
+    }
