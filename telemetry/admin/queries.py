@@ -207,8 +207,8 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
 
 @admin.register(QueryFinding)
 class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ("created_at", "code", "short_fingerprint", "route", "call_site", "remedy_text", "duration_ms",
-                    "repetitions", "trace")
+    list_display = ("created_at", "code", "short_fingerprint", "route", "call_site", "duration_ms", "repetitions",
+                    "trace")
     list_filter = ("code", "alias")
     search_fields = ("fingerprint", "call_site", "route", "trace_id")
     date_hierarchy = "created_at"

@@ -239,8 +239,10 @@ def detect(analysed, route="", organization=""):
         total = sum(event.duration for event, _ in runs)
         repeated = max(len(events) for events in by_params.values())
         if repeated >= 2:
+            # A repeated write or transaction statement may be meant: only a read is hoisted.
             _finding("duplicate_query", analysis, alias, route, organization, call_site, total, repeated,
-                     trace_id=_trace_id(runs[0][0]), remedy=remedies.HOIST.copy)
+                     trace_id=_trace_id(runs[0][0]), remedy=remedies.HOIST.copy if analysis.operation == "select"
+                     else None)
         if len(by_params) >= threshold:
             loops[fingerprint_id] = _Loop(first, alias, analysis, call_site, total, len(runs),
                                           _trace_id(runs[0][0]))
