@@ -201,6 +201,7 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
             **self._context(request, "Fingerprint " + fingerprint_id), "fingerprint_id": fingerprint_id,
             "latest": hours[0], "hours": hours, "plans": plans, "findings": findings, "suggestions": suggestions,
             "slow": slowest >= slow_ms, "slowest_ms": slowest, "slow_ms": slow_ms,
+            "advised": any(suggestion.code != "slow" for suggestion in suggestions),
         }
         return TemplateResponse(request, "admin/telemetry/queries/fingerprint.html", context)
 
