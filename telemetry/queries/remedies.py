@@ -300,14 +300,16 @@ class RequestRemedies:
         return _Loop(_remedy(method, model, call, text), model, path, method, shape.child)
 
     def _holder(self, index: int, shape: Shape) -> tuple[int | None, tuple[Relation, ...]]:
-        """The nearest earlier statement that reads a model of ``shape``'s relations, and those
-        relations of it."""
+        """The nearest earlier statement that lists rows of a model of ``shape``'s relations (more
+        than one row, when the driver says, or an outer loop's), and those relations of it."""
         own = self.analysed[index][1].fingerprint_id
         tables = {relation.model._meta.db_table.lower() for relation in shape.relations}
         for earlier in range(index - 1, max(index - LOOKBACK, 0) - 1, -1):
-            analysis = self.analysed[earlier][1]
+            event, analysis = self.analysed[earlier]
             if analysis.fingerprint_id == own or analysis.operation != "select" or not analysis.tables:
                 continue
+            if 0 <= event.rowcount < 2 and analysis.fingerprint_id not in self.loops:
+                continue  # a single row (a permission check, a get()) lists nothing to loop over
             if analysis.tables[0] in tables:
                 return earlier, tuple(relation for relation in shape.relations
                                       if relation.model._meta.db_table.lower() == analysis.tables[0])

@@ -17,7 +17,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps_builder.models import App, AppVersion, DataQuery, DataSource, Organization
+from apps_builder.models import App, AppVersion, DataQuery, DataSource, Membership, Organization
 from telemetry import api
 from telemetry.models import QueryFinding, QueryStat
 from telemetry.queries import reports
@@ -29,6 +29,12 @@ pytestmark = [pytest.mark.django_db(databases=["default", "telemetry"]), pytest.
 
 def forward_fk(request):
     return JsonResponse({"apps": [[app.name, app.organization.name] for app in App.objects.order_by("id")]})
+
+
+def forward_fk_after_a_check(request):
+    apps = list(App.objects.order_by("id"))
+    Membership.objects.filter(organization=apps[0].organization_id).first()  # one row of another holder model
+    return JsonResponse({"apps": [[app.name, app.organization.name] for app in apps]})
 
 
 def forward_fk_selected(request):
@@ -136,6 +142,7 @@ def template_loop_prefetched(request):
 urlpatterns = [
     path("apps/organizations", forward_fk),
     path("apps/organizations/selected", forward_fk_selected),
+    path("apps/organizations/after-a-check", forward_fk_after_a_check),
     path("organizations/apps", reverse_fk),
     path("organizations/apps/prefetched", reverse_fk_prefetched),
     path("groups/permissions", many_to_many),
@@ -191,6 +198,7 @@ def only_remedy(client, url):
     ("/organizations/app-counts", "annotate", "Organization", 'annotate(apps_count=Count("apps"))'),
     ("/organizations/has-apps", "annotate", "Organization",
      'annotate(has_apps=Exists(App.objects.filter(organization=OuterRef("pk"))))'),
+    ("/apps/organizations/after-a-check", "select_related", "App", 'select_related("organization")'),
     ("/api/apps", "select_related", "App", 'select_related("organization")'),
     ("/apps/template", "prefetch_related", "App", 'prefetch_related("queries")'),
 ])
