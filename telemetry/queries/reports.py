@@ -117,6 +117,14 @@ def _public(row, total_ms):
             "share_of_db_time": round(row["total_ms"] / total_ms, 4) if total_ms else 0.0}
 
 
+def n_plus_one_headline(evidence: dict[str, Any]) -> str:
+    """"12 queries per request on /apps/<id> — add select_related(...) to the App queryset at
+    apps_builder/views.py:88": an N+1's count per request, route and remedy."""
+    where = f" on {evidence['route']}" if evidence.get("route") else ""
+    remedy = remedies.describe(evidence.get("remedy") or {}, evidence.get("call_site", ""))
+    return f"{evidence.get('per_request', 0)} queries per request{where}" + (f" — {remedy}" if remedy else "")
+
+
 def build_slow_query_report(hours: float | None = None, end: datetime | None = None) -> QueryReport:
     """Top fingerprints by total time and by p95, with the change against the previous
     period of the same length."""
@@ -150,14 +158,6 @@ def build_slow_query_report(hours: float | None = None, end: datetime | None = N
         "by_p95": [entry(row) for row in sorted(current, key=lambda r: (-r["p95_ms"], -r["total_ms"]))[:top_n]],
     }
     return _store("slow_queries", start, end, data)
-
-
-def n_plus_one_headline(evidence: dict[str, Any]) -> str:
-    """"12 queries per request on /apps/<id> — add select_related(...) to the App queryset at
-    apps_builder/views.py:88": an N+1's count per request, route and remedy."""
-    where = f" on {evidence['route']}" if evidence.get("route") else ""
-    remedy = remedies.describe(evidence.get("remedy") or {}, evidence.get("call_site", ""))
-    return f"{evidence.get('per_request', 0)} queries per request{where}" + (f" — {remedy}" if remedy else "")
 
 
 def _postgresql_aliases():
@@ -283,11 +283,11 @@ def build_optimization_report(hours: float | None = None, end: datetime | None =
             evidence={"index": index["index"], "definition": index["definition"], "table_rows": index["table_rows"],
                       "index_bytes": index["index_bytes"], "idx_scan": 0, "write_fingerprints": len(writers)},
         ))
+    suggestions.sort(key=lambda item: (-item["share_of_db_time"], item["code"], item.get("fingerprint_id", "")))
     # ``slow`` is a symptom: listed only for a fingerprint no other suggestion explains.
     advised = {item["fingerprint_id"] for item in suggestions if item["code"] != "slow" and item.get("fingerprint_id")}
-    suggestions = [item for item in suggestions if item["code"] != "slow" or item["fingerprint_id"] not in advised]
-    suggestions.sort(key=lambda item: (-item["share_of_db_time"], item["code"], item.get("fingerprint_id", "")))
-    suggestions = suggestions[:MAX_SUGGESTIONS]
+    suggestions = [item for item in suggestions
+                   if item["code"] != "slow" or item["fingerprint_id"] not in advised][:MAX_SUGGESTIONS]
     by_code = dict(Counter(item["code"] for item in suggestions))
     data = {"period_hours": (end - start).total_seconds() / 3600.0, "total_ms": round(total_ms, 3),
             "fingerprints": len(stats), "suggestions": len(suggestions), "by_code": by_code,
