@@ -136,7 +136,8 @@ class RouteStat(LatencyHistogram):
 class QueryFinding(models.Model):
     """A runtime detection (n_plus_one, duplicate_query, add_limit_clause, slow) with its
     evidence: normalized statement, call site, route, organization, trace id. Never the
-    parameter values."""
+    parameter values. ``remedy`` is the ORM change that removes an N+1 or a duplicate
+    (``telemetry.queries.remedies``: kind, model, queryset, call, text); empty otherwise."""
 
     code = models.CharField(max_length=32)
     fingerprint_id = models.CharField(max_length=32)
@@ -149,6 +150,11 @@ class QueryFinding(models.Model):
     repetitions = models.IntegerField(default=1)
     rows = models.BigIntegerField(default=-1)
     trace_id = models.CharField(max_length=32, blank=True, default="")
+    remedy = models.JSONField(default=dict, blank=True)
+    #: The detections this row stands for in its process (itself and those the once-a-minute
+    #: limit folded into it since the previous one) and their summed ``duration_ms``.
+    occurrences = models.IntegerField(default=1)
+    occurrences_ms = models.FloatField(default=0.0)
     created_at = models.DateTimeField(db_index=True)
 
     def __str__(self) -> str:

@@ -27,7 +27,7 @@ from django.utils.safestring import mark_safe
 from telemetry import conf
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
-from telemetry.queries import reports
+from telemetry.queries import remedies, reports
 
 PERIODS = ((1, "last hour"), (24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
 SORT_KEYS = (("total_ms", "Total ms"), ("calls", "Calls"), ("mean_ms", "Mean ms"), ("p95_ms", "p95 ms"),
@@ -68,6 +68,12 @@ def render_plan(plan: Any) -> str:
         else:
             lines.append(escape(line))
     return mark_safe('<pre class="query-plan">' + "\n".join(lines) + "</pre>")  # noqa: S308 - escaped above
+
+
+def suggestion_remedy(suggestion: QuerySuggestion) -> str:
+    """A runtime suggestion's remedy with its call site ("" without one)."""
+    evidence = suggestion.evidence
+    return remedies.describe(evidence.get("remedy") or {}, evidence.get("call_site", ""))
 
 
 class ReadOnly:
@@ -118,8 +124,12 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
         rows = reports.aggregate(start, end, table=filters["table"] or None,
                                  operation=filters["operation"] or None, complexity=filters["complexity"] or None)
         runtime_codes = _latest_optimization_codes()
+        slow_ms = conf.get("SLOW_QUERY_MS")
         for row in rows:
-            row["codes"] = sorted(set(row["suggestions"]) | runtime_codes.get(row["fingerprint_id"], set()))
+            # ``slow`` is the row's symptom (a badge), not one of its suggestions.
+            row["codes"] = sorted((set(row["suggestions"]) | runtime_codes.get(row["fingerprint_id"], set()))
+                                  - {"slow"})
+            row["slow"] = row["max_ms"] >= slow_ms
         choices = {
             "table": sorted({table for row in rows for table in row["tables"]}),
             "operation": sorted({row["operation"] for row in rows if row["operation"]}),
@@ -179,12 +189,19 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
             QueryFinding.objects.filter(fingerprint_id=fingerprint_id).order_by("-created_at")[:20])
         for finding in findings:
             finding.trace_url = trace_url(finding.trace_id)
-        suggestions = QuerySuggestion.objects.filter(
+            finding.remedy_text = remedies.describe(finding.remedy, finding.call_site)
+        slow_ms = conf.get("SLOW_QUERY_MS")
+        slowest = max(stat.max_ms for stat in hours)
+        suggestions: list[Any] = list(QuerySuggestion.objects.filter(
             fingerprint_id=fingerprint_id, report__kind="optimization").select_related("report").order_by(
-            "-report__period_end", "rank")[:20]
+            "-report__period_end", "rank")[:20])
+        for suggestion in suggestions:
+            suggestion.remedy_text = suggestion_remedy(suggestion)
         context = {
             **self._context(request, "Fingerprint " + fingerprint_id), "fingerprint_id": fingerprint_id,
             "latest": hours[0], "hours": hours, "plans": plans, "findings": findings, "suggestions": suggestions,
+            "slow": slowest >= slow_ms, "slowest_ms": slowest, "slow_ms": slow_ms,
+            "advised": any(suggestion.code != "slow" for suggestion in suggestions),
         }
         return TemplateResponse(request, "admin/telemetry/queries/fingerprint.html", context)
 
@@ -197,6 +214,13 @@ class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ("fingerprint", "call_site", "route", "trace_id")
     date_hierarchy = "created_at"
     show_full_result_count = False
+    readonly_fields = ("code", "short_fingerprint", "alias", "route", "organization_id", "call_site", "remedy_text",
+                       "duration_ms", "repetitions", "occurrences", "occurrences_ms", "rows", "trace", "created_at")
+    fields = readonly_fields
+
+    @admin.display(description="remedy")
+    def remedy_text(self, finding: QueryFinding) -> str:
+        return remedies.describe(finding.remedy, finding.call_site) or "—"
 
     @admin.display(description="statement")
     def short_fingerprint(self, finding: QueryFinding) -> str:
@@ -296,6 +320,7 @@ class QueryReportAdmin(ReadOnly, admin.ModelAdmin):
         plans = QueryPlan.objects.in_bulk([s.evidence["plan_id"] for s in suggestions if s.evidence.get("plan_id")])
         for suggestion in suggestions:
             suggestion.trace_url = trace_url(suggestion.evidence.get("trace_id", ""))
+            suggestion.remedy_text = suggestion_remedy(suggestion)
             plan = plans.get(suggestion.evidence.get("plan_id"))
             suggestion.rendered_plan = render_plan(plan.plan) if plan else ""
             suggestion.fingerprint_url = (reverse("admin:telemetry_querystat_fingerprint",

@@ -2,5 +2,8 @@
 plans of slow statements (``explain``), index advice (``advice``), the slow-query and
 optimization reports (``reports``) and the SQL analyzer (``sql``).
 
+The ORM remedies of N+1 and duplicate findings are in ``remedies`` (models and fields from
+``schema``).
+
 May import the core and metrics; never tracing, usage or anything above them.
 """

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.db.models import Avg, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from telemetry import conf
@@ -20,7 +21,7 @@ from telemetry.core import guard
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
-from telemetry.queries import advice
+from telemetry.queries import advice, remedies
 
 MAX_FINGERPRINT_TEXT = 2000
 MAX_SUGGESTIONS = 200
@@ -116,6 +117,14 @@ def _public(row, total_ms):
             "share_of_db_time": round(row["total_ms"] / total_ms, 4) if total_ms else 0.0}
 
 
+def n_plus_one_headline(evidence: dict[str, Any]) -> str:
+    """"12 queries per request on /apps/<id> — add select_related(...) to the App queryset at
+    apps_builder/views.py:88": an N+1's count per request, route and remedy."""
+    where = f" on {evidence['route']}" if evidence.get("route") else ""
+    remedy = remedies.describe(evidence.get("remedy") or {}, evidence.get("call_site", ""))
+    return f"{evidence.get('per_request', 0)} queries per request{where}" + (f" — {remedy}" if remedy else "")
+
+
 def build_slow_query_report(hours: float | None = None, end: datetime | None = None) -> QueryReport:
     """Top fingerprints by total time and by p95, with the change against the previous
     period of the same length."""
@@ -170,7 +179,10 @@ def build_optimization_report(hours: float | None = None, end: datetime | None =
         total_ms = sum(row["total_ms"] for row in stats.values())
         findings = list(
             QueryFinding.objects.using(alias).filter(created_at__gte=start, created_at__lt=end)
-            .values("code", "fingerprint_id").order_by().annotate(occurrences=Count("id"), latest=Max("created_at"))
+            .values("code", "fingerprint_id").order_by().annotate(
+                occurrences=Sum("occurrences"), latest=Max("created_at"), repetitions_mean=Avg("repetitions"),
+                # Rows written before occurrences_ms existed hold 0 there: their own duration counts.
+                occurrences_ms=Sum(Greatest("occurrences_ms", "duration_ms")))
         )
         examples: dict[tuple[str, str], dict[str, Any]] = {}
         # Both names are reused below: for values() rows and for index candidates' keys.
@@ -182,7 +194,8 @@ def build_optimization_report(hours: float | None = None, end: datetime | None =
             example = examples.setdefault(key, {"fingerprint": finding.fingerprint, "alias": finding.alias,
                                                 "call_site": finding.call_site, "route": finding.route,
                                                 "duration_ms": finding.duration_ms,
-                                                "repetitions": finding.repetitions, "trace_id": ""})
+                                                "repetitions": finding.repetitions, "trace_id": "",
+                                                "remedy": finding.remedy})
             if not example["trace_id"] and finding.trace_id:
                 example["trace_id"] = finding.trace_id
         plans = list(QueryPlan.objects.using(alias).exclude(candidates=[]).order_by("-captured_at")[:500])
@@ -220,14 +233,21 @@ def build_optimization_report(hours: float | None = None, end: datetime | None =
     for finding in findings:
         example = examples.get((finding["code"], finding["fingerprint_id"]), {})
         stat = stats.get(finding["fingerprint_id"], {})
+        evidence = {"occurrences": finding["occurrences"], "latest": finding["latest"].isoformat(),
+                    "call_site": example.get("call_site", ""), "route": example.get("route", ""),
+                    "duration_ms": example.get("duration_ms"), "repetitions": example.get("repetitions"),
+                    "trace_id": example.get("trace_id", ""), "remedy": example.get("remedy") or {}}
+        share_of_db_time = share([finding["fingerprint_id"]])
+        if finding["code"] == "n_plus_one":
+            # An N+1 costs its repetitions in every request it occurs in: ranked by their summed time.
+            share_of_db_time = round(finding["occurrences_ms"] / total_ms, 4) if total_ms else 0.0
+            evidence.update(per_request=round(finding["repetitions_mean"] or 0),
+                            repetitions_ms=round(finding["occurrences_ms"], 3))
+            evidence["headline"] = n_plus_one_headline(evidence)
         suggestions.append(dict(
             code=finding["code"], source="runtime", fingerprint_id=finding["fingerprint_id"],
             fingerprint=example.get("fingerprint", ""), alias=example.get("alias", ""),
-            table=",".join(stat.get("tables", ()))[:255], share_of_db_time=share([finding["fingerprint_id"]]),
-            evidence={"occurrences": finding["occurrences"], "latest": finding["latest"].isoformat(),
-                      "call_site": example.get("call_site", ""), "route": example.get("route", ""),
-                      "duration_ms": example.get("duration_ms"), "repetitions": example.get("repetitions"),
-                      "trace_id": example.get("trace_id", "")},
+            table=",".join(stat.get("tables", ()))[:255], share_of_db_time=share_of_db_time, evidence=evidence,
         ))
     missing: dict[tuple[Any, ...], dict[str, Any]] = {}
     for plan in plans:
@@ -264,7 +284,10 @@ def build_optimization_report(hours: float | None = None, end: datetime | None =
                       "index_bytes": index["index_bytes"], "idx_scan": 0, "write_fingerprints": len(writers)},
         ))
     suggestions.sort(key=lambda item: (-item["share_of_db_time"], item["code"], item.get("fingerprint_id", "")))
-    suggestions = suggestions[:MAX_SUGGESTIONS]
+    # ``slow`` is a symptom: listed only for a fingerprint no other suggestion explains.
+    advised = {item["fingerprint_id"] for item in suggestions if item["code"] != "slow" and item.get("fingerprint_id")}
+    suggestions = [item for item in suggestions
+                   if item["code"] != "slow" or item["fingerprint_id"] not in advised][:MAX_SUGGESTIONS]
     by_code = dict(Counter(item["code"] for item in suggestions))
     data = {"period_hours": (end - start).total_seconds() / 3600.0, "total_ms": round(total_ms, 3),
             "fingerprints": len(stats), "suggestions": len(suggestions), "by_code": by_code,

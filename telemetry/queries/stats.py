@@ -12,14 +12,19 @@ written by one increment-upsert per sample interval. Detectors look at one reque
 - ``slow``: a statement slower than ``SLOW_QUERY_MS``.
 
 Findings keep the normalized statement, call site, route, organization and duration,
-never parameter values; each (code, fingerprint) is kept at most once a minute per
-process and the pending list is bounded. What a full table or list cannot take is counted
-in ``telemetry_table_dropped_total{table}``.
+never parameter values, and for an N+1 or a duplicate the ORM change that removes it
+(``telemetry.queries.remedies``, resolved here on the flusher thread, cached per
+fingerprint); each (code, fingerprint) is kept at most once a minute per process, the
+detections in between folded into the next kept one (``occurrences``, ``occurrences_ms``),
+and the pending list is bounded. What a full table or list cannot take is counted in
+``telemetry_table_dropped_total{table}``.
 """
 
 import bisect
 import threading
 import time
+from functools import partial
+from typing import NamedTuple
 
 from django.utils import timezone
 
@@ -29,7 +34,8 @@ from telemetry.core.routers import telemetry_alias
 from telemetry.core.upsert import IncrementTable, Row
 from telemetry.metrics import families, internal
 from telemetry.models import QueryFinding, QueryStat
-from telemetry.queries import explain
+from telemetry.queries import explain, remedies
+from telemetry.queries.sql import QueryAnalysis
 
 #: Distinct (fingerprint, alias, hour) keys held between two writes.
 MAX_PENDING_STATS = 10_000
@@ -78,6 +84,17 @@ class QueryStatRow(Row):
         return fields
 
 
+class _Folded:
+    """When a (code, fingerprint)'s last finding was kept, and the detections since."""
+
+    __slots__ = ("at", "occurrences", "total_ms")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.occurrences = 0
+        self.total_ms = 0.0
+
+
 class QueryStatistics:
     """This process's statistics table and pending findings, with the findings' rate limits.
 
@@ -94,8 +111,8 @@ class QueryStatistics:
             set_fields=("fingerprint", "operation", "tables", "complexity", "complexity_score", "suggestions"),
             max_keys=max_keys, drops=self.drops, drop_reason="query_stats")
         self._findings: list[QueryFinding] = []
-        #: (code, fingerprint id) -> monotonic time of its last kept finding.
-        self._last_finding: dict[tuple[str, str], float] = {}
+        #: (code, fingerprint id) -> its last kept finding's time and the detections folded since.
+        self._last_finding: dict[tuple[str, str], _Folded] = {}
         self._lock = threading.Lock()
 
     def observe(self, batch, analysis, alias, duration, rowcount) -> None:
@@ -117,27 +134,36 @@ class QueryStatistics:
         row.last_seen = now
 
     def finding(self, code, analysis, alias, route, organization, call_site, duration, repetitions=1, rows=-1,
-                trace_id="") -> None:
+                trace_id="", remedy=None) -> None:
         """A detection: counted when it is advice, kept as a ``QueryFinding`` at most once a
-        minute per (code, fingerprint)."""
+        minute per (code, fingerprint). ``remedy``: a zero-argument callable giving the
+        finding's remedy, called only for a finding that is kept."""
         if code in RUNTIME_SUGGESTIONS:
             # Every detection counts in the metric; only the stored evidence is rate-limited.
             families().analytics.optimization_suggestions.child((code,)).inc()
         key = (code, analysis.fingerprint_id)
         now = time.monotonic()
-        if now - self._last_finding.get(key, -FINDING_INTERVAL_SECONDS) < FINDING_INTERVAL_SECONDS:
+        milliseconds = duration * 1000.0
+        last = self._last_finding.get(key)
+        if last is not None and now - last.at < FINDING_INTERVAL_SECONDS:
+            # Folded into the next kept finding, so the report sums every occurrence's time.
+            last.occurrences += 1
+            last.total_ms += milliseconds
             return
         if len(self._findings) >= MAX_PENDING_FINDINGS:
             self.drops.count("query_findings")
             return
         if len(self._last_finding) >= MAX_REMEMBERED_FINDINGS:
             self._last_finding.clear()
-        self._last_finding[key] = now
+            last = None
+        self._last_finding[key] = _Folded(now)
         self._findings.append(QueryFinding(
             code=code, fingerprint_id=analysis.fingerprint_id, fingerprint=analysis.fingerprint, alias=alias,
             route=route or "", organization_id=organization or "", call_site=(call_site or "")[:500],
-            duration_ms=duration * 1000.0, repetitions=repetitions, rows=rows, created_at=timezone.now(),
-            trace_id=trace_id,
+            duration_ms=milliseconds, repetitions=repetitions, rows=rows, created_at=timezone.now(),
+            trace_id=trace_id, remedy=remedy() if remedy is not None else {},
+            occurrences=1 + (last.occurrences if last else 0),
+            occurrences_ms=milliseconds + (last.total_ms if last else 0.0),
         ))
 
     def write_pending(self, batch=None) -> None:
@@ -188,7 +214,7 @@ def detect(analysed, route="", organization=""):
     slow_seconds = conf.get("SLOW_QUERY_MS") / 1000.0
     limit_rows = conf.get("ADD_LIMIT_ROWS")
     groups = {}
-    for event, analysis in analysed:
+    for index, (event, analysis) in enumerate(analysed):
         alias, duration, rowcount, call_site = event.alias, event.duration, event.rowcount, event.call_site
         if duration >= slow_seconds:
             _finding("slow", analysis, alias, route, organization, call_site, duration, rows=rowcount,
@@ -199,9 +225,10 @@ def detect(analysed, route="", organization=""):
                 and not _has_limit(analysis.fingerprint)):
             _finding("add_limit_clause", analysis, alias, route, organization, call_site, duration, rows=rowcount,
                      trace_id=_trace_id(event))
-        groups.setdefault((alias, analysis.fingerprint_id), []).append((event, analysis))
+        groups.setdefault((alias, analysis.fingerprint_id), (index, []))[1].append((event, analysis))
     threshold = conf.get("N_PLUS_ONE_THRESHOLD")
-    for (alias, _), runs in groups.items():
+    loops = {}
+    for (alias, fingerprint_id), (first, runs) in groups.items():
         if len(runs) < 2:
             continue
         analysis = runs[0][1]
@@ -212,11 +239,30 @@ def detect(analysed, route="", organization=""):
         total = sum(event.duration for event, _ in runs)
         repeated = max(len(events) for events in by_params.values())
         if repeated >= 2:
+            # A repeated write or transaction statement may be meant: only a read is hoisted.
             _finding("duplicate_query", analysis, alias, route, organization, call_site, total, repeated,
-                     trace_id=_trace_id(runs[0][0]))
+                     trace_id=_trace_id(runs[0][0]), remedy=remedies.HOIST.copy if analysis.operation == "select"
+                     else None)
         if len(by_params) >= threshold:
-            _finding("n_plus_one", analysis, alias, route, organization, call_site, total, len(runs),
-                     trace_id=_trace_id(runs[0][0]))
+            loops[fingerprint_id] = _Loop(first, alias, analysis, call_site, total, len(runs),
+                                          _trace_id(runs[0][0]))
+    if loops:
+        request = remedies.RequestRemedies(analysed, {key: loop.first for key, loop in loops.items()})
+        for loop in loops.values():
+            _finding("n_plus_one", loop.analysis, loop.alias, route, organization, loop.call_site, loop.total,
+                     loop.repetitions, trace_id=loop.trace_id, remedy=partial(request.for_loop, loop.first))
+
+
+class _Loop(NamedTuple):
+    """An N+1 of one request: its statement's first run (an index into the request's statements)."""
+
+    first: int
+    alias: str
+    analysis: QueryAnalysis
+    call_site: str
+    total: float
+    repetitions: int
+    trace_id: str
 
 
 def _params_key(params):
