@@ -17,6 +17,15 @@ def administered_organizations(user):
     return list(user.memberships.filter(role="admin").values_list("organization_id", flat=True))
 
 
+def organization_names(ids):
+    """Names of the organizations telemetry's admin pages show (ids as telemetry stores
+    them: strings; ones that are not ours are left out)."""
+    from .models import Organization
+
+    numbers = [int(value) for value in ids if str(value).isdigit()]
+    return {str(pk): name for pk, name in Organization.objects.filter(pk__in=numbers).values_list("pk", "name")}
+
+
 def storage_usage():
     """Bytes stored per organization: app definitions, released versions, query options,
     measured by the database (one grouped query per type)."""

@@ -13,7 +13,6 @@ generated traces have about 20 spans.
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+from bench.pages import time_pages  # noqa: E402 - after the path is set
 
 CAPPED_TRACE = "cafe" * 8
 
@@ -82,9 +82,8 @@ def main():
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.cache import cache
-    from django.db import connections, reset_queries
+    from django.db import connections
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from telemetry.admin.traces import MAX_LOGS
     from telemetry.core.routers import telemetry_alias
@@ -127,32 +126,11 @@ def main():
             f"/telemetry/api/traces?organization_id={organization}&min_duration_ms=1000",
         "API trace detail": f"/telemetry/api/traces/{typical.trace_id}",
     }
-    for url in pages.values():  # warm-up: templates, connections, filter choices
-        assert client.get(url).status_code == 200, url
-
-    timings = {name: [] for name in pages}
-    queries = {}
-    sql_seconds = {name: [] for name in pages}
-    for _ in range(options.rounds):
-        for name, url in pages.items():
-            if "not cached" in name:
-                cache.clear()
-            reset_queries()
-            with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
-                response = client.get(url)
-                timings[name].append(time.perf_counter() - started)
-            assert response.status_code == 200, (url, response.status_code)
-            queries[name] = len(captured)
-            sql_seconds[name].append(sum(float(query["time"]) for query in captured.captured_queries))
-
     print(f"{spans:,} spans (estimate), {traces:,} traces on {alias!r} ({connection.vendor}); "
           f"{options.rounds} interleaved rounds: page median (min-max); queries on the telemetry alias "
           f"and their median total time (the part that depends on the volume stored)")
-    for name, values in timings.items():
-        median = statistics.median(values)
-        print(f"  {name:<40} {median * 1e3:7.1f} ms ({min(values) * 1e3:.1f}-{max(values) * 1e3:.1f})"
-              f"  {queries[name]} queries {statistics.median(sql_seconds[name]) * 1e3:6.1f} ms")
+    time_pages(client, connection, pages, options.rounds,
+               before_each=lambda name: cache.clear() if "not cached" in name else None)
 
 
 if __name__ == "__main__":

@@ -246,6 +246,7 @@ TELEMETRY = {
     "METRIC_DOMAINS": ["plugins", "datasources", "apps", "benchmarks", "storage"],
     "USER_ORGANIZATION_RESOLVER": "apps_builder.telemetry_hooks.user_organizations",
     "USAGE_ORGANIZATION_RESOLVER": "apps_builder.telemetry_hooks.administered_organizations",
+    "ORGANIZATION_NAME_RESOLVER": "apps_builder.telemetry_hooks.organization_names",
     "STORAGE_USAGE_PROVIDER": "apps_builder.telemetry_hooks.storage_usage",
     "METRICS_TOKEN": env("TELEMETRY_METRICS_TOKEN", default=""),
     "METRICS_ALLOWED_IPS": env.list("TELEMETRY_METRICS_ALLOWED_IPS", default=[]),

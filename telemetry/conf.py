@@ -87,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
     # organizations whose usage the user may read in the API (e.g. the ones they administer);
     # None: staff only.
     "USAGE_ORGANIZATION_RESOLVER": None,
+    # Dotted path to ``callable(ids) -> {id: name}``: organization names on the admin pages
+    # (asked once per page with the ids it shows); None: ids are shown.
+    "ORGANIZATION_NAME_RESOLVER": None,
     # /metrics access: a bearer token, an IP allowlist (addresses or CIDR networks);
     # with neither, only loopback may scrape.
     "METRICS_TOKEN": "",

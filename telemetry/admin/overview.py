@@ -1,7 +1,8 @@
 """Admin overview: where an on-call engineer starts. Over a window (24 h, 7 d, 30 d):
 requests and the 5xx share per hour, p95 per hour, each route's rate, 5xx share and
-p50 / p95 / p99 (linked to its traces), open findings by kind, the latest failed traces
-and the running release against the previous one.
+p50 / p95 / p99 (linked to its traces), open findings by kind, the top suggestions of the
+latest optimization report, the latest failed traces and the running release against the
+previous one.
 
 Everything comes from pre-aggregated rows: ``RouteStat`` (one GROUP BY per route and one
 per hour over the indexed hour range), findings counted by kind, the ten newest failed
@@ -22,13 +23,15 @@ from django.urls import reverse
 
 from telemetry.admin.queries import ReadOnly
 from telemetry.admin.usage import ERROR_COLOR, PERIODS, bar_chart, line_chart, period
-from telemetry.models import QueryFinding, RouteStat, Trace
+from telemetry.models import QueryFinding, QueryReport, RouteStat, Trace
 from telemetry.queries.reports import percentile
 from telemetry.usage import releases, traffic
 
 #: Routes listed, the busiest first.
 MAX_ROUTES = 50
 RECENT_FAILURES = 10
+#: Suggestions of the latest optimization report shown.
+TOP_SUGGESTIONS = 5
 
 
 def _quantiles(buckets: list[int], requests: int, max_ms: float) -> dict[str, float]:
@@ -81,6 +84,15 @@ class OverviewAdmin(ReadOnly, admin.ModelAdmin):
         for trace in failed:
             trace["url"] = reverse("admin:telemetry_trace_change", args=[trace["trace_id"]])
         comparison = releases.route_comparison()
+        report = QueryReport.objects.filter(kind="optimization").order_by("-period_end", "-built_at").first()
+        suggestions: list[Any] = []
+        report_url = ""
+        if report is not None:
+            report_url = reverse("admin:telemetry_queryreport_change", args=[report.pk])
+            suggestions = list(report.suggestions.order_by("rank")[:TOP_SUGGESTIONS])
+        for suggestion in suggestions:
+            suggestion.url = (reverse("admin:telemetry_querystat_fingerprint", args=[suggestion.fingerprint_id])
+                              if suggestion.fingerprint_id else report_url)
 
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Overview", "hours": hours,
@@ -94,7 +106,9 @@ class OverviewAdmin(ReadOnly, admin.ModelAdmin):
                     ("5xx", ERROR_COLOR, errors)]),
                 line_chart("p95", "p95 latency", window, p95, lambda value: f"{value:.0f} ms"),
             ],
-            "findings": findings, "failed": failed, "comparison": comparison,
+            "findings": findings, "failed": failed, "comparison": comparison, "report": report,
+            "suggestions": suggestions,
+            "report_url": report_url,
             "regressions": comparison.regressions("minor"),
             "releases_url": reverse("admin:telemetry_releaseroutestats_changelist"),
             "traces_url": trace_list, "failed_traces_url": trace_list + "?" + urlencode({"status": "error"}),

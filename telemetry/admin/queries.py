@@ -50,10 +50,11 @@ def compact(statement: str, limit: int = STATEMENT_CHARS) -> str:
 
 
 def trace_url(trace_id: str | None) -> str:
-    """The trace list searched by trace id (the trace admin's search)."""
+    """The trace's waterfall (a trace dropped by sampling or retention leads back to the
+    trace list with Django's "does not exist" message)."""
     if not trace_id:
         return ""
-    return reverse("admin:telemetry_trace_changelist") + "?" + urlencode({"q": trace_id})
+    return reverse("admin:telemetry_trace_change", args=[trace_id])
 
 
 def render_plan(plan: Any) -> str:

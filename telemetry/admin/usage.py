@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max, Model, OuterRef, Subquery, Sum
+from django.db.models import Max, Model, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from telemetry import conf
+from telemetry.admin.names import organization_label, organization_names
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage
 
 PERIODS = ((24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
@@ -135,10 +136,19 @@ def line_chart(chart_id: str, title: str, hours: Sequence[datetime], values: Seq
         mark_safe("".join(shapes)))
 
 
-def _latest_storage():
-    return Subquery(OrganizationUsage.objects.filter(organization_id=OuterRef("organization_id"),
-                                                     storage_bytes__isnull=False)
-                    .order_by("-hour").values("storage_bytes")[:1])
+def latest_storage(organization_ids: list[str], start: datetime) -> dict[str, int | None]:
+    """Each organization's latest storage sample since ``start``: two reads on the unique
+    (organization, hour) index. (A subquery in the totals' query would join its GROUP BY
+    and run once per hourly row: 180,000 times for 1,000 organizations over 30 days.)"""
+    latest = (OrganizationUsage.objects.filter(organization_id__in=organization_ids, hour__gte=start,
+                                               storage_bytes__isnull=False)
+              .values("organization_id").annotate(hour=Max("hour")).order_by())
+    keys = Q()
+    for row in latest:
+        keys |= Q(organization_id=row["organization_id"], hour=row["hour"])
+    if not keys:
+        return {}
+    return dict(OrganizationUsage.objects.filter(keys).values_list("organization_id", "storage_bytes"))
 
 
 @admin.register(OrganizationUsage)
@@ -182,15 +192,19 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
         hours, window = period(request)
         rows = list(
             OrganizationUsage.objects.filter(hour__gte=window[0]).values("organization_id")
-            .annotate(**{name: Sum(name) for name in COUNTS}, active_users=Max("active_users"),
-                      storage_bytes=_latest_storage())
+            .annotate(**{name: Sum(name) for name in COUNTS}, active_users=Max("active_users"))
             .order_by("-requests", "organization_id")[:MAX_ROWS]
         )
+        storage = latest_storage([row["organization_id"] for row in rows], window[0])
         for row in rows:
+            row["storage_bytes"] = storage.get(row["organization_id"])
             row["storage"] = human_bytes(row["storage_bytes"])
             row["error_rate"] = row["errors"] / row["requests"] if row["requests"] else 0.0
             row["url"] = (reverse("admin:telemetry_organizationusage_organization", args=[row["organization_id"]])
                           + "?" + urlencode({"hours": hours}))
+        names = organization_names(row["organization_id"] for row in rows)
+        for row in rows:
+            row["name"] = organization_label(row["organization_id"], names)
         totals = {name: sum(row[name] for row in rows) for name in COUNTS}
         context = {**self._context(request, "Usage by organization", hours), "rows": rows, "totals": totals,
                    "start": window[0], **(extra_context or {})}
@@ -240,9 +254,11 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
         ]
         totals = {name: sum(series[name]) for name in COUNTS}
         totals["active_users"] = max(series["active_users"], default=0)
+        label = "organization " + organization_label(organization_id, organization_names([organization_id]))
         context = {
-            **self._context(request, f"Usage of organization {organization_id}", hours),
-            "organization_id": organization_id, "totals": totals, "charts": charts, "datasources": datasources,
+            **self._context(request, f"Usage of {label}", hours),
+            "organization_id": organization_id, "organization": label, "totals": totals, "charts": charts,
+            "datasources": datasources,
             "storage": human_bytes(latest_storage), "start": window[0],
         }
         return TemplateResponse(request, "admin/telemetry/usage/organization.html", context)

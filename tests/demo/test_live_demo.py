@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from selenium.webdriver.common.by import By
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_ENV_REMOVED = ("DATABASE_URL", "TELEMETRY_DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
@@ -118,7 +119,9 @@ def test_schema_and_api_with_the_printed_builder_login(live_demo):
     assert {app["slug"] for app in apps} >= {"acme-customers", "acme-sales", "acme-ops"}
 
 
-def test_demo_traffic_exercises_the_live_server(live_demo):
+@pytest.fixture(scope="module")
+def demo_traffic(live_demo):
+    """300 requests of demo_traffic against the live server (once per module)."""
     database = sqlite3.connect(live_demo["var_dir"] / "platform.sqlite3")
     try:
         versions_before = database.execute("SELECT COUNT(*) FROM apps_builder_appversion").fetchone()[0]
@@ -135,6 +138,12 @@ def test_demo_traffic_exercises_the_live_server(live_demo):
             "SELECT json_extract(options, '$.base_url') FROM apps_builder_datasource WHERE kind = 'restapi'")]
     finally:
         database.close()
+    return {"completed": completed, "versions": (versions_before, versions_after), "rest_base_urls": rest_base_urls}
+
+
+def test_demo_traffic_exercises_the_live_server(live_demo, demo_traffic):
+    completed = demo_traffic["completed"]
+    versions_before, versions_after = demo_traffic["versions"]
     assert completed.returncode == 0, completed.stdout + completed.stderr
     final = next(line for line in completed.stdout.splitlines() if line.startswith("demo_traffic finished: "))
     counts = dict(re.findall(r"(\w+)=(\d+)", final))
@@ -144,4 +153,80 @@ def test_demo_traffic_exercises_the_live_server(live_demo):
     assert "500=" not in statuses, statuses + "\n" + live_demo["log"].read_text()[-3000:]
     assert int(counts["rest_endpoint_hits"]) > 0, final
     assert int(counts.get("releases", 0)) > 0 and versions_after > versions_before, final
+    rest_base_urls = demo_traffic["rest_base_urls"]
     assert all(url.startswith("http://127.0.0.1:") and not url.endswith(":9/") for url in rest_base_urls)
+
+
+#: The reports the Celery beat schedule builds, built here at once (the test runs no beat).
+BUILD_REPORTS = (
+    "from telemetry.queries import reports; "
+    "reports.build_slow_query_report(hours=24); reports.build_optimization_report(hours=24)"
+)
+#: An admin page taller than this at 1280 px hides its content below endless rows.
+MAX_PAGE_HEIGHT = 12_000
+
+
+def _admin_pages(browser, base_url):
+    """Every telemetry admin page of the navigation sidebar (the telemetry index opens the
+    overview), the first detail page of each list, and the waterfall and organization pages
+    reached from them."""
+
+    def links(selector):
+        return [link.get_attribute("href") for link in browser.find_elements(By.CSS_SELECTOR, selector)]
+
+    index = base_url + "/admin/telemetry/"
+    browser.get(index)
+    lists = [href for href in links("#nav-sidebar .app-telemetry a") if href != index and "/add/" not in href]
+    pages = {}
+    for href in dict.fromkeys(lists):
+        name = href.rstrip("/").rsplit("/", 1)[-1]
+        pages[name] = href
+        browser.get(href)
+        details = [link for link in links("#result_list tbody tr a, #content-main table tbody tr a")
+                   if link.startswith(href) and link.split("?")[0] != href]
+        if details:
+            pages[name + "_detail"] = details[0]
+    return pages
+
+
+def test_every_telemetry_admin_page_fits_the_screen(live_demo, demo_traffic, browser):
+    """After the demo's traffic plus 20,000 generated spans: each page answers, has no
+    horizontal overflow at 1280 and 1920 px with the navigation sidebar open, and is of a
+    bounded height; a screenshot of each is saved (into docs/admin/ with
+    TELEMETRY_DOCS_SCREENSHOTS=1, where the README's pictures come from)."""
+    _manage(live_demo["env"], "generate_spans", "--spans", "20000", "--days", "2", "--seed", "3", timeout=300)
+    _manage(live_demo["env"], "shell", "-c", BUILD_REPORTS, timeout=300)
+    base_url = live_demo["url"]
+    browser.set_window_size(1280, 1000)
+    browser.get(base_url + "/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin-demo-password")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    browser.find_element(By.ID, "user-tools")
+    pages = _admin_pages(browser, base_url)
+    expected = {"routestat", "trace", "trace_detail", "querystat", "querystat_detail", "queryfinding",
+                "queryfinding_detail", "queryreport", "queryreport_detail", "organizationusage",
+                "organizationusage_detail", "releaseroutestats", "logentry"}
+    assert expected <= set(pages), sorted(pages)
+    shots = ROOT / ("docs/admin" if os.environ.get("TELEMETRY_DOCS_SCREENSHOTS") else "tests/artifacts/admin")
+    shots.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for width in (1280, 1920):
+        browser.set_window_size(width, 1000)
+        for name, url in pages.items():
+            browser.get(url)
+            assert browser.find_elements(By.ID, "nav-sidebar"), f"{name}: no navigation sidebar ({url})"
+            title = browser.title
+            if "error" in title.lower() or "not found" in title.lower():
+                problems.append(f"{name} at {width} px: {title} ({url})")
+                continue
+            overflow, height = browser.execute_script(
+                "const root = document.documentElement;"
+                " return [root.scrollWidth - root.clientWidth, root.scrollHeight]")
+            if overflow > 0:
+                problems.append(f"{name} at {width} px: {overflow} px of horizontal overflow ({url})")
+            if width == 1280:
+                if height > MAX_PAGE_HEIGHT:
+                    problems.append(f"{name}: {height} px tall ({url})")
+                browser.save_screenshot(str(shots / f"{name}.png"))
+    assert not problems, "\n".join(problems)

@@ -2,15 +2,18 @@
 rollups, shown per route with rate, 5xx share and percentiles, linked to their traces;
 failed traces, findings and the release; the page fits 1280 px in headless Chromium."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib import admin
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import path
+from django.utils import timezone
 from selenium.webdriver.common.by import By
 
 from telemetry import api
-from telemetry.models import RouteStat
+from telemetry.models import QueryReport, QuerySuggestion, RouteStat
 from tests.live import admin_login
 from tests.telemetry.test_usage import ARTIFACTS
 
@@ -71,3 +74,28 @@ def test_the_overview_fits_the_screen_at_1280_and_1920_px(browser, live_server, 
     row = browser.find_element(By.CSS_SELECTOR, '#overview-routes tr[data-route="/broken"]')
     row.find_element(By.LINK_TEXT, "100 % (2)").click()
     assert "status=error" in browser.current_url and "route=%2Fbroken" in browser.current_url
+
+
+def test_the_telemetry_index_opens_the_overview_and_lists_pages_in_workflow_order(admin_client):
+    response = admin_client.get("/admin/telemetry/")
+    assert response.status_code == 302 and response["Location"] == "/admin/telemetry/routestat/"
+    html = admin_client.get("/admin/").content.decode()
+    telemetry = html.split('class="app-telemetry')[1].split("</table>")[0]
+    names = [name for name in ("Overview", "Traces", "Query insights", "Query findings", "Query plans",
+                               "Query reports", "Usage", "Releases", "Logs") if f">{name}</a>" in telemetry]
+    assert len(names) == 9
+    assert sorted(names, key=telemetry.index) == names
+
+
+def test_the_overview_shows_the_latest_reports_top_suggestions_linked_to_their_fingerprints(admin_client):
+    html = admin_client.get("/admin/telemetry/routestat/").content.decode()
+    assert "No optimization report yet" in html.split('id="overview-suggestions"')[1]
+    report = QueryReport.objects.create(kind="optimization", period_start=timezone.now() - timedelta(hours=24),
+                                        period_end=timezone.now(), built_at=timezone.now())
+    for rank in range(1, 8):
+        QuerySuggestion.objects.create(report=report, rank=rank, code="n_plus_one", source="runtime",
+                                       fingerprint_id=f"f{rank}", table=f"table_{rank}", share_of_db_time=0.5 / rank)
+    section = admin_client.get("/admin/telemetry/routestat/").content.decode().split('id="overview-suggestions"')[1]
+    section = section.split("</table>")[0]
+    assert section.count("<tr>") == 1 + 5 and "table_5" in section and "table_6" not in section
+    assert 'href="/admin/telemetry/querystat/fingerprint/f1/"' in section and "50 %" in section

@@ -91,7 +91,7 @@ def test_fingerprint_table_report_and_evidence(browser, live_server, django_user
     n_plus_one = browser.find_element(By.CSS_SELECTOR, '.suggestion[data-code="n_plus_one"]')
     assert "apps_builder/views.py:88 in load" in n_plus_one.text
     link = n_plus_one.find_element(By.CSS_SELECTOR, "a.trace-link")
-    assert link.get_attribute("href") == f"{live_server.url}/admin/telemetry/trace/?q={TRACE_ID}"
+    assert link.get_attribute("href") == f"{live_server.url}/admin/telemetry/trace/{TRACE_ID}/change/"
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "query_admin.png"))
 

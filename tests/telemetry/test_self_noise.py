@@ -104,7 +104,7 @@ def stored_counts():
 def browse_own_pages(client):
     with Statements() as own:
         for url in OWN_PAGES:
-            assert client.get(url).status_code == 200, url
+            assert client.get(url, follow=True).status_code == 200, url
     assert own.fingerprint_ids
     return own.fingerprint_ids
 

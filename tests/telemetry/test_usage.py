@@ -214,6 +214,23 @@ def test_the_dashboard_is_for_staff_only(client, django_user_model):
         assert client.get(url).status_code == 302
 
 
+def failing_names(ids):
+    raise RuntimeError("the host's name lookup is down")
+
+
+@pytest.mark.django_db(databases=DATABASES)
+def test_a_failing_name_resolver_shows_ids_and_is_counted(admin_client, settings):
+    settings.TELEMETRY = {**settings.TELEMETRY, "ORGANIZATION_NAME_RESOLVER": f"{__name__}.failing_names"}
+    OrganizationUsage.objects.create(organization_id="41", hour=timezone.now(), requests=3)
+    errors = {"component": "organization_names"}
+    before = REGISTRY.get_sample_value("telemetry_internal_errors_total", errors) or 0.0
+    html = admin_client.get("/admin/telemetry/organizationusage/").content.decode()
+    assert '<a href="/admin/telemetry/organizationusage/organization/41/?hours=24">41</a>' in html
+    page = admin_client.get("/admin/telemetry/organizationusage/organization/41/")
+    assert page.status_code == 200 and "Usage of organization 41" in page.content.decode()
+    assert REGISTRY.get_sample_value("telemetry_internal_errors_total", errors) == before + 2
+
+
 @pytest.mark.django_db(databases=DATABASES, transaction=True)
 def test_the_dashboard_shows_each_organizations_numbers_in_chromium(world, api_client_for, make_member,
                                                                     monkeypatch, browser, live_server,
@@ -228,7 +245,7 @@ def test_the_dashboard_shows_each_organizations_numbers_in_chromium(world, api_c
     admin_login(browser, live_server.url, django_user_model)
 
     browser.get(live_server.url + "/admin/")
-    browser.find_element(By.LINK_TEXT, "Organization usage").click()
+    browser.find_element(By.LINK_TEXT, "Usage").click()
 
     def cells(organization, names=("requests", "errors", "app-loads", "query-runs", "query-failures",
                                    "active-users", "storage")):
@@ -242,7 +259,8 @@ def test_the_dashboard_shows_each_organizations_numbers_in_chromium(world, api_c
     assert "hours=168" in browser.current_url and cells(own)[0] == "6"
     browser.save_screenshot(str(ARTIFACTS / "usage_dashboard.png"))
 
-    browser.find_element(By.LINK_TEXT, own).click()
+    # Names from the platform's ORGANIZATION_NAME_RESOLVER, with the id.
+    browser.find_element(By.LINK_TEXT, f"{world['own']['org'].name} ({own})").click()
     summary = browser.find_element(By.ID, "usage-summary").text
     for label, value in (("Requests", "6"), ("Errors (5xx)", "2"), ("App loads", "2"), ("Query runs", "6"),
                          ("Query failures", "5"), ("Peak active users", "1")):

@@ -1,0 +1,12 @@
+"""``{% load telemetry_format %}``: ``|duration`` (milliseconds with their unit),
+``|timestamp`` (ISO with seconds and zone) and ``|when`` (a timestamp with its age), as
+``telemetry.admin.formatting`` writes them."""
+
+from django import template
+
+from telemetry.admin import formatting
+
+register = template.Library()
+register.filter("duration", formatting.duration)
+register.filter("timestamp", formatting.timestamp)
+register.filter("when", formatting.when)
