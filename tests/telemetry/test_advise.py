@@ -284,3 +284,21 @@ def test_drops_become_a_migration_only_with_include_drops(orders, migrations_cop
     importlib.invalidate_caches()
     call_command("migrate", "advise_app", verbosity=0)
     assert "advise_order_note_idx" not in unused_names()
+
+
+def test_a_declared_index_is_not_dropped_before_it_has_existed_for_the_window(orders, migrations_copy, settings):
+    settings.TELEMETRY = {**settings.TELEMETRY, "UNUSED_INDEX_MIN_OBSERVATION_DAYS": 0}
+    # A test cannot age PostgreSQL's statistics; instead the migration that created the
+    # index is recorded as applied after them (a day later): its window has not passed.
+    with suppressed(), connection.cursor() as cursor:
+        cursor.execute("UPDATE django_migrations SET applied = applied + interval '1 day' "
+                       "WHERE app = 'advise_app' AND name = '0001_initial'")
+    try:
+        status, output = advise_command("--write-migrations", "--include-drops")
+    finally:
+        with suppressed(), connection.cursor() as cursor:
+            cursor.execute("UPDATE django_migrations SET applied = applied - interval '1 day' "
+                           "WHERE app = 'advise_app' AND name = '0001_initial'")
+    assert "unused index advise_order_note_idx" in output
+    assert "created by 0001_initial -" in output and "no drop before 0 days" in output
+    assert list(migrations_copy.glob("0002_*.py")) == []

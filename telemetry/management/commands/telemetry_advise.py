@@ -21,14 +21,18 @@ from django.apps import apps
 from django.contrib.postgres.indexes import OpClass
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import models
+from django.db import connections, models
 from django.db.backends.utils import names_digest, split_identifier  # type: ignore[attr-defined]  # not in the stubs
 from django.db.migrations import Migration
 from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations import AddIndex, CreateModel, RenameIndex
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.migrations.state import ProjectState
 from django.db.migrations.writer import MigrationWriter
 from django.db.models.functions import Lower, Trunc, Upper
+from django.utils import timezone
 
 from telemetry import conf
 from telemetry.queries import advise, reports, schema
@@ -65,18 +69,18 @@ class Command(BaseCommand):
         self.stdout.write(f"Proven index advice {start:%Y-%m-%d %H:%M} - {end:%Y-%m-%d %H:%M} UTC: "
                           f"{len(new)} to add, {len(advice_list) - len(new)} already covered by an index")
         loader = MigrationLoader(None, ignore_no_migrations=True)
+        state = loader.project_state()
         changes: list[IndexChange] = []
         for number, advice in enumerate(advice_list, start=1):
             self._describe(number, advice)
             if advice.covered_by:
                 continue
-            change = self._index_change(advice, loader)
+            change = self._index_change(advice, loader, state)
             if change is not None:
                 changes.append(change)
-        for unused in self._unused(loader, changes, options["include_drops"]):
-            changes.append(unused)
+        changes.extend(self._unused(loader, options["include_drops"]))
         if options["write_migrations"]:
-            self._write(changes, loader)
+            self._write(changes, loader, state)
         if options["check"] and new:
             self.stderr.write(f"{len(new)} proven index advice not applied: "
                               + "; ".join(advice.label for advice in new))
@@ -107,7 +111,8 @@ class Command(BaseCommand):
                   + (f"; trace {item.trace_id}" if item.trace_id else ""))
         write(f"   SQL: {advice.create_statement}")
 
-    def _index_change(self, advice: advise.IndexAdvice, loader: MigrationLoader) -> IndexChange | None:
+    def _index_change(self, advice: advise.IndexAdvice, loader: MigrationLoader,
+                      state: ProjectState) -> IndexChange | None:
         model = schema.model_for_table(advice.table)
         reason = _why_no_migration(model, loader)
         if model is None or reason:
@@ -120,17 +125,23 @@ class Command(BaseCommand):
         meta_line, meta_imports = MigrationWriter.serialize(index)
         self.stdout.write(f"   model {model._meta.label}: add to Meta.indexes ({'; '.join(sorted(meta_imports))})"
                           f"\n       {meta_line},")
-        if index.name in _migrated_index_names(loader, model):
+        migrated = state.models.get((model._meta.app_label, model._meta.model_name))
+        if migrated is not None and index.name in {item.name for item in migrated.options.get("indexes", ())}:
             self.stdout.write(f"   {index.name} is in a migration already: run migrate")
             return None
         return IndexChange(model._meta.app_label, AddIndexConcurrently(model.__name__.lower(), index))
 
-    def _unused(self, loader: MigrationLoader, pending: list[IndexChange], include_drops: bool) -> list[IndexChange]:
+    def _unused(self, loader: MigrationLoader, include_drops: bool) -> list[IndexChange]:
         """Lists the unused indexes (with their observation window); the drops of those
-        declared in a model's ``Meta.indexes`` when ``include_drops``."""
+        declared in a model's ``Meta.indexes`` when ``include_drops``, unless the migration
+        that created one was applied less than the window ago."""
         drops = []
         for alias in advise.postgresql_aliases():
-            found = advise.unused_indexes(alias, conf.get("MISSING_INDEX_MIN_ROWS"))
+            try:
+                found = advise.unused_indexes(alias, conf.get("MISSING_INDEX_MIN_ROWS"))
+            except Exception as exc:  # noqa: BLE001 - one unreachable database, the others still listed
+                self.stderr.write(f"[{alias}] unused indexes not read: {exc}")
+                continue
             window = found.window
             if not window.long_enough:
                 self.stdout.write(f"\n[{alias}] unused indexes: statistics only {window.days:.1f} days old "
@@ -140,20 +151,33 @@ class Command(BaseCommand):
                 self.stdout.write(f"\n[{alias}] unused index {index['index']} on {index['table']} "
                                   f"({_size(index['index_bytes'])}), never scanned in {window.days:.1f} days: "
                                   f"{index['drop_statement']}")
-                model = schema.model_for_table(index["table"])
-                declared = model is not None and any(item.name == index["index"] for item in model._meta.indexes)
-                if not declared or _why_no_migration(model, loader):
-                    continue
-                assert model is not None
-                self.stdout.write(f"   model {model._meta.label}: remove {index['index']} from Meta.indexes")
-                if include_drops:
-                    drops.append(IndexChange(model._meta.app_label,
-                                             RemoveIndexConcurrently(model.__name__.lower(), index["index"])))
+                change = self._drop_change(alias, index["table"], index["index"], window, loader)
+                if change is not None and include_drops:
+                    drops.append(change)
         return drops
+
+    def _drop_change(self, alias: str, table: str, index_name: str, window: advise.ObservationWindow,
+                     loader: MigrationLoader) -> IndexChange | None:
+        """The removal of an unused index one of a model's ``Meta.indexes`` declares, once
+        it has existed for the whole window (scans are counted only since its migration)."""
+        model = schema.model_for_table(table)
+        if model is None or _why_no_migration(model, loader) or not any(
+                item.name == index_name for item in model._meta.indexes):
+            return None
+        created = _created_by(loader, model._meta.app_label, index_name)
+        applied = MigrationRecorder(connections[alias]).applied_migrations().get(created) if created else None
+        if created is not None and applied is not None and applied.applied > window.since:
+            days = (timezone.now() - applied.applied).total_seconds() / 86400.0
+            if days < window.min_days:
+                self.stdout.write(f"   created by {created[1]} {days:.1f} days ago: no drop before "
+                                  f"{window.min_days:g} days")
+                return None
+        self.stdout.write(f"   model {model._meta.label}: remove {index_name} from Meta.indexes")
+        return IndexChange(model._meta.app_label, RemoveIndexConcurrently(model.__name__.lower(), index_name))
 
     # ------------------------------------------------------------------ writing
 
-    def _write(self, changes: list[IndexChange], loader: MigrationLoader) -> None:
+    def _write(self, changes: list[IndexChange], loader: MigrationLoader, state: ProjectState) -> None:
         operations: dict[str, list[Operation]] = {}
         for change in changes:
             operations.setdefault(change.app_label, []).append(change.operation)
@@ -165,7 +189,7 @@ class Command(BaseCommand):
                       "telemetry_advise", app_label)]
                   for app_label, app_operations in operations.items()}
         # Numbered after, and depending on, the app's leaf migration, named from its operations.
-        autodetector = MigrationAutodetector(loader.project_state(), loader.project_state())
+        autodetector = MigrationAutodetector(state, state)
         for app_label, [migration] in autodetector.arrange_for_graph(by_app, loader.graph).items():
             writer = MigrationWriter(migration)
             text = writer.as_string()
@@ -195,9 +219,23 @@ def _why_no_migration(model: type[models.Model] | None, loader: MigrationLoader)
     return ""
 
 
-def _migrated_index_names(loader: MigrationLoader, model: type[models.Model]) -> set[str]:
-    state = loader.project_state().models.get((model._meta.app_label, model._meta.model_name))
-    return {index.name for index in state.options.get("indexes", ())} if state else set()
+def _created_by(loader: MigrationLoader, app_label: str, index_name: str) -> tuple[str, str] | None:
+    """The migration of ``app_label`` that creates (or renames to) the index ``index_name``."""
+    for key, migration in loader.disk_migrations.items():
+        if key[0] != app_label:
+            continue
+        for operation in migration.operations:
+            if isinstance(operation, AddIndex):
+                names = {operation.index.name}
+            elif isinstance(operation, CreateModel):
+                names = {index.name for index in operation.options.get("indexes", ())}
+            elif isinstance(operation, RenameIndex):
+                names = {operation.new_name}
+            else:
+                continue
+            if index_name in names:
+                return key
+    return None
 
 
 def _index_for(advice: advise.IndexAdvice, model: type[models.Model]) -> models.Index | str:
