@@ -8,7 +8,8 @@ False``), named, numbered and placed as ``makemigrations`` would, and prints the
 ``Meta.indexes`` entries the models need so that ``makemigrations`` stays quiet afterwards.
 A table no model owns (or a model of an installed package) gets its SQL only.
 ``--include-drops`` adds ``RemoveIndexConcurrently`` for unused indexes that are one of a
-model's ``Meta.indexes``. ``--check`` exits 1 when some proven advice is not covered by an
+model's ``Meta.indexes``, once the migration that created them is as old as the observation
+window. ``--check`` exits 1 when some proven advice is not covered by an
 existing index of the live catalog (for CI), 0 otherwise.
 """
 
