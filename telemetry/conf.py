@@ -155,6 +155,10 @@ DEFAULTS: dict[str, Any] = {
     "HYPOPG_ENABLED": True,
     "HYPOPG_MIN_GAIN": 0.5,
     "MISSING_INDEX_MIN_ROWS": 10_000,
+    # ``unused_index`` only once PostgreSQL's statistics have been gathered for this many
+    # days (since ``pg_stat_database.stats_reset``, else the server's start): an index read
+    # by a weekly job looks unused for six days.
+    "UNUSED_INDEX_MIN_OBSERVATION_DAYS": 7,
     # Fingerprints per ranking in the slow-query report; period of both reports (hours).
     "REPORT_TOP_N": 20,
     "REPORT_PERIOD_HOURS": 24,

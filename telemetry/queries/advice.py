@@ -8,8 +8,6 @@
   at least ``HYPOPG_MIN_GAIN``. The proof runs where the plan is captured because it
   needs the statement's real parameters, which are never stored; without HypoPG the
   candidate is kept unproven.
-- ``unused_index``: ``pg_stat_user_indexes.idx_scan = 0`` on a table of a meaningful
-  size, not unique, not primary, not backing a constraint.
 """
 
 import json
@@ -18,12 +16,11 @@ import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 from telemetry.core import guard
-from telemetry.core.context import suppressed
 
 HYPOPG_RETRY_SECONDS = 3600.0
 _hypopg_unavailable_until: dict[str, float] = {}
@@ -161,31 +158,3 @@ def index_candidates(connection: BaseDatabaseWrapper, cursor: CursorWrapper, pla
         candidates.append(candidate)
     return candidates
 
-
-UNUSED_INDEXES_SQL = """
-SELECT s.schemaname, s.relname, s.indexrelname, c.reltuples::bigint, pg_relation_size(s.indexrelid),
-       pg_get_indexdef(s.indexrelid)
-FROM pg_stat_user_indexes s
-JOIN pg_index i ON i.indexrelid = s.indexrelid
-JOIN pg_class c ON c.oid = s.relid
-WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary AND c.reltuples >= %s
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = s.indexrelid)
-ORDER BY pg_relation_size(s.indexrelid) DESC
-LIMIT 100
-"""
-
-
-def unused_indexes(alias: str, min_rows: float) -> list[dict[str, Any]]:
-    """Never-scanned secondary indexes on tables of at least ``min_rows`` rows (since the
-    statistics were last reset)."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
-    with suppressed(), connection.cursor() as cursor:
-        cursor.execute(UNUSED_INDEXES_SQL, [min_rows])
-        rows = cursor.fetchall()
-    return [
-        {"alias": alias, "schema": schema, "table": table, "index": index, "table_rows": table_rows,
-         "index_bytes": index_bytes, "definition": definition,
-         "drop_statement": f"DROP INDEX CONCURRENTLY {quote(schema)}.{quote(index)};"}
-        for schema, table, index, table_rows, index_bytes, definition in rows
-    ]

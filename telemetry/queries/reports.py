@@ -11,17 +11,16 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Avg, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from telemetry import conf
-from telemetry.core import guard
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
-from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
-from telemetry.queries import advice, remedies
+from telemetry.models import QueryFinding, QueryReport, QueryStat, QuerySuggestion
+from telemetry.queries import advise, remedies
 
 MAX_FINGERPRINT_TEXT = 2000
 MAX_SUGGESTIONS = 200
@@ -160,13 +159,6 @@ def build_slow_query_report(hours: float | None = None, end: datetime | None = N
     return _store("slow_queries", start, end, data)
 
 
-def _postgresql_aliases():
-
-
-    telemetry = telemetry_alias()
-    return [alias for alias in connections if alias != telemetry and connections[alias].vendor == "postgresql"]
-
-
 def build_optimization_report(hours: float | None = None, end: datetime | None = None) -> QueryReport:
     """Every suggestion of the period, ranked by the share of database time of the
     fingerprints it affects: statement rules, runtime findings, proven missing indexes
@@ -198,14 +190,8 @@ def build_optimization_report(hours: float | None = None, end: datetime | None =
                                                 "remedy": finding.remedy})
             if not example["trace_id"] and finding.trace_id:
                 example["trace_id"] = finding.trace_id
-        plans = list(QueryPlan.objects.using(alias).exclude(candidates=[]).order_by("-captured_at")[:500])
-        unused, unused_failed = [], []
-        for database in _postgresql_aliases():
-            try:
-                unused.extend(advice.unused_indexes(database, settings["MISSING_INDEX_MIN_ROWS"]))
-            except Exception as exc:  # noqa: BLE001
-                guard.report("unused_indexes", exc)
-                unused_failed.append(database)
+        missing = advise.missing_index_suggestions(advise.proven_advice(start, end, stats, include_unproven=True))
+        unused, unused_failed = advise.unused_index_suggestions(stats, settings["MISSING_INDEX_MIN_ROWS"])
 
     def share(fingerprint_ids: Collection[str]) -> float:
         if not total_ms:
@@ -249,40 +235,8 @@ def build_optimization_report(hours: float | None = None, end: datetime | None =
             fingerprint=example.get("fingerprint", ""), alias=example.get("alias", ""),
             table=",".join(stat.get("tables", ()))[:255], share_of_db_time=share_of_db_time, evidence=evidence,
         ))
-    missing: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for plan in plans:
-        for candidate in plan.candidates:
-            key = (plan.alias, candidate["schema"], candidate["table"], tuple(candidate["columns"]))
-            entry = missing.get(key)
-            if entry is None:
-                example = call_sites.get(plan.fingerprint_id, {})
-                entry = missing[key] = dict(
-                    code="missing_index", source="plan", fingerprint_id=plan.fingerprint_id,
-                    fingerprint=plan.fingerprint, alias=plan.alias, table=candidate["table"],
-                    columns=",".join(candidate["columns"]), create_statement=candidate["create_statement"],
-                    proven=candidate["proven"], estimated_gain=candidate["gain"], fingerprint_ids=[],
-                    evidence={"plan_id": plan.pk, "plan_captured_at": plan.captured_at.isoformat(),
-                              "cost_before": candidate["cost_before"], "cost_after": candidate["cost_after"],
-                              "table_rows": candidate["table_rows"], "seq_scans": plan.seq_scans,
-                              "call_site": example.get("call_site", ""), "route": example.get("route", ""),
-                              "trace_id": example.get("trace_id", "")},
-                )
-            entry["fingerprint_ids"].append(plan.fingerprint_id)
-    for entry in missing.values():
-        fingerprint_ids = entry.pop("fingerprint_ids")
-        entry["share_of_db_time"] = share(fingerprint_ids)
-        entry["evidence"]["fingerprints"] = len(fingerprint_ids)
-        suggestions.append(entry)
-    for index in unused:
-        # An index nobody reads still costs every write to its table.
-        writers = [row["fingerprint_id"] for row in stats.values()
-                   if row["operation"] in ("insert", "update", "delete") and index["table"] in row["tables"]]
-        suggestions.append(dict(
-            code="unused_index", source="statistics", alias=index["alias"], table=index["table"],
-            create_statement=index["drop_statement"], share_of_db_time=share(writers),
-            evidence={"index": index["index"], "definition": index["definition"], "table_rows": index["table_rows"],
-                      "index_bytes": index["index_bytes"], "idx_scan": 0, "write_fingerprints": len(writers)},
-        ))
+    suggestions.extend(missing)
+    suggestions.extend(unused)
     suggestions.sort(key=lambda item: (-item["share_of_db_time"], item["code"], item.get("fingerprint_id", "")))
     # ``slow`` is a symptom: listed only for a fingerprint no other suggestion explains.
     advised = {item["fingerprint_id"] for item in suggestions if item["code"] != "slow" and item.get("fingerprint_id")}

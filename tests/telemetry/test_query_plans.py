@@ -126,19 +126,6 @@ def test_an_explain_that_fails_is_counted_not_raised(orders):
         assert cursor.fetchone() == (50000,)
 
 
-def test_a_never_scanned_index_on_a_large_table_is_unused(orders):
-    with suppressed(), connection.cursor() as cursor:
-        cursor.execute("CREATE INDEX qi_orders_note_idx ON qi_orders (note)")
-        cursor.execute("CREATE UNIQUE INDEX qi_orders_unique_idx ON qi_orders (id, customer_id)")
-        cursor.execute("ANALYZE qi_orders")
-    found = {row["index"]: row for row in advice.unused_indexes("default", min_rows=10_000)}
-    assert "qi_orders_note_idx" in found
-    assert found["qi_orders_note_idx"]["drop_statement"] == 'DROP INDEX CONCURRENTLY "public"."qi_orders_note_idx";'
-    assert "qi_orders_unique_idx" not in found
-    assert "qi_orders_pkey" not in found
-    assert not any(row["index"] for row in advice.unused_indexes("default", min_rows=10_000_000))
-
-
 def test_other_vendors_are_not_explained():
     class Analysis:
         fingerprint_id, fingerprint = "x", "select ?"
