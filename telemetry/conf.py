@@ -149,12 +149,15 @@ DEFAULTS: dict[str, Any] = {
     "EXPLAIN_ENABLED": True,
     "EXPLAIN_PER_MINUTE": 10,
     "EXPLAIN_INTERVAL_SECONDS": 600,
-    # Index advice: sequential scans with a filter on tables of at least this many rows
-    # become ``missing_index`` candidates, kept when a HypoPG hypothetical index cuts the
-    # planner's cost by at least this share; ``unused_index`` needs the same table size.
+    # Index advice: scans an index could serve (filters, sorts under a LIMIT, join sides) on
+    # tables of at least this many rows become ``missing_index`` candidates, kept when a
+    # HypoPG hypothetical index cuts the planner's cost by at least this share; none for a
+    # filter estimated to keep more than this share of the table's rows (an index would
+    # not beat the scan). ``unused_index`` needs the same table size.
     "HYPOPG_ENABLED": True,
     "HYPOPG_MIN_GAIN": 0.5,
     "MISSING_INDEX_MIN_ROWS": 10_000,
+    "MISSING_INDEX_MAX_SELECTIVITY": 0.2,
     # Fingerprints per ranking in the slow-query report; period of both reports (hours).
     "REPORT_TOP_N": 20,
     "REPORT_PERIOD_HOURS": 24,
