@@ -120,11 +120,13 @@ def index_candidates(connection: BaseDatabaseWrapper, cursor: CursorWrapper, pla
     hypopg = None
     proofs_left = MAX_PROOFS
     for group in indexes.proposals(plan, facts_of):
-        group = [
-            proposal for proposal in group
-            if proposal.facts.rows >= min_rows and not proposal.served and proposal.identity() not in seen
-            and (proposal.selectivity is None or proposal.selectivity <= max_selectivity)
-        ]
+        kept: dict[tuple[Any, ...], indexes.Proposal] = {}
+        for proposal in group:
+            if (proposal.facts.rows >= min_rows and not proposal.served and proposal.identity() not in seen
+                    and (proposal.selectivity is None or proposal.selectivity <= max_selectivity)):
+                # The first of equal indexes (a sort and a range on one column propose the same).
+                kept.setdefault(proposal.identity(), proposal)
+        group = list(kept.values())
         if not group:
             continue
         if use_hypopg and hypopg is None:

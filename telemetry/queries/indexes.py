@@ -130,8 +130,9 @@ class TableFacts:
     indexes: tuple[tuple[IndexKey, ...], ...]
 
     def served(self, key: IndexKey) -> bool:
-        """An existing index leads with this key (same expression and operator class)."""
-        return any(index and index[0].same_expression(key) and index[0].opclass == key.opclass
+        """An existing index leads with this key (same expression; a pattern operator class
+        when the key needs one, and only then)."""
+        return any(index and index[0].same_expression(key) and (index[0].opclass is None) == (key.opclass is None)
                    for index in self.indexes)
 
 
@@ -336,7 +337,9 @@ def _with_opclass(key: IndexKey, facts: TableFacts) -> IndexKey:
     column = facts.columns[key.column]
     if column.c_collation:
         return key
-    return IndexKey(key.column, key.function, key.function_args, opclass=_PATTERN_OPCLASSES[column.type_name])
+    # lower() and upper() return text, whatever the column's type.
+    opclass = _PATTERN_OPCLASSES["text" if key.function else column.type_name]
+    return IndexKey(key.column, key.function, key.function_args, opclass=opclass)
 
 
 def _predicates(text: str | None, alias: str) -> list[_Predicate]:

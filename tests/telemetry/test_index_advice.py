@@ -159,6 +159,12 @@ def test_a_join_on_an_unindexed_column_gets_an_index_on_it(shop):
     assert (candidate["table"], candidate["columns"]) == ("ia_orders", ["customer_id"])
 
 
+def test_a_correlated_subquery_gets_an_index_on_its_correlation_key(shop):
+    candidate = only(advise("SELECT c.id, (SELECT count(*) FROM ia_orders o WHERE o.customer_id = c.id) "
+                            "FROM ia_customers c WHERE c.name = %s", ["customer-42"]), "join_key")
+    assert (candidate["table"], candidate["columns"]) == ("ia_orders", ["customer_id"])
+
+
 def test_a_join_of_all_rows_or_on_an_indexed_column_gets_none(shop):
     assert advise("SELECT count(*) FROM ia_customers c JOIN ia_orders o ON o.customer_id = c.id") == []
     index("CREATE INDEX ia_orders_customer ON ia_orders (customer_id)")
@@ -225,6 +231,18 @@ def test_a_prefix_like_gets_a_pattern_operator_class(shop):
 def test_a_prefix_like_on_a_c_collated_column_needs_no_operator_class(shop):
     candidate = only(advise("SELECT id FROM ia_orders WHERE ref LIKE %s", ["R4242%"]), "prefix_like")
     assert candidate["keys"] == [key("ref")]
+
+
+def test_django_istartswith_gets_an_expression_index_with_a_pattern_operator_class(shop):
+    candidate = only(advise('SELECT "ia_orders"."id" FROM "ia_orders" '
+                            'WHERE UPPER("ia_orders"."email"::text) LIKE UPPER(%s)', ["user4242%"]), "expression")
+    assert candidate["keys"] == [key("email", "upper", opclass="text_pattern_ops")]
+    assert '(upper("email") text_pattern_ops)' in candidate["create_statement"]
+
+
+def test_a_prefix_like_on_a_varchar_column_gets_its_operator_class(shop):
+    candidate = only(advise("SELECT id FROM ia_orders WHERE code LIKE %s", ["C4242%"]), "prefix_like")
+    assert candidate["keys"] == [key("code", opclass="varchar_pattern_ops")]
 
 
 def test_a_leading_wildcard_like_gets_none(shop):
