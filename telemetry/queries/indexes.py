@@ -90,8 +90,9 @@ class Condition:
     def sql(self, quote: Callable[[str], str]) -> str:
         value = self.value
         if isinstance(value, bool):
-            literal = "TRUE" if value else "FALSE"
-        elif isinstance(value, int):
+            # PostgreSQL's own form of a boolean predicate (HypoPG matches only that).
+            return quote(self.column) if value else f"NOT {quote(self.column)}"
+        if isinstance(value, int):
             literal = str(value)
         else:
             literal = "'" + value.replace("'", "''") + "'"
@@ -354,6 +355,11 @@ def _predicates(text: str | None, alias: str) -> list[_Predicate]:
 
 
 def _predicate(node: exp.Expression, alias: str) -> _Predicate | None:
+    # PostgreSQL prints ``flag = true`` as ``flag`` and ``flag = false`` as ``NOT flag``.
+    flag = _unparen(node.this) if isinstance(node, exp.Not) else node
+    if isinstance(flag, exp.Column):
+        key = _key(flag, alias)
+        return _Predicate("equality", key) if key is not None else None
     if isinstance(node, exp.Like):
         key = _key(node.this, alias)
         pattern = _strip_casts(node.expression)

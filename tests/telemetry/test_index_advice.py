@@ -22,12 +22,12 @@ SHOP_SQL = (
     f"DROP TABLE IF EXISTS {', '.join(TABLES)}",
     "CREATE TABLE ia_orders (id bigserial PRIMARY KEY, customer_id integer NOT NULL, region integer NOT NULL, "
     "status text NOT NULL, email text NOT NULL, code varchar(20) NOT NULL, ref text COLLATE \"C\" NOT NULL, "
-    "created_at timestamp NOT NULL, amount integer NOT NULL, note text NOT NULL)",
-    "INSERT INTO ia_orders (customer_id, region, status, email, code, ref, created_at, amount, note) "
+    "created_at timestamp NOT NULL, amount integer NOT NULL, flagged boolean NOT NULL, note text NOT NULL)",
+    "INSERT INTO ia_orders (customer_id, region, status, email, code, ref, created_at, amount, flagged, note) "
     "SELECT g % 5000, g % 50, "
     "CASE WHEN g > 99000 THEN 'new' WHEN g % 200 = 0 THEN 'cancelled' ELSE 'done' END, "
     "'user' || g || '@example.org', 'C' || (g % 20000), 'R' || g, "
-    "timestamp '2026-01-01' + g * interval '5 minutes', (g * 7919) % 100000, repeat('x', 40) "
+    "timestamp '2026-01-01' + g * interval '5 minutes', (g * 7919) % 100000, g > 99500, repeat('x', 40) "
     "FROM generate_series(1, 100000) g",
     "CREATE TABLE ia_customers (id integer PRIMARY KEY, name text NOT NULL UNIQUE, country text NOT NULL)",
     "INSERT INTO ia_customers SELECT g, 'customer-' || g, 'c' || (g % 30) FROM generate_series(0, 4999) g",
@@ -45,7 +45,7 @@ def shop(django_db_setup, django_db_blocker):
     ``status`` 'done' on 98.5 %, 'new' on the last 1 % (clustered, as recent rows are),
     'cancelled' on 0.5 %; ``email`` unique; ``code`` varchar, 20,000 values; ``ref`` text in
     the C collation; ``created_at`` a timestamp 5 minutes apart in row order; ``amount``
-    scattered. ``ia_small``: the first 1,000 orders."""
+    scattered; ``flagged`` true on the last 0.5 %. ``ia_small``: the first 1,000 orders."""
     with django_db_blocker.unblock(), suppressed(), connection.cursor() as cursor:
         for statement in SHOP_SQL:
             cursor.execute(statement)
@@ -205,6 +205,14 @@ def test_a_rare_value_with_another_equality_keys_the_partial_index_on_it(shop):
     candidate = only(advise("SELECT id FROM ia_orders WHERE status = %s AND region = %s", ["new", 7]), "partial")
     assert candidate["columns"] == ["region"]
     assert candidate["condition"]["value"] == "new"
+
+
+def test_a_rare_boolean_gets_a_partial_index_and_the_common_one_none(shop):
+    candidate = only(advise("SELECT id FROM ia_orders WHERE flagged = %s", [True]), "partial")
+    assert candidate["columns"] == ["flagged"]
+    assert candidate["condition"] == {"column": "flagged", "operator": "=", "value": True}
+    assert candidate["create_statement"].endswith('("flagged") WHERE "flagged";')
+    assert advise("SELECT id FROM ia_orders WHERE NOT flagged") == []
 
 
 # IN lists.
