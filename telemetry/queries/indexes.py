@@ -3,8 +3,8 @@
 ``proposals(plan, facts_of)`` walks an EXPLAIN (FORMAT JSON) result and yields, for each
 place an index could replace a sequential scan, a group of proposals, best guess first:
 
-- a sequential scan with a filter: its equality columns (``=``, ``IN`` lists, and the
-  expressions ``lower(col)``, ``upper(col)``, ``date_trunc('unit', col)``) most selective
+- a sequential scan with a filter: its equality columns (``=``, ``IN`` lists, booleans,
+  and the expressions ``lower(col)``, ``upper(col)``, ``date_trunc('unit', col)``) most selective
   first by ``pg_stats`` (``n_distinct``, ``null_frac``), then one range column or one prefix
   ``LIKE`` (with the column type's ``*_pattern_ops`` operator class unless its collation
   is ``C``; a ``LIKE`` that starts with a wildcard gives none). An equality on a
@@ -38,7 +38,7 @@ PARTIAL_MAX_DISTINCT = 20
 PARTIAL_MAX_FREQUENCY = 0.05
 #: Rare values tried per column (each is one HypoPG proof).
 PARTIAL_MAX_VALUES = 3
-#: Longest filter or condition text parsed (an IN list of thousands of items is no shape).
+#: Longest filter or condition text parsed (sqlglot's time grows with it; past this, no shape).
 MAX_EXPRESSION_CHARS = 10_000
 
 #: Plan nodes an index proposal sees through on its way to the scan below.
