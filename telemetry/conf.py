@@ -149,12 +149,15 @@ DEFAULTS: dict[str, Any] = {
     "EXPLAIN_ENABLED": True,
     "EXPLAIN_PER_MINUTE": 10,
     "EXPLAIN_INTERVAL_SECONDS": 600,
-    # Index advice: sequential scans with a filter on tables of at least this many rows
-    # become ``missing_index`` candidates, kept when a HypoPG hypothetical index cuts the
-    # planner's cost by at least this share; ``unused_index`` needs the same table size.
+    # Index advice: scans an index could serve (filters, sorts under a LIMIT, join sides) on
+    # tables of at least this many rows become ``missing_index`` candidates, kept when a
+    # HypoPG hypothetical index cuts the planner's cost by at least this share; none for a
+    # filter estimated to keep more than this share of the table's rows (an index would
+    # not beat the scan). ``unused_index`` needs the same table size.
     "HYPOPG_ENABLED": True,
     "HYPOPG_MIN_GAIN": 0.5,
     "MISSING_INDEX_MIN_ROWS": 10_000,
+    "MISSING_INDEX_MAX_SELECTIVITY": 0.2,
     # ``unused_index`` only once PostgreSQL's statistics have been gathered for this many
     # days (since ``pg_stat_database.stats_reset``, else the server's start): an index read
     # by a weekly job looks unused for six days.

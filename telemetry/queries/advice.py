@@ -1,35 +1,38 @@
 """Index advice from PostgreSQL plans and statistics views.
 
-- ``missing_index``: a sequential scan with a filter on a table of at least
-  ``MISSING_INDEX_MIN_ROWS`` rows gives a candidate index on the filtered columns
-  (equality columns first, then one range column). Where HypoPG is installed the
-  candidate is proven: a hypothetical index is created in this session only, the
-  statement planned again, and the candidate kept only if the planner's cost drops by
-  at least ``HYPOPG_MIN_GAIN``. The proof runs where the plan is captured because it
-  needs the statement's real parameters, which are never stored; without HypoPG the
-  candidate is kept unproven.
+- ``missing_index``: the proposals of ``telemetry.queries.indexes`` (equality, composite,
+  equality + range, ORDER BY + LIMIT, join keys, expressions, partial indexes for rare
+  values, IN lists, prefix LIKE), none on a table under ``MISSING_INDEX_MIN_ROWS`` rows,
+  none for a filter estimated to keep more than ``MISSING_INDEX_MAX_SELECTIVITY`` of the
+  rows, none where an existing index leads with the same key. Where HypoPG is installed
+  each is proven: a hypothetical index is created in this session only, the statement
+  planned again, and the proposal kept only if the planner's cost drops by at least
+  ``HYPOPG_MIN_GAIN``; of the proven proposals for one scan, the cheapest plan wins, and
+  among plans within ``NEAR_COST`` of it the smallest index. The proof runs where the plan
+  is captured because it needs the statement's real parameters, which are never stored;
+  without HypoPG the first proposal of each scan is kept unproven.
 """
 
 import json
-import re
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 from telemetry.core import guard
+from telemetry.queries import indexes
 
 HYPOPG_RETRY_SECONDS = 3600.0
 _hypopg_unavailable_until: dict[str, float] = {}
 
-_COMPARISON = re.compile(
-    r"\(*\s*(?:\w+\.)?\"?([A-Za-z_][\w$]*)\"?\s*\)?(?:::[\w \"]+?)?\s*(=|<=|>=|<|>|~~)\s*(?!\s*\()"
-)
-_RANGE_OPERATORS = {"<", ">", "<=", ">="}
-SEQ_SCANS = {"Seq Scan", "Parallel Seq Scan"}
+SEQ_SCANS = indexes.SEQ_SCANS
+#: Proposals proven per plan at most (each is one hypothetical index and one EXPLAIN).
+MAX_PROOFS = 12
+#: Proven plans this much costlier than the cheapest still compete on index size.
+NEAR_COST = 1.1
 
 
 def explain(cursor: CursorWrapper, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -63,35 +66,6 @@ def filtered_seq_scans(plan: Sequence[Mapping[str, Any]] | None) -> list[dict[st
     ]
 
 
-def filter_columns(filter_text: str, table_columns: Collection[str]) -> list[str]:
-    """Columns worth indexing for a filter: equality columns first, then one range
-    column; only names that are columns of the table."""
-    equality: list[str]
-    ranged: list[str]
-    equality, ranged = [], []
-    for name, operator in _COMPARISON.findall(filter_text):
-        if name not in table_columns:
-            continue
-        target = ranged if operator in _RANGE_OPERATORS else equality
-        if name not in equality and name not in ranged:
-            target.append(name)
-    return (equality[:3] + ranged[:1])[:3]
-
-
-def _table_facts(cursor, schema, table):
-    cursor.execute(
-        "SELECT c.oid, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s", [schema, table],
-    )
-    found = cursor.fetchone()
-    if found is None:
-        return 0, set()
-    oid, reltuples = found
-    cursor.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
-                   [oid])
-    return reltuples, {row[0] for row in cursor.fetchall()}
-
-
 def reset() -> None:
     """Forgets which aliases could not install HypoPG (``telemetry.testing.reset``)."""
     _hypopg_unavailable_until.clear()
@@ -115,46 +89,95 @@ def hypopg_ready(connection: BaseDatabaseWrapper, cursor: CursorWrapper) -> bool
         return False
 
 
-def index_name(table: str, columns: Sequence[str]) -> str:
-    return f"{table}_{'_'.join(columns)}_idx"[:63]
+class Proof(NamedTuple):
+    """A proposal planned with its hypothetical index."""
+
+    proposal: indexes.Proposal
+    cost_after: float
+    index_bytes: int
 
 
 def index_candidates(connection: BaseDatabaseWrapper, cursor: CursorWrapper, plan: Sequence[Mapping[str, Any]] | None,
-                     sql: str, params: Sequence[Any] | Mapping[str, Any] | None, min_rows: float, min_gain: float,
-                     use_hypopg: bool, seq_scans: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Proven (or, without HypoPG, unproven) index candidates for one plan (``seq_scans``:
-    its ``filtered_seq_scans``, when the caller has them already)."""
+                     sql: str, params: Sequence[Any] | Mapping[str, Any] | None, *, min_rows: float,
+                     min_gain: float, max_selectivity: float, use_hypopg: bool) -> list[dict[str, Any]]:
+    """Proven (or, without HypoPG, unproven) index candidates for one plan of ``sql`` with
+    its real ``params``: at most one per scan or join side, each a dict of the keys
+    documented in docs/queries.md ("Index advice")."""
     quote = connection.ops.quote_name
     cost_before = total_cost(plan)
-    candidates, seen = [], set()
+    facts: dict[tuple[str | None, str], indexes.TableFacts | None] = {}
+
+    def facts_of(schema: str | None, table: str) -> indexes.TableFacts | None:
+        if (schema, table) not in facts:
+            facts[schema, table] = indexes.table_facts(cursor, quote, schema, table)
+        return facts[schema, table]
+
+    candidates: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
     hypopg = None
-    for scan in filtered_seq_scans(plan) if seq_scans is None else seq_scans:
-        schema, table = scan["schema"], scan["table"]
-        reltuples, table_columns = _table_facts(cursor, schema, table)
-        if reltuples < min_rows:
+    proofs_left = MAX_PROOFS
+    for group in indexes.proposals(plan, facts_of):
+        kept: dict[tuple[Any, ...], indexes.Proposal] = {}
+        for proposal in group:
+            if (proposal.facts.rows >= min_rows and not proposal.served and proposal.identity() not in seen
+                    and (proposal.selectivity is None or proposal.selectivity <= max_selectivity)):
+                # The first of equal indexes (a sort and a range on one column propose the same).
+                kept.setdefault(proposal.identity(), proposal)
+        group = list(kept.values())
+        if not group:
             continue
-        columns = filter_columns(scan["filter"], table_columns)
-        if not columns or (schema, table, tuple(columns)) in seen:
-            continue
-        seen.add((schema, table, tuple(columns)))
-        target = f"{quote(schema)}.{quote(table)} ({', '.join(quote(column) for column in columns)})"
-        candidate = {
-            "schema": schema, "table": table, "columns": columns, "table_rows": int(reltuples),
-            "create_statement": f"CREATE INDEX CONCURRENTLY {quote(index_name(table, columns))} ON {target};",
-            "cost_before": cost_before, "cost_after": None, "gain": None, "proven": None,
-        }
         if use_hypopg and hypopg is None:
             hypopg = hypopg_ready(connection, cursor)
-        if use_hypopg and hypopg:
-            try:
-                cursor.execute("SELECT indexrelid FROM hypopg_create_index(%s)", [f"CREATE INDEX ON {target}"])
-                cost_after = total_cost(explain(cursor, sql, params))
-            finally:
-                cursor.execute("SELECT hypopg_reset()")
-            gain = 1.0 - cost_after / cost_before if cost_before > 0 else 0.0
-            if gain < min_gain:
-                continue
-            candidate.update(cost_after=cost_after, gain=round(gain, 4), proven=True)
-        candidates.append(candidate)
+        if not (use_hypopg and hypopg):
+            seen.add(group[0].identity())
+            candidates.append(_candidate(group[0], quote, cost_before))
+            continue
+        proven = []
+        for proposal in group[:proofs_left]:
+            proofs_left -= 1
+            proof = _prove(connection, cursor, proposal, sql, params, quote)
+            gain = 1.0 - proof.cost_after / cost_before if proof and cost_before > 0 else 0.0
+            if proof and gain >= min_gain:
+                proven.append(proof)
+        if proven:
+            cheapest = min(proof.cost_after for proof in proven)
+            best = min((proof for proof in proven if proof.cost_after <= cheapest * NEAR_COST),
+                       key=lambda proof: proof.index_bytes)
+            seen.add(best.proposal.identity())
+            candidates.append(_candidate(best.proposal, quote, cost_before, best))
     return candidates
 
+
+def _prove(connection: BaseDatabaseWrapper, cursor: CursorWrapper, proposal: indexes.Proposal, sql: str,
+           params: Sequence[Any] | Mapping[str, Any] | None, quote: Callable[[str], str]) -> Proof | None:
+    """The statement planned with the proposal as a hypothetical index of this session; None
+    when HypoPG refuses it (counted)."""
+    try:
+        with transaction.atomic(using=connection.alias):
+            cursor.execute("SELECT indexrelid FROM hypopg_create_index(%s)",
+                           [f"CREATE INDEX ON {proposal.target(quote)}"])
+            indexrelid = cursor.fetchone()[0]
+            cost_after = total_cost(explain(cursor, sql, params))
+            cursor.execute("SELECT hypopg_relation_size(%s)", [indexrelid])
+            return Proof(proposal, cost_after, int(cursor.fetchone()[0]))
+    except DatabaseError as exc:
+        guard.report("index_advice", exc)
+        return None
+    finally:
+        # Hypothetical indexes live in the session, not in the transaction a failure rolls back.
+        cursor.execute("SELECT hypopg_reset()")
+
+
+def _candidate(proposal: indexes.Proposal, quote: Callable[[str], str], cost_before: float,
+               proof: Proof | None = None) -> dict[str, Any]:
+    gain = 1.0 - proof.cost_after / cost_before if proof and cost_before > 0 else None
+    return {
+        "schema": proposal.facts.schema, "table": proposal.facts.table, "columns": proposal.columns,
+        "table_rows": int(proposal.facts.rows),
+        "create_statement": f"CREATE INDEX CONCURRENTLY {quote(proposal.name())} ON {proposal.target(quote)};",
+        "cost_before": cost_before, "cost_after": proof.cost_after if proof else None,
+        "gain": round(gain, 4) if gain is not None else None, "proven": True if proof else None,
+        "shape": proposal.shape, "keys": [key.as_dict() for key in proposal.keys],
+        "condition": proposal.condition.as_dict() if proposal.condition else None,
+        "index_bytes": proof.index_bytes if proof else None,
+    }

@@ -147,7 +147,8 @@ def capture(alias: str, sql: str, params: Any, fingerprint_id: str, fingerprint:
             seq_scans = advice.filtered_seq_scans(plan)
             candidates = advice.index_candidates(
                 connection, cursor, plan, sql, params, min_rows=settings["MISSING_INDEX_MIN_ROWS"],
-                min_gain=settings["HYPOPG_MIN_GAIN"], use_hypopg=settings["HYPOPG_ENABLED"], seq_scans=seq_scans,
+                min_gain=settings["HYPOPG_MIN_GAIN"], max_selectivity=settings["MISSING_INDEX_MAX_SELECTIVITY"],
+                use_hypopg=settings["HYPOPG_ENABLED"],
             )
         QueryPlan.objects.using(telemetry_alias()).update_or_create(
             fingerprint_id=fingerprint_id, alias=alias,
