@@ -1,5 +1,6 @@
 """Query intelligence: per-fingerprint statistics and runtime detectors (``stats``),
-plans of slow statements (``explain``), index candidates (``advice``), the advice a team
+plans of slow statements (``explain``), index proposals by shape (``indexes``) proven with
+HypoPG (``advice``), the advice a team
 applies and the indexes safe to drop (``advise``), the slow-query and optimization reports
 (``reports``) and the SQL analyzer (``sql``).
 
