@@ -10,18 +10,19 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from functools import lru_cache, partial
 from html import escape as _html_escape
 from typing import Any, cast
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet, TextField
 from django.db.models.functions import Cast
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -30,6 +31,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from telemetry import conf
+from telemetry.admin import trace_search
 from telemetry.models import LogEntry, Span, Trace
 from telemetry.tracing import waterfall
 
@@ -112,14 +114,12 @@ class TimeRangeFilter(admin.SimpleListFilter):
 
     title = "started"
     parameter_name = "since"
-    ranges: dict[str | None, timedelta] = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1),
-                                           "1d": timedelta(days=1), "7d": timedelta(days=7)}
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         return (("15m", "last 15 minutes"), ("1h", "last hour"), ("1d", "last day"), ("7d", "last 7 days"))
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        window = self.ranges.get(self.value())
+        window = trace_search.PRESETS.get(cast(str, self.value()))
         return queryset.filter(start__gte=timezone.now() - window) if window else queryset
 
 
@@ -177,8 +177,30 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class TraceChangeList(ChangeList):
+    """The changelist with the search's parameters (``trace_search.SEARCH_PARAMS``): kept in
+    its links, kept from the field lookups, applied by ``trace_search.apply``."""
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        self.search = trace_search.TraceSearch.parse(request.GET)
+        self.search_notes: list[str] = []
+        super().__init__(request, *args, **kwargs)
+
+    def get_filters_params(self, params: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+        lookup_params = super().get_filters_params(params)
+        for name in trace_search.SEARCH_PARAMS:
+            lookup_params.pop(name, None)
+        return lookup_params
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
+        result = trace_search.apply(self.search, super().get_queryset(request, exclude_parameters))
+        self.search_notes = result.notes
+        return result.queryset
+
+
 @admin.register(Trace)
 class TraceAdmin(ReadOnlyAdmin):
+    change_list_template = "admin/telemetry/trace/change_list.html"
     list_display = ("root_name", "route", "status_badge", "duration", "organization", "span_count", "start")
     list_filter = (RouteFilter, StatusFilter, OrganizationFilter, KeptBecauseFilter, MinimumDurationFilter,
                    TimeRangeFilter)
@@ -186,6 +208,36 @@ class TraceAdmin(ReadOnlyAdmin):
     search_help_text = "Exact trace id (32 hexadecimal characters)."
     ordering = ("-start",)
     sortable_by = ("start", "duration")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return TraceChangeList
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The list with the search form and the duration scatter of the listed traces. Empty
+        fields of a submitted search are dropped from the address first (one redirect)."""
+        empty = [name for name in trace_search.FORM_PARAMS if name in request.GET and not request.GET[name].strip()]
+        if empty:
+            params = request.GET.copy()
+            for name in empty:
+                del params[name]
+            return HttpResponseRedirect(f"{request.path}?{params.urlencode()}" if params else request.path)
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context is None or "cl" not in context:  # a redirect (bad lookup) or an error page
+            return response
+        changelist = context["cl"]
+        rows = list(changelist.queryset.order_by("-start").values_list(
+            "trace_id", "start", "duration_ms", "status")[: trace_search.SCATTER_MAX + 1])
+        context.update(
+            search=changelist.search, search_notes=changelist.search_notes,
+            scatter=trace_search.scatter(rows[: trace_search.SCATTER_MAX], len(rows) > trace_search.SCATTER_MAX),
+            search_values={name: request.GET.get(name, "") for name in trace_search.FORM_PARAMS},
+            search_hidden=[(name, value) for name, value in changelist.params.items()
+                           if name not in trace_search.FORM_PARAMS],
+            organizations=conf.organizations_configured(),
+            time_zone=timezone.get_current_timezone_name(),
+        )
+        return response
 
     def get_list_display(self, request: HttpRequest) -> list[Any]:
         """The organization column, only in a project with organizations."""
