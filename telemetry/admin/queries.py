@@ -10,12 +10,12 @@ page is read-only: telemetry rows are written by telemetry only.
 import json
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -233,16 +233,127 @@ class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, finding.trace_id[:12]) if url else "—"
 
 
+class Unavailable(NamedTuple):
+    """Why plans (``what="plans"``) or HypoPG's proofs of index advice (``"proofs"``) are
+    not made here, and the commands or settings that enable them."""
+
+    what: str
+    reason: str
+    commands: tuple[str, ...]
+
+
+def _postgresql_aliases() -> list[str]:
+    """The aliases whose statements are explained: PostgreSQL ones, never telemetry's own store."""
+    return [alias for alias in connections if alias != telemetry_alias() and connections[alias].vendor == "postgresql"]
+
+
+def hypopg_unavailable(alias: str, server_version: int, available: bool, created: bool) -> Unavailable | None:
+    """Why HypoPG cannot prove advice on ``alias`` (PostgreSQL ``server_version``, e.g.
+    150018), from ``pg_available_extensions``; ``None`` when it is created there."""
+    database = connections[alias].settings_dict.get("NAME") or alias
+    if not available:
+        return Unavailable("proofs", f"HypoPG is not installed on the PostgreSQL {server_version // 10000} server of "
+                           f"the “{alias}” database: index advice is kept unproven.",
+                           (f"apt install postgresql-{server_version // 10000}-hypopg",
+                            f"psql -d {database} -c 'CREATE EXTENSION hypopg;'"))
+    if not created:
+        return Unavailable("proofs", f"HypoPG is installed but not created in the “{alias}” database: telemetry "
+                           "creates it at its next proof when its role may; otherwise a superuser runs:",
+                           (f"psql -d {database} -c 'CREATE EXTENSION hypopg;'",))
+    return None
+
+
+def plans_unavailable_reasons() -> list[Unavailable]:
+    """Everything that keeps plans or their proofs from this page, from the settings and
+    (one catalog query per PostgreSQL alias) the servers."""
+    if not conf.get("QUERY_STATS_ENABLED") or not conf.get("EXPLAIN_ENABLED"):
+        switched_off = [name for name in ("QUERY_STATS_ENABLED", "EXPLAIN_ENABLED") if not conf.get(name)]
+        return [Unavailable("plans", f"Plans are off: {' and '.join(switched_off)} set to False. Slow statements are "
+                            "explained once both are on:",
+                            tuple(f"TELEMETRY['{name}'] = True" for name in switched_off))]
+    aliases = _postgresql_aliases()
+    if not aliases:
+        vendors = ", ".join(sorted({connections[alias].vendor for alias in connections}))
+        return [Unavailable("plans", f"Plans need PostgreSQL: EXPLAIN runs on PostgreSQL databases only, and this "
+                            f"project's are {vendors}. With the platform:",
+                            ("DATABASE_URL=postgres://user:password@host/db make demo",))]
+    if not conf.get("HYPOPG_ENABLED"):
+        return [Unavailable("proofs", "HypoPG proofs are off (HYPOPG_ENABLED is False): index advice is kept "
+                            "unproven.", ("TELEMETRY['HYPOPG_ENABLED'] = True",))]
+    reasons = []
+    for alias in aliases:
+        try:
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT current_setting('server_version_num')::int, "
+                               "(SELECT installed_version FROM pg_available_extensions WHERE name = 'hypopg'), "
+                               "EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg')")
+                version, installed, available = cursor.fetchone()
+        except DatabaseError as exc:
+            reasons.append(Unavailable("proofs", f"The “{alias}” database did not answer ({type(exc).__name__}): "
+                                       "whether HypoPG is there is unknown.", ()))
+            continue
+        reason = hypopg_unavailable(alias, version, available, installed is not None)
+        if reason:
+            reasons.append(reason)
+    return reasons
+
+
 def plans_unavailable() -> str:
     """Why no plan can be stored here, or "" when plans are just not there yet."""
-    if not conf.get("QUERY_STATS_ENABLED") or not conf.get("EXPLAIN_ENABLED"):
-        return ("Plans are off: set TELEMETRY['QUERY_STATS_ENABLED'] and TELEMETRY['EXPLAIN_ENABLED'] to True "
-                "to have slow statements explained.")
-    if not any(connections[alias].vendor == "postgresql" for alias in connections if alias != telemetry_alias()):
-        return ("Plans need PostgreSQL: EXPLAIN runs on PostgreSQL databases only, and this project's are "
-                + ", ".join(sorted({connections[alias].vendor for alias in connections}))
-                + ". With the platform: DATABASE_URL=postgres://user:password@host/db make demo.")
+    for reason in plans_unavailable_reasons():
+        if reason.what == "plans":
+            return " ".join((reason.reason, *reason.commands))
     return ""
+
+
+class PlanNode(NamedTuple):
+    """One node of a plan as the plan page shows it."""
+
+    depth: int
+    node_type: str
+    #: The table (with its alias when it differs), the index, or "".
+    relation: str
+    estimated_rows: float
+    total_cost: float
+    #: The node's total cost (with its children's) over the plan's.
+    share: float
+    #: The node's own cost (its total less its children's) over the plan's.
+    own_share: float
+    #: Its filter or join and index conditions, as EXPLAIN prints them.
+    condition: str
+    highlighted: bool
+
+
+#: A node whose own cost is at least this share of the plan's is highlighted.
+PLAN_HIGHLIGHT_SHARE = 0.2
+_CONDITIONS = ("Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join Filter", "Filter")
+
+
+def plan_tree(plan: Any) -> list[PlanNode]:
+    """The nodes of an EXPLAIN (FORMAT JSON) plan, depth first, each with its share of the
+    plan's cost; only nodes whose own cost is ``PLAN_HIGHLIGHT_SHARE`` of it or more are
+    highlighted (a 21-row sequential scan is not, the million-row one is)."""
+    roots = [entry["Plan"] for entry in plan or () if isinstance(entry, dict) and isinstance(entry.get("Plan"), dict)]
+    total = sum(float(root.get("Total Cost", 0.0)) for root in roots) or 1.0
+    nodes: list[PlanNode] = []
+    stack = [(root, 0) for root in reversed(roots)]
+    while stack:
+        node, depth = stack.pop()
+        children = [child for child in node.get("Plans", ()) if isinstance(child, dict)]
+        cost = float(node.get("Total Cost", 0.0))
+        own_share = max(cost - sum(float(child.get("Total Cost", 0.0)) for child in children), 0.0) / total
+        relation = node.get("Relation Name", "")
+        if relation and node.get("Alias") not in (None, relation):
+            relation = f"{relation} {node['Alias']}"
+        if node.get("Index Name"):
+            relation = f"{relation} using {node['Index Name']}" if relation else node["Index Name"]
+        nodes.append(PlanNode(
+            depth=depth, node_type=str(node.get("Node Type", "?")), relation=relation,
+            estimated_rows=float(node.get("Plan Rows", 0)), total_cost=cost, share=min(cost / total, 1.0),
+            own_share=own_share, condition="; ".join(f"{name}: {node[name]}" for name in _CONDITIONS if node.get(name)),
+            highlighted=own_share >= PLAN_HIGHLIGHT_SHARE))
+        stack.extend((child, depth + 1) for child in reversed(children))
+    return nodes
 
 
 def _empty_page_note(admin_: admin.ModelAdmin, request: HttpRequest, text: str) -> None:
@@ -253,12 +364,13 @@ def _empty_page_note(admin_: admin.ModelAdmin, request: HttpRequest, text: str) 
 
 @admin.register(QueryPlan)
 class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
+    """A plan's page is its tree (node, relation, estimated rows, share of the cost), its
+    index advice and the JSON behind an expand, under a banner when plans or their
+    HypoPG proofs are unavailable here."""
+
     list_display = ("captured_at", "alias", "short_fingerprint", "total_cost", "seq_scan_tables", "advice")
     list_filter = ("alias",)
     search_fields = ("fingerprint",)
-    readonly_fields = ("fingerprint", "alias", "captured_at", "total_cost", "duration_ms", "candidates",
-                       "rendered_plan")
-    fields = readonly_fields
 
     @admin.display(description="statement")
     def short_fingerprint(self, plan: QueryPlan) -> str:
@@ -273,15 +385,28 @@ class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
         return "; ".join(f"{c['create_statement']} (gain {c['gain']:.0%})" if c.get("gain") is not None
                          else c["create_statement"] for c in plan.candidates) or "—"
 
-    @admin.display(description="plan")
-    def rendered_plan(self, plan: QueryPlan) -> str:
-        return render_plan(plan.plan)
-
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         _empty_page_note(self, request, plans_unavailable() or (
             f"No plan yet: a PostgreSQL statement slower than SLOW_QUERY_MS ({conf.get('SLOW_QUERY_MS'):g} ms) is "
             "explained off the request path, at most once per fingerprint per EXPLAIN_INTERVAL_SECONDS."))
         return super().changelist_view(request, extra_context)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        plan = self.get_object(request, object_id)
+        if plan is None:
+            raise Http404("no such plan")
+        if not self.has_view_or_change_permission(request, plan):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": str(plan), "plan": plan,
+            "original": plan, "statement": compact(plan.fingerprint), "nodes": plan_tree(plan.plan),
+            "highlight_share": PLAN_HIGHLIGHT_SHARE,
+            "unavailable": plans_unavailable_reasons(), "plan_json": json.dumps(plan.plan, indent=2),
+            "fingerprint_url": reverse("admin:telemetry_querystat_fingerprint", args=[plan.fingerprint_id]),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/telemetry/queries/plan.html", context)
 
 
 @admin.register(QueryReport)
