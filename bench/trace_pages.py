@@ -15,7 +15,9 @@ import argparse
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -112,12 +114,19 @@ def main():
     biggest = generated.order_by("-span_count").first()
     capped = Trace.objects.get(trace_id=CAPPED_TRACE)
     organization = slow.organization_id
+    user_id = Span.objects.get(trace_id=typical.trace_id, parent_span_id="").attributes["user.id"]
     pages = {
         "list (default)": "/admin/telemetry/trace/",
         "list (filter choices not cached)": "/admin/telemetry/trace/",
         f"list org={organization} + >=1 s": f"/admin/telemetry/trace/?organization={organization}&min_ms=1000",
         "list route + last day + error": f"/admin/telemetry/trace/?route={typical.route}&since=1d&status=error",
         "list search by trace id": f"/admin/telemetry/trace/?q={typical.trace_id}",
+        "list status 5xx + absolute range": "/admin/telemetry/trace/?status_code=5xx&"
+            + urlencode({"from": f"{slow.start - timedelta(days=2):%Y-%m-%dT%H:%M}",
+                         "to": f"{slow.start:%Y-%m-%dT%H:%M}"}),
+        f"list attribute user.id={user_id} (rare)": f"/admin/telemetry/trace/?attr=user.id%3D{user_id}",
+        "list attribute plugin.kind=mysql": "/admin/telemetry/trace/?attr=plugin.kind%3Dmysql",
+        "list attribute plugin.kind=mysql, 1 d": "/admin/telemetry/trace/?attr=plugin.kind%3Dmysql&since=1d",
         f"trace page ({typical.span_count} spans)": f"/admin/telemetry/trace/{typical.pk}/change/",
         f"trace page ({biggest.span_count} spans)": f"/admin/telemetry/trace/{biggest.pk}/change/",
         f"trace page ({capped.span_count} spans, {MAX_LOGS} logs)": f"/admin/telemetry/trace/{capped.pk}/change/",
