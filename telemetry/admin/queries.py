@@ -263,25 +263,32 @@ def hypopg_unavailable(alias: str, server_version: int, available: bool, created
     return None
 
 
+def _plans_off() -> Unavailable | None:
+    """Why no plan is made here at all, from the settings and the databases' vendors."""
+    switched_off = [name for name in ("QUERY_STATS_ENABLED", "EXPLAIN_ENABLED") if not conf.get(name)]
+    if switched_off:
+        return Unavailable("plans", f"Plans are off: {' and '.join(switched_off)} "
+                           f"{'is' if len(switched_off) == 1 else 'are'} False. To have slow statements explained:",
+                           tuple(f"TELEMETRY['{name}'] = True" for name in switched_off))
+    if not _postgresql_aliases():
+        vendors = ", ".join(sorted({connections[alias].vendor for alias in connections}))
+        return Unavailable("plans", f"Plans need PostgreSQL: EXPLAIN runs on PostgreSQL databases only, and this "
+                           f"project's are {vendors}. With the platform:",
+                           ("DATABASE_URL=postgres://user:password@host/db make demo",))
+    return None
+
+
 def plans_unavailable_reasons() -> list[Unavailable]:
     """Everything that keeps plans or their proofs from this page, from the settings and
     (one catalog query per PostgreSQL alias) the servers."""
-    if not conf.get("QUERY_STATS_ENABLED") or not conf.get("EXPLAIN_ENABLED"):
-        switched_off = [name for name in ("QUERY_STATS_ENABLED", "EXPLAIN_ENABLED") if not conf.get(name)]
-        return [Unavailable("plans", f"Plans are off: {' and '.join(switched_off)} set to False. Slow statements are "
-                            "explained once both are on:",
-                            tuple(f"TELEMETRY['{name}'] = True" for name in switched_off))]
-    aliases = _postgresql_aliases()
-    if not aliases:
-        vendors = ", ".join(sorted({connections[alias].vendor for alias in connections}))
-        return [Unavailable("plans", f"Plans need PostgreSQL: EXPLAIN runs on PostgreSQL databases only, and this "
-                            f"project's are {vendors}. With the platform:",
-                            ("DATABASE_URL=postgres://user:password@host/db make demo",))]
+    off = _plans_off()
+    if off:
+        return [off]
     if not conf.get("HYPOPG_ENABLED"):
         return [Unavailable("proofs", "HypoPG proofs are off (HYPOPG_ENABLED is False): index advice is kept "
                             "unproven.", ("TELEMETRY['HYPOPG_ENABLED'] = True",))]
     reasons = []
-    for alias in aliases:
+    for alias in _postgresql_aliases():
         try:
             with connections[alias].cursor() as cursor:
                 cursor.execute("SELECT current_setting('server_version_num')::int, "
@@ -300,10 +307,8 @@ def plans_unavailable_reasons() -> list[Unavailable]:
 
 def plans_unavailable() -> str:
     """Why no plan can be stored here, or "" when plans are just not there yet."""
-    for reason in plans_unavailable_reasons():
-        if reason.what == "plans":
-            return " ".join((reason.reason, *reason.commands))
-    return ""
+    off = _plans_off()
+    return " ".join((off.reason, *off.commands)) if off else ""
 
 
 class PlanNode(NamedTuple):

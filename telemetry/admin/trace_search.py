@@ -28,6 +28,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from telemetry.admin import formatting
 from telemetry.models import Span, Trace
 
 #: Query-string parameters applied by the search (the others belong to the sidebar filters).
@@ -230,7 +231,8 @@ def _epoch_ns(moment: datetime) -> int:
 WIDTH, HEIGHT, LEFT, TOP, BOTTOM, RIGHT = 1000, 180, 64, 8, 22, 8
 
 
-def _format_ms(value: float) -> str:
+def _tick(value: float) -> str:
+    """A power of ten of milliseconds: ``10 ms``, ``1 s``."""
     return f"{value / 1000:g} s" if value >= 1000 else f"{value:g} ms"
 
 
@@ -257,7 +259,7 @@ def scatter(rows: Sequence[tuple[str, datetime, float, str]], overflow: bool) ->
         parts.append(format_html('<line class="grid" x1="{}" y1="{}" x2="{}" y2="{}"/>'
                                  '<text x="{}" y="{}" text-anchor="end">{}</text>',
                                  LEFT, f"{y:.1f}", WIDTH - RIGHT, f"{y:.1f}", LEFT - 6, f"{y + 4:.1f}",
-                                 _format_ms(tick)))
+                                 _tick(tick)))
     zone = timezone.get_current_timezone()
     stamp = "%Y-%m-%d %H:%M:%S" if span < 86_400 * 2 else "%Y-%m-%d %H:%M"
     for edge, anchor, moment in ((LEFT, "start", first), (WIDTH - RIGHT, "end", last)):
@@ -272,7 +274,7 @@ def scatter(rows: Sequence[tuple[str, datetime, float, str]], overflow: bool) ->
             'r="3.5"><title>{} · {} · {}</title></circle></a>',
             change_url.format(trace_id), trace_id, "error" if status == "error" else "ok", f"{x:.1f}",
             f"{y_of(duration_ms):.1f}",
-            start.astimezone(zone).isoformat(timespec="seconds"), _format_ms(round(duration_ms, 1)), status))
+            formatting.timestamp(start), formatting.duration(duration_ms), status))
     caption = (f"newest {len(rows):,} of the listed traces" if overflow else f"{len(rows):,} listed traces")
     return format_html(
         '<figure id="trace-scatter"><figcaption>Duration by start time: {} '

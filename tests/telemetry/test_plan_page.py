@@ -102,10 +102,13 @@ def test_banners_say_why_and_how_to_enable(admin_client, settings):
     plan = store(TWO_SCANS)
     settings.TELEMETRY = {**settings.TELEMETRY, "EXPLAIN_ENABLED": False}
     html = page(admin_client, plan)
-    assert "Plans are off: EXPLAIN_ENABLED set to False." in html
+    assert "Plans are off: EXPLAIN_ENABLED is False. To have slow statements explained:" in html
     assert "<code>TELEMETRY[&#x27;EXPLAIN_ENABLED&#x27;] = True</code>" in html
     settings.TELEMETRY = {**settings.TELEMETRY, "EXPLAIN_ENABLED": True, "QUERY_STATS_ENABLED": False}
-    assert "Plans are off: QUERY_STATS_ENABLED set to False." in page(admin_client, plan)
+    assert "Plans are off: QUERY_STATS_ENABLED is False." in page(admin_client, plan)
+    settings.TELEMETRY = {**settings.TELEMETRY, "EXPLAIN_ENABLED": False}
+    assert "Plans are off: QUERY_STATS_ENABLED and EXPLAIN_ENABLED are False." in page(admin_client, plan)
+    settings.TELEMETRY = {**settings.TELEMETRY, "EXPLAIN_ENABLED": True}
     settings.TELEMETRY = {**settings.TELEMETRY, "QUERY_STATS_ENABLED": True, "HYPOPG_ENABLED": False}
     html = page(admin_client, plan)
     assert 'data-unavailable="proofs"' in html and "HypoPG proofs are off (HYPOPG_ENABLED is False)" in html
