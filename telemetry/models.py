@@ -229,7 +229,7 @@ class Span(models.Model):
             # Retention finds spans whose trace row is gone (a late span of a lost batch) by age.
             models.Index(fields=["start_ns"], name="telemetry_span_start"),
             # The trace list's attribute search (``attributes @> {key: value}``), on PostgreSQL
-            # only (migration 0009 skips it elsewhere, where the search is bounded instead).
+            # only (migration 0010 skips it elsewhere, where the search is bounded instead).
             GinIndex(fields=["attributes"], opclasses=["jsonb_path_ops"], name="telemetry_span_attributes"),
         ]
         constraints = [models.UniqueConstraint(fields=["trace_id", "span_id"], name="unique_span_in_trace")]

@@ -7,7 +7,7 @@ message) and never raises: bad input becomes ``errors`` and an empty list.
 
 The attribute search is bounded and indexed. On PostgreSQL it reads the trace ids of at
 most ``MAX_ATTRIBUTE_SPANS`` matching spans through the GIN index on ``Span.attributes``
-(``@>``, migration 0009), within the listed time range. Elsewhere there is no JSON index:
+(``@>``, migration 0010), within the listed time range. Elsewhere there is no JSON index:
 it reads the spans of the newest ``MAX_ATTRIBUTE_TRACES`` traces the other filters list,
 through the ``(trace_id, start_ns)`` index, and the page says so.
 """

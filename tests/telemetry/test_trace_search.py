@@ -213,7 +213,7 @@ def test_on_sqlite_the_attribute_search_reads_the_newest_traces_and_says_so(tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["status"] == 200
-    assert "telemetry_span_attributes" not in found["indexes"]  # migration 0009 skips it on SQLite
+    assert "telemetry_span_attributes" not in found["indexes"]  # migration 0010 skips it on SQLite
     assert sorted(trace_id for trace_id, _ in SCATTER_DOT.findall(found["html"])) == found["expected"]
     assert found["expected"]
     assert ("On sqlite spans have no attribute index: the attribute search reads the spans of the newest 40 traces"

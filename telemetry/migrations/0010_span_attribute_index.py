@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("telemetry", "0008_route_stat"),
+        ("telemetry", "0009_finding_remedy"),
     ]
 
     operations = [
