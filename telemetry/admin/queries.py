@@ -25,6 +25,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from telemetry import conf
+from telemetry.admin.names import organization_label, organization_names
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
 from telemetry.queries import remedies, reports
@@ -214,9 +215,13 @@ class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ("fingerprint", "call_site", "route", "trace_id")
     date_hierarchy = "created_at"
     show_full_result_count = False
-    readonly_fields = ("code", "short_fingerprint", "alias", "route", "organization_id", "call_site", "remedy_text",
+    readonly_fields = ("code", "short_fingerprint", "alias", "route", "organization", "call_site", "remedy_text",
                        "duration_ms", "repetitions", "occurrences", "occurrences_ms", "rows", "trace", "created_at")
     fields = readonly_fields
+
+    @admin.display(description="organization")
+    def organization(self, finding: QueryFinding) -> str:
+        return organization_label(finding.organization_id, organization_names([finding.organization_id]))
 
     @admin.display(description="remedy")
     def remedy_text(self, finding: QueryFinding) -> str:

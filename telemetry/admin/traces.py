@@ -32,6 +32,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from telemetry import conf
 from telemetry.admin import trace_search
+from telemetry.admin.names import organization_label, organization_names
 from telemetry.models import LogEntry, Span, Trace
 from telemetry.tracing import waterfall
 
@@ -142,7 +143,14 @@ class RecentValuesFilter(admin.SimpleListFilter):
         values = sorted(values)
         if self.value() and self.value() not in values:
             values.append(self.value())
-        return [(value, value) for value in values]
+        return [(value, self.label(value, names)) for names in [self.names(values)] for value in values]
+
+    def names(self, values: list[str]) -> dict[str, str]:
+        """Display names of the choices (none: the values are shown)."""
+        return {}
+
+    def label(self, value: str, names: dict[str, str]) -> str:
+        return names.get(value, value)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
@@ -158,6 +166,12 @@ class OrganizationFilter(RecentValuesFilter):
     title = "organization"
     parameter_name = "organization"
     field = "organization_id"
+
+    def names(self, values: list[str]) -> dict[str, str]:
+        return organization_names(values)
+
+    def label(self, value: str, names: dict[str, str]) -> str:
+        return organization_label(value, names)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -196,6 +210,14 @@ class TraceChangeList(ChangeList):
         result = trace_search.apply(self.search, super().get_queryset(request, exclude_parameters))
         self.search_notes = result.notes
         return result.queryset
+
+    def get_results(self, request: HttpRequest) -> None:
+        """The page's traces, their organizations named with one resolver call."""
+        super().get_results(request)
+        if conf.organizations_configured():
+            names = organization_names(trace.organization_id for trace in self.result_list)
+            for trace in self.result_list:
+                trace.organization_label = organization_label(trace.organization_id, names)
 
 
 @admin.register(Trace)
@@ -259,7 +281,8 @@ class TraceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="organization")
     def organization(self, trace: Trace) -> str:
-        return trace.organization_id or "—"
+        # Named for the whole page at once by TraceChangeList.get_results.
+        return getattr(trace, "organization_label", None) or trace.organization_id or "—"
 
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, trace: Trace) -> str:
@@ -301,6 +324,8 @@ class TraceAdmin(ReadOnlyAdmin):
             "title": f"Trace {trace.trace_id}",
             "subtitle": trace.root_name,
             "trace": trace,
+            "organization": organization_label(trace.organization_id,
+                                               organization_names([trace.organization_id])),
             "rows": rows,
             "rows_placeholder": mark_safe(ROWS_PLACEHOLDER),
             "unmatched_logs_html": mark_safe(  # noqa: S308 - every interpolated value is escaped
