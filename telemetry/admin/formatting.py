@@ -1,13 +1,28 @@
-"""How the admin pages write durations and times, the same on every page: a duration
-with its unit (ms below a second, s above), a timestamp in ISO form with seconds and
-zone, in lists followed by its age ("5 minutes ago")."""
+"""How the admin pages write statements, durations and times, the same on every page: a
+statement on one line that keeps ``FROM … WHERE …``, a duration with its unit (ms below a
+second, s above), a timestamp in ISO form with seconds and zone, in lists followed by its
+age ("5 minutes ago")."""
 
+import re
 from datetime import datetime
 
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
+
+#: Characters of a statement shown on one line in a list.
+STATEMENT_CHARS = 140
+_SELECT_LIST = re.compile(r"^(\s*SELECT\s+(?:DISTINCT\s+)?)(.+?)(\s+FROM\s)", re.IGNORECASE | re.DOTALL)
+
+
+def compact(statement: str, limit: int = STATEMENT_CHARS) -> str:
+    """A statement on one line of at most ``limit`` characters that keeps what tells
+    statements apart (``FROM … WHERE …``): a long select list becomes ``…`` first."""
+    text = " ".join(statement.split())
+    if len(text) > limit:
+        text = _SELECT_LIST.sub(lambda match: f"{match.group(1)}…{match.group(3)}", text, count=1)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def duration(milliseconds: float | None) -> str:

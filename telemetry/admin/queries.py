@@ -8,7 +8,6 @@ page is read-only: telemetry rows are written by telemetry only.
 """
 
 import json
-import re
 from datetime import timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
@@ -25,6 +24,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from telemetry import conf
+from telemetry.admin.formatting import compact
 from telemetry.admin.names import organization_label, organization_names
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
@@ -34,20 +34,6 @@ PERIODS = ((1, "last hour"), (24, "last 24 hours"), (168, "last 7 days"), (720, 
 SORT_KEYS = (("total_ms", "Total ms"), ("calls", "Calls"), ("mean_ms", "Mean ms"), ("p95_ms", "p95 ms"),
              ("rows", "Rows"))
 MAX_ROWS = 300
-
-
-#: Characters of a statement shown on one line in a list.
-STATEMENT_CHARS = 140
-_SELECT_LIST = re.compile(r"^(\s*SELECT\s+(?:DISTINCT\s+)?)(.+?)(\s+FROM\s)", re.IGNORECASE | re.DOTALL)
-
-
-def compact(statement: str, limit: int = STATEMENT_CHARS) -> str:
-    """A statement on one line of at most ``limit`` characters that keeps what tells
-    statements apart (``FROM … WHERE …``): a long select list becomes ``…`` first."""
-    text = " ".join(statement.split())
-    if len(text) > limit:
-        text = _SELECT_LIST.sub(lambda match: f"{match.group(1)}…{match.group(3)}", text, count=1)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def trace_url(trace_id: str | None) -> str:
