@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,6 +220,8 @@ def main():
     parser.add_argument("--n2", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2, help="callgrind runs side by side")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure, the median printed")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
     args = parser.parse_args()
@@ -234,15 +237,25 @@ def main():
     print(f"Realistic view: 3 ORM queries on {os.environ.get('DATABASE_URL', 'SQLite').split('@')[-1]}")
     if not args.no_callgrind:
         costs = {mode: {} for mode in modes}
-        for config in configs:
-            for mode in modes:
-                if config in BASELINES and mode != modes[0]:
-                    costs[mode][config] = costs[modes[0]][config]
-                    continue
-                cost, spans = per_request(config, MODES[mode], args.n1, args.n2, script)
+        # Instruction counts do not depend on the machine's load: the runs of every
+        # configuration and mode go side by side, ``--jobs`` at a time.
+        cells = [(config, mode) for config in configs for mode in modes if config not in BASELINES or mode == modes[0]]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {cell: [pool.submit(per_request, cell[0], MODES[cell[1]], args.n1, args.n2, script)
+                              for _ in range(args.repeat)] for cell in cells}
+            for (config, mode), repeats in futures.items():
+                results = [future.result() for future in repeats]
+                cost = statistics.median(cost for cost, _ in results)
+                spans = statistics.median(spans for _, spans in results)
                 costs[mode][config] = cost
-                stored = f", {spans} spans stored in the {args.n2 - args.n1} requests between" if spans else ""
-                print(f"  {config}, {mode}: {cost / 1e6:.3f} M instructions/request{stored}", flush=True)
+                stored = f", {spans:.0f} spans stored in the {args.n2 - args.n1} requests between" if spans else ""
+                spread = (f" (median of {args.repeat}: {min(c for c, _ in results) / 1e6:.3f}-"
+                          f"{max(c for c, _ in results) / 1e6:.3f})" if args.repeat > 1 else "")
+                print(f"  {config}, {mode}: {cost / 1e6:.3f} M instructions/request{spread}{stored}", flush=True)
+        for config in BASELINES:
+            for mode in modes[1:]:
+                if config in costs[modes[0]]:
+                    costs[mode][config] = costs[modes[0]][config]
         print(f"\nInstructions per request, whole CPU cost (callgrind, N={args.n1} and {args.n2}); "
               "overhead over bare and its ratio to django-prometheus's:")
         print(f"{'configuration':<20}" + "".join(f"{mode:>30}" for mode in modes))
