@@ -181,7 +181,8 @@ def instructions(config, requests_count, script, mode_env=None, samples_at=()):
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script, "count",
          str(requests_count), *(str(index) for index in samples_at)],
-        cwd=ROOT, env=child_env(config, mode_env), capture_output=True, text=True, check=True,
+        cwd=ROOT, env={**child_env(config, mode_env), "BENCH_CALLGRIND": "1"}, capture_output=True, text=True,
+        check=True,
     )
     match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
     stored = re.search(r"spans_stored=(\d+)", result.stderr)
