@@ -49,11 +49,15 @@ sys.path.insert(0, {root!r})
 random.seed(0)
 _salt, _getrandbits = int.from_bytes(os.urandom(8), "big") << 64, random.getrandbits
 random.getrandbits = lambda bits: _getrandbits(bits) ^ _salt if bits == 128 else _getrandbits(bits)
-import django
+import django, threading
 from bench import overhead_settings
 overhead_settings.before_setup()
 django.setup()
 from django.test import Client
+from django.db.backends.signals import connection_created
+connects = []
+connection_created.connect(lambda sender, connection, **kwargs: connects.append(
+    f"{{connection.alias}}@{{threading.current_thread().name}}"), weak=False)
 client = Client()
 DRAIN_EVERY = int(os.environ.get("BENCH_DRAIN_EVERY") or 0)
 def drain_now():
@@ -146,6 +150,7 @@ if os.environ.get("BENCH_NO_DRAIN"):
 from prometheus_client import REGISTRY
 stored = REGISTRY.get_sample_value("telemetry_trace_spans_stored_total")
 print(f"spans_stored={{int(stored or 0)}}", file=sys.stderr)
+print(f"connects={{sorted(connects)}}", file=sys.stderr)
 """
 
 
@@ -175,6 +180,10 @@ def child_env(config, mode_env=None):
     return env
 
 
+#: Database connections a configuration's run opens (the first run's), to flag a run that reconnected.
+EXPECTED_CONNECTS: dict[str, int] = {}
+
+
 def instructions(config, requests_count, script, mode_env=None, samples_at=()):
     """Instructions of one child run (and the spans it stored); ``samples_at``: request
     counts after which a paced tick samples."""
@@ -186,6 +195,10 @@ def instructions(config, requests_count, script, mode_env=None, samples_at=()):
     )
     match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
     stored = re.search(r"spans_stored=(\d+)", result.stderr)
+    connects = re.search(r"connects=(.*)", result.stderr)
+    if connects and connects.group(1).count("@") != EXPECTED_CONNECTS.setdefault(config, connects.group(1).count("@")):
+        # A reconnect costs ~55 M instructions (SCRAM): one in one run only swamps the figure.
+        print(f"  warning: {config} opened {connects.group(1)} in its run of {requests_count}", flush=True)
     return int(match.group(1)), int(stored.group(1)) if stored else 0
 
 
