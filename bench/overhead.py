@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +49,15 @@ sys.path.insert(0, {root!r})
 random.seed(0)
 _salt, _getrandbits = int.from_bytes(os.urandom(8), "big") << 64, random.getrandbits
 random.getrandbits = lambda bits: _getrandbits(bits) ^ _salt if bits == 128 else _getrandbits(bits)
-import django
+import django, threading
 from bench import overhead_settings
 overhead_settings.before_setup()
 django.setup()
 from django.test import Client
+from django.db.backends.signals import connection_created
+connects = []
+connection_created.connect(lambda sender, connection, **kwargs: connects.append(
+    f"{{connection.alias}}@{{threading.current_thread().name}}"), weak=False)
 client = Client()
 DRAIN_EVERY = int(os.environ.get("BENCH_DRAIN_EVERY") or 0)
 def drain_now():
@@ -63,12 +68,20 @@ def drain_now():
         tracing.flush()
     except ImportError:
         pass
+def connect_store():
+    # A server's telemetry threads hold their store connection from long before: opened here,
+    # before anything is counted, or a run whose thread happens to write first inside the
+    # counted requests pays a SCRAM handshake (~55 M instructions) that the other run does not.
+    from django.db import connections
+    from telemetry.core.routers import telemetry_alias
+    connections[telemetry_alias()].ensure_connection()
 def drainer(asked, done):
     # The flusher's own thread, as in a server: its database connections persist (a
     # request's end closes the request thread's connections when CONN_MAX_AGE is 0).
     try:
         from telemetry.core.context import suppress_in_this_thread
         suppress_in_this_thread()
+        connect_store()
     except ImportError:
         pass
     while True:
@@ -92,6 +105,7 @@ class Timer:
     def serve(self):
         from telemetry.core.context import suppress_in_this_thread
         suppress_in_this_thread()
+        connect_store()
         while True:
             self.asked.get()
             self.tick()
@@ -145,6 +159,7 @@ if os.environ.get("BENCH_NO_DRAIN"):
 from prometheus_client import REGISTRY
 stored = REGISTRY.get_sample_value("telemetry_trace_spans_stored_total")
 print(f"spans_stored={{int(stored or 0)}}", file=sys.stderr)
+print(f"connects={{sorted(connects)}}", file=sys.stderr)
 """
 
 
@@ -174,16 +189,27 @@ def child_env(config, mode_env=None):
     return env
 
 
+#: Database connections a configuration's run opens (the first run's), to flag a run that reconnected.
+EXPECTED_CONNECTS: dict[tuple[str, str], int] = {}
+
+
 def instructions(config, requests_count, script, mode_env=None, samples_at=()):
     """Instructions of one child run (and the spans it stored); ``samples_at``: request
     counts after which a paced tick samples."""
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script, "count",
          str(requests_count), *(str(index) for index in samples_at)],
-        cwd=ROOT, env=child_env(config, mode_env), capture_output=True, text=True, check=True,
+        cwd=ROOT, env={**child_env(config, mode_env), "BENCH_CALLGRIND": "1"}, capture_output=True, text=True,
+        check=True,
     )
     match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
     stored = re.search(r"spans_stored=(\d+)", result.stderr)
+    connects = re.search(r"connects=(.*)", result.stderr)
+    opened = connects.group(1).count("@") if connects else 0
+    if opened != EXPECTED_CONNECTS.setdefault((config, str(mode_env)), opened):
+        # A reconnect costs ~55 M instructions (SCRAM): one in one run only swamps the figure.
+        listed = connects.group(1) if connects else "[]"
+        print(f"  warning: {config} opened {listed} in its run of {requests_count}", flush=True)
     return int(match.group(1)), int(stored.group(1)) if stored else 0
 
 
@@ -219,6 +245,8 @@ def main():
     parser.add_argument("--n2", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2, help="callgrind runs side by side")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure, the median printed")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
     args = parser.parse_args()
@@ -234,15 +262,25 @@ def main():
     print(f"Realistic view: 3 ORM queries on {os.environ.get('DATABASE_URL', 'SQLite').split('@')[-1]}")
     if not args.no_callgrind:
         costs = {mode: {} for mode in modes}
-        for config in configs:
-            for mode in modes:
-                if config in BASELINES and mode != modes[0]:
-                    costs[mode][config] = costs[modes[0]][config]
-                    continue
-                cost, spans = per_request(config, MODES[mode], args.n1, args.n2, script)
+        # Instruction counts do not depend on the machine's load: the runs of every
+        # configuration and mode go side by side, ``--jobs`` at a time.
+        cells = [(config, mode) for config in configs for mode in modes if config not in BASELINES or mode == modes[0]]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {cell: [pool.submit(per_request, cell[0], MODES[cell[1]], args.n1, args.n2, script)
+                              for _ in range(args.repeat)] for cell in cells}
+            for (config, mode), repeats in futures.items():
+                results = [future.result() for future in repeats]
+                cost = statistics.median(cost for cost, _ in results)
+                spans = statistics.median(spans for _, spans in results)
                 costs[mode][config] = cost
-                stored = f", {spans} spans stored in the {args.n2 - args.n1} requests between" if spans else ""
-                print(f"  {config}, {mode}: {cost / 1e6:.3f} M instructions/request{stored}", flush=True)
+                stored = f", {spans:.0f} spans stored in the {args.n2 - args.n1} requests between" if spans else ""
+                spread = (f" (median of {args.repeat}: {min(c for c, _ in results) / 1e6:.3f}-"
+                          f"{max(c for c, _ in results) / 1e6:.3f})" if args.repeat > 1 else "")
+                print(f"  {config}, {mode}: {cost / 1e6:.3f} M instructions/request{spread}{stored}", flush=True)
+        for config in BASELINES:
+            for mode in modes[1:]:
+                if config in costs[modes[0]]:
+                    costs[mode][config] = costs[modes[0]][config]
         print(f"\nInstructions per request, whole CPU cost (callgrind, N={args.n1} and {args.n2}); "
               "overhead over bare and its ratio to django-prometheus's:")
         print(f"{'configuration':<20}" + "".join(f"{mode:>30}" for mode in modes))

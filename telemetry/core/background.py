@@ -217,6 +217,8 @@ class StatementDeadlines:
         self.armed: dict[int, tuple[float, Any]] = {}
         self.pid: int | None = None
         self._next = 0
+        #: When the watchdog wakes next on its own: an entry due before it wakes it early.
+        self._wakes_at = float("inf")
 
     def bounded(self, alias: str, seconds: float) -> "_Bounded":
         return _Bounded(self, alias, seconds)
@@ -226,10 +228,16 @@ class StatementDeadlines:
             if self.pid != os.getpid():  # first use in this process (threads do not survive a fork)
                 self.pid = os.getpid()
                 self.armed.clear()
+                self._wakes_at = float("inf")
                 threading.Thread(target=self._watch, name="telemetry-store-deadline", daemon=True).start()
             self._next += 1
-            self.armed[self._next] = (time.monotonic() + seconds, wrapper)
-            self.condition.notify()
+            deadline = time.monotonic() + seconds
+            self.armed[self._next] = (deadline, wrapper)
+            # A sample arms one entry per write, each due after the one the watchdog already
+            # waits for: waking it (a thread switch) for those would change nothing.
+            if deadline < self._wakes_at:
+                self._wakes_at = deadline
+                self.condition.notify()
             return self._next
 
     def _disarm(self, key: int) -> None:
@@ -244,8 +252,8 @@ class StatementDeadlines:
                     if deadline <= now:
                         del self.armed[key]
                         _shut_down(wrapper)
-                wait = min((deadline for deadline, _ in self.armed.values()), default=now + 3600) - now
-                self.condition.wait(max(wait, 0.01))
+                self._wakes_at = min((deadline for deadline, _ in self.armed.values()), default=now + 3600)
+                self.condition.wait(max(self._wakes_at - now, 0.01))
 
 
 def _shut_down(wrapper: Any) -> None:

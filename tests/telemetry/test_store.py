@@ -58,3 +58,16 @@ def test_maxima_keep_the_extreme_and_new_keys_insert():
     stored = ReleaseRouteStats.objects.using("telemetry").filter(release="2.0")
     assert (stored.get(route="/a").count, stored.get(route="/a").max_seconds) == (5, 0.9)
     assert stored.get(route="/b").count == 1
+
+
+def test_a_value_json_cannot_carry_is_written_all_the_same():
+    # On PostgreSQL rows travel as one JSON document; an infinite maximum (which JSON has no
+    # word for) takes the VALUES statement instead, with the other rows of its write.
+    keys = {"release": "3.0", "hour": HOUR}
+    fields = dict(key_fields=("release", "route", "hour"), sum_fields=("count",), max_fields=("max_seconds",))
+    increment(ReleaseRouteStats, [{**keys, "route": "/a", "count": 1, "max_seconds": float("inf")},
+                                  {**keys, "route": "/b", "count": 2, "max_seconds": 0.5}], **fields)
+    increment(ReleaseRouteStats, [{**keys, "route": "/b", "count": 1.0, "max_seconds": 0.25}], **fields)
+    stored = ReleaseRouteStats.objects.using("telemetry").filter(release="3.0")
+    assert stored.get(route="/a").max_seconds == float("inf")
+    assert (stored.get(route="/b").count, stored.get(route="/b").max_seconds) == (3, 0.5)
