@@ -24,6 +24,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from telemetry import conf
+from telemetry.admin import formatting
 from telemetry.admin.formatting import compact
 from telemetry.admin.names import organization_label, organization_names
 from telemetry.core.routers import telemetry_alias
@@ -195,15 +196,23 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
 
 @admin.register(QueryFinding)
 class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ("created_at", "code", "short_fingerprint", "route", "call_site", "duration_ms", "repetitions",
+    list_display = ("found", "code", "short_fingerprint", "route", "call_site", "duration", "repetitions",
                     "trace")
     list_filter = ("code", "alias")
     search_fields = ("fingerprint", "call_site", "route", "trace_id")
     date_hierarchy = "created_at"
     show_full_result_count = False
     readonly_fields = ("code", "short_fingerprint", "alias", "route", "organization", "call_site", "remedy_text",
-                       "duration_ms", "repetitions", "occurrences", "occurrences_ms", "rows", "trace", "created_at")
+                       "duration", "repetitions", "occurrences", "occurrences_ms", "rows", "trace", "found")
     fields = readonly_fields
+
+    @admin.display(description="found", ordering="created_at")
+    def found(self, finding: QueryFinding) -> str:
+        return formatting.when(finding.created_at)
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, finding: QueryFinding) -> str:
+        return formatting.duration(finding.duration_ms)
 
     @admin.display(description="organization")
     def organization(self, finding: QueryFinding) -> str:
@@ -364,13 +373,17 @@ class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
     index advice and the JSON behind an expand, under a banner when plans or their
     HypoPG proofs are unavailable here."""
 
-    list_display = ("captured_at", "alias", "short_fingerprint", "total_cost", "seq_scan_tables", "advice")
+    list_display = ("captured", "alias", "short_fingerprint", "total_cost", "seq_scan_tables", "advice")
     list_filter = ("alias",)
     search_fields = ("fingerprint",)
 
+    @admin.display(description="captured", ordering="captured_at")
+    def captured(self, plan: QueryPlan) -> str:
+        return formatting.when(plan.captured_at)
+
     @admin.display(description="statement")
     def short_fingerprint(self, plan: QueryPlan) -> str:
-        return plan.fingerprint[:120]
+        return compact(plan.fingerprint)
 
     @admin.display(description="seq scans with filter")
     def seq_scan_tables(self, plan: QueryPlan) -> str:

@@ -31,7 +31,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from telemetry import conf
-from telemetry.admin import trace_search
+from telemetry.admin import formatting, trace_search
 from telemetry.admin.names import organization_label, organization_names
 from telemetry.models import LogEntry, Span, Trace
 from telemetry.tracing import waterfall
@@ -223,13 +223,13 @@ class TraceChangeList(ChangeList):
 @admin.register(Trace)
 class TraceAdmin(ReadOnlyAdmin):
     change_list_template = "admin/telemetry/trace/change_list.html"
-    list_display = ("root_name", "route", "status_badge", "duration", "organization", "span_count", "start")
+    list_display = ("root_name", "route", "status_badge", "duration", "organization", "span_count", "started")
     list_filter = (RouteFilter, StatusFilter, OrganizationFilter, KeptBecauseFilter, MinimumDurationFilter,
                    TimeRangeFilter)
     search_fields = ("trace_id",)
     search_help_text = "Exact trace id (32 hexadecimal characters)."
     ordering = ("-start",)
-    sortable_by = ("start", "duration")
+    sortable_by = ("started", "duration")
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TraceChangeList
@@ -286,7 +286,11 @@ class TraceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, trace: Trace) -> str:
-        return f"{trace.duration_ms:,.1f} ms"
+        return formatting.duration(trace.duration_ms)
+
+    @admin.display(description="start", ordering="start")
+    def started(self, trace: Trace) -> str:
+        return formatting.when(trace.start)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Trace],
                            search_term: str) -> tuple[QuerySet[Trace], bool]:
@@ -490,12 +494,12 @@ class MinimumLevelFilter(admin.SimpleListFilter):
 
 @admin.register(LogEntry)
 class LogEntryAdmin(ReadOnlyAdmin):
-    list_display = ("time", "level", "logger", "short_message", "trace_link")
+    list_display = ("logged", "level", "logger", "short_message", "trace_link")
     list_filter = (MinimumLevelFilter,)
     search_fields = ("message",)
     search_help_text = "Text in the message, or an exact trace id."
     ordering = ("-time",)
-    sortable_by = ("time",)
+    sortable_by = ("logged",)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[LogEntry],
                            search_term: str) -> tuple[QuerySet[LogEntry], bool]:
@@ -503,6 +507,10 @@ class LogEntryAdmin(ReadOnlyAdmin):
         if TRACE_ID.match(term.lower()):
             return queryset.filter(trace_id=term.lower()), False
         return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="time", ordering="time")
+    def logged(self, entry: LogEntry) -> str:
+        return formatting.when(entry.time)
 
     @admin.display(description="message")
     def short_message(self, entry: LogEntry) -> str:
