@@ -203,7 +203,7 @@ class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     readonly_fields = ("code", "short_fingerprint", "alias", "route", "organization", "call_site", "remedy_text",
-                       "duration", "repetitions", "occurrences", "occurrences_ms", "rows", "trace", "found")
+                       "duration", "repetitions", "occurrences", "occurrences_time", "rows", "trace", "found")
     fields = readonly_fields
 
     @admin.display(description="found", ordering="created_at")
@@ -213,6 +213,10 @@ class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, finding: QueryFinding) -> str:
         return formatting.duration(finding.duration_ms)
+
+    @admin.display(description="time of all occurrences")
+    def occurrences_time(self, finding: QueryFinding) -> str:
+        return formatting.duration(finding.occurrences_ms)
 
     @admin.display(description="organization")
     def organization(self, finding: QueryFinding) -> str:
