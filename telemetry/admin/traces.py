@@ -33,7 +33,7 @@ from django.utils.safestring import SafeString, mark_safe
 from telemetry import conf
 from telemetry.admin import formatting, trace_search
 from telemetry.admin.names import organization_label, organization_names
-from telemetry.models import LogEntry, Span, Trace
+from telemetry.models import LogEntry, QueryPlan, Span, Trace
 from telemetry.tracing import waterfall
 
 #: Rows the paginator counts before it stops: past it, later pages are out of reach and
@@ -347,7 +347,8 @@ class TraceAdmin(ReadOnlyAdmin):
         }
         response = TemplateResponse(request, "admin/telemetry/trace/waterfall.html", context)
         if rows:
-            rows_html = span_rows_html(rows, trace_start, unfold=bool(request.GET.get("unfold")))
+            rows_html = span_rows_html(rows, trace_start, unfold=bool(request.GET.get("unfold")),
+                                       advice=fingerprint_advice(rows))
             response.add_post_render_callback(partial(put_rows, rows_html))
         return response
 
@@ -375,7 +376,26 @@ def _fingerprint_url(fingerprint_id: str) -> str:
     return reverse("admin:telemetry_querystat_fingerprint", args=[fingerprint_id])
 
 
-def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int, unfold: bool = False) -> SafeString:
+def fingerprint_advice(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """What the trace's statements have been advised, per fingerprint id: the proven index
+    of their latest plan (one query over the plans of the fingerprints on the page)."""
+    fingerprint_ids = {str(row["attributes"].get("db.query.fingerprint_id")) for row in rows
+                       if isinstance(row["attributes"], dict) and row["attributes"].get("db.query.fingerprint_id")}
+    advice: dict[str, str] = {}
+    if not fingerprint_ids:
+        return advice
+    for fingerprint_id, candidates in (QueryPlan.objects.filter(fingerprint_id__in=fingerprint_ids)
+                                       .exclude(candidates=[]).values_list("fingerprint_id", "candidates")):
+        proven = [candidate for candidate in candidates if candidate.get("proven")]
+        if proven and fingerprint_id not in advice:
+            best = max(proven, key=lambda candidate: candidate.get("gain") or 0.0)
+            advice[fingerprint_id] = (f'{best["create_statement"]} '
+                                      f'({round((best.get("gain") or 0.0) * 100)} % lower planner cost)')
+    return advice
+
+
+def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int, unfold: bool = False,
+                   advice: Mapping[str, str] | None = None) -> SafeString:
     """The waterfall rows, built in Python: the template engine took seconds over the
     ~60,000 values of a 2,000-span trace, string building takes milliseconds. Every
     stored value goes through ``escape``; ``cached_escape`` (memoized for this page)
@@ -383,8 +403,8 @@ def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int, unfold: 
 
     Repeated statements show as their first span with "xN" (the rest hidden unless
     ``unfold``), marked N+1 from ``N_PLUS_ONE_THRESHOLD`` repetitions; a DB span links to
-    its fingerprint page. The critical path colours the bars; a span with children shows
-    its self time."""
+    its fingerprint page and shows the index proven for it (``advice``: fingerprint id ->
+    text). The critical path colours the bars; a span with children shows its self time."""
     cached_escape = lru_cache(maxsize=None)(escape)
     fingerprint_url = lru_cache(maxsize=None)(_fingerprint_url)
     threshold = conf.get("N_PLUS_ONE_THRESHOLD")
@@ -452,6 +472,9 @@ def span_rows_html(rows: Sequence[Mapping[str, Any]], trace_start: int, unfold: 
             if fingerprint_id:
                 append(f'<a class="wf-fingerprint" href="{escape(fingerprint_url(str(fingerprint_id)))}">'
                        'statistics, findings and advice</a>')
+                proven = (advice or {}).get(str(fingerprint_id))
+                if proven:
+                    append(f'<div class="wf-advice">proven index: <code>{escape(proven)}</code></div>')
         if row["logs"]:
             append(f'<ul class="wf-logs">{log_lines_html(row["logs"], zone, cached_escape)}</ul>')
         append(f'</div><div class="wf-track"><div class="wf-bar" style="left: {row["offset_percent"]:.3f}%; '

@@ -11,7 +11,7 @@ from django.utils import timezone as django_timezone
 from selenium.webdriver.common.by import By
 
 from telemetry.admin.traces import span_values
-from telemetry.models import LogEntry, Span, Trace
+from telemetry.models import LogEntry, QueryPlan, Span, Trace
 from telemetry.tracing.waterfall import MAX_SPANS, critical_path, layout
 from tests.live import admin_login
 
@@ -275,3 +275,30 @@ def test_an_n_plus_one_is_one_folded_row_linked_to_its_fingerprint(admin_client)
 
 def _stored_spans(trace_id):
     return span_values(trace_id)
+
+
+SLOW_DB_TRACE = "7e57f01d0000000000000000000000b2"
+
+
+@pytest.mark.django_db(databases=["default", "telemetry"])
+def test_a_slow_db_span_links_to_its_fingerprint_and_shows_its_proven_index(admin_client):
+    proven, unproven = "c" * 32, "d" * 32
+    spans = [("c000000000000001", "", "GET /api/orders", 0, 400, "unset", {}),
+             ("c000000000000002", "c000000000000001", "postgresql.query", 5, 390, "unset",
+              {"db.system": "postgresql", "db.statement": 'SELECT "id" FROM "shop_order" WHERE "customer_id" = %s',
+               "db.query.fingerprint_id": proven, "db.query.is_slow": True}),
+             ("c000000000000003", "c000000000000001", "postgresql.query", 391, 399, "unset",
+              {"db.system": "postgresql", "db.statement": 'SELECT "id" FROM "shop_item"',
+               "db.query.fingerprint_id": unproven})]
+    store_trace(SLOW_DB_TRACE, "7", spans)
+    create = 'CREATE INDEX CONCURRENTLY "shop_order_customer_id_idx" ON "public"."shop_order" ("customer_id");'
+    for fingerprint_id, candidate in ((proven, {"proven": True, "gain": 0.9712, "create_statement": create}),
+                                      (unproven, {"proven": None, "gain": None, "create_statement": "CREATE INDEX x"})):
+        QueryPlan.objects.create(fingerprint_id=fingerprint_id, alias="default", fingerprint="SELECT", plan=[],
+                                 candidates=[candidate], captured_at=django_timezone.now())
+    html = admin_client.get(f"/admin/telemetry/trace/{SLOW_DB_TRACE}/change/").content.decode()
+    slow_row = html.split('id="span-c000000000000002"')[1].split('id="span-c000000000000003"')[0]
+    assert f'href="/admin/telemetry/querystat/fingerprint/{proven}/"' in slow_row
+    assert "proven index: <code>CREATE INDEX CONCURRENTLY &quot;shop_order_customer_id_idx&quot;" in slow_row
+    assert "(97 % lower planner cost)" in slow_row
+    assert html.count('class="wf-advice"') == 1  # an unproven candidate is not shown as advice
