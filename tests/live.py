@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from django.db import connections
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -82,6 +83,19 @@ def gunicorn(env, workers=2, threads=1, log_path=None):
     with serving(argv, cwd=ROOT, env=env, base_url=base_url, probe_path="/health", ok_statuses=(200, 503),
                  log_path=log_path) as process:
         yield base_url, process
+
+
+def database_url(alias):
+    """The URL of the test database Django made for ``alias`` (for a worker process that
+    must write where the test reads)."""
+    settings_dict = connections[alias].settings_dict
+    return (f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
+            f"{settings_dict['PORT']}/{settings_dict['NAME']}")
+
+
+def horizontal_overflow(browser):
+    """Pixels the page is wider than the window (0 or less: it fits)."""
+    return browser.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
 def admin_login(browser, base_url, user_model, username="admin"):

@@ -12,25 +12,18 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 from django.utils import timezone
 
 from apps_builder import bundles, tasks
 from apps_builder.models import App, AppVersion, BackgroundTask, DataQuery, QuerySchedule, ScheduledRun
 from telemetry.models import Span, Trace
 from telemetry.tracing import processor
-from tests.live import embedded_env, free_port, wait_until
+from tests.live import database_url, embedded_env, free_port, wait_until
 from tests.telemetry.trace_fixtures import TRACE_DATABASES, flush, otlp_receiver, trace_settings  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A loaded machine starts a worker slowly; a task then takes well under a second.
 WORKER_TIMEOUT = 150
-
-
-def _test_db_url(alias):
-    settings_dict = connections[alias].settings_dict
-    return (f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
-            f"{settings_dict['PORT']}/{settings_dict['NAME']}")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +45,7 @@ def background_worker(django_db_setup, django_db_blocker, redis_url, tmp_path_fa
     var_dir = tmp_path_factory.mktemp("background-worker")
     env = {key: value for key, value in os.environ.items() if key != "TEST_DB_SUFFIX"}
     env.update(CELERY_BROKER_URL=redis_url, CELERY_RESULT_BACKEND=redis_url, VAR_DIR=str(var_dir),
-               DATABASE_URL=_test_db_url("default"), TELEMETRY_DATABASE_URL=_test_db_url("telemetry"),
+               DATABASE_URL=database_url("default"), TELEMETRY_DATABASE_URL=database_url("telemetry"),
                TELEMETRY_TRACE_SAMPLE_RATE="1.0", PLUGIN_SQLITE_DIRECTORY=str(tmp_path_factory.getbasetemp()),
                OTEL_EXPORTER_OTLP_ENDPOINT=module_otlp_receiver[0], OTEL_BSP_SCHEDULE_DELAY="200")
     log = open(var_dir / "worker.log", "wb")

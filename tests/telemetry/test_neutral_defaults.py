@@ -9,13 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from django.db import connections
 from prometheus_client.parser import text_string_to_metric_families
 
 from telemetry import conf
 from telemetry.admin.traces import OrganizationFilter
 from telemetry.conf import DEFAULTS
-from tests.live import ROOT
+from tests.live import ROOT, database_url
 
 from .test_inventory import SEED_METRICS
 
@@ -48,19 +47,13 @@ print(json.dumps({"optional": optional, "fresh": fresh, "after_plugin_run": rend
 """
 
 
-def _test_db_url(alias):
-    settings_dict = connections[alias].settings_dict
-    return (f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
-            f"{settings_dict['PORT']}/{settings_dict['NAME']}")
-
-
 # Transactional: what the subprocess writes to the test databases (its trace, at exit) is
 # emptied after the test instead of reaching later tests.
 @pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)
 def test_a_fresh_project_exports_no_platform_family_until_it_reports_into_the_domain(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TEST_DB_SUFFIX"}
     env.update(DJANGO_SETTINGS_MODULE="tests.telemetry.fresh_host_settings", VAR_DIR=str(tmp_path),
-               DATABASE_URL=_test_db_url("default"), TELEMETRY_DATABASE_URL=_test_db_url("telemetry"))
+               DATABASE_URL=database_url("default"), TELEMETRY_DATABASE_URL=database_url("telemetry"))
     completed = subprocess.run([sys.executable, "-c", FRESH_HOST], cwd=ROOT, env=env, capture_output=True,
                                text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]

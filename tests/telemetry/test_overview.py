@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 
 from telemetry import api
 from telemetry.models import QueryReport, QuerySuggestion, RouteStat
-from tests.live import admin_login
+from tests.live import admin_login, horizontal_overflow
 from tests.telemetry.test_usage import ARTIFACTS
 
 
@@ -64,8 +64,7 @@ def test_the_overview_fits_the_screen_at_1280_and_1920_px(browser, live_server, 
         browser.set_window_size(width, 1000)
         browser.get(live_server.url + "/admin/telemetry/routestat/")
         assert browser.find_element(By.ID, "overview-routes")
-        overflow = browser.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        overflow = horizontal_overflow(browser)
         assert overflow <= 0, f"{overflow} px of horizontal overflow at {width} px"
     browser.set_window_size(1400, 1000)
     browser.get(live_server.url + "/admin/telemetry/routestat/")

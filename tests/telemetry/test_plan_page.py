@@ -18,7 +18,7 @@ from telemetry import api, testing
 from telemetry.admin.queries import hypopg_unavailable, plan_tree
 from telemetry.core.context import suppressed
 from telemetry.models import QueryPlan
-from tests.live import ROOT, admin_login
+from tests.live import ROOT, admin_login, horizontal_overflow
 from tests.telemetry.test_trace_admin import ARTIFACTS
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
@@ -174,16 +174,14 @@ def test_the_plan_page_fits_1280_and_1920_px(browser, live_server, django_user_m
         browser.set_window_size(width, 1000)
         browser.get(f"{live_server.url}/admin/telemetry/queryplan/{plan.pk}/change/")
         assert browser.find_element(By.ID, "plan-tree")
-        overflow = browser.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        overflow = horizontal_overflow(browser)
         assert overflow <= 0, f"{overflow} px of horizontal overflow at {width} px"
     hot = browser.find_elements(By.CSS_SELECTOR, "#plan-tree tr.hot")
     assert len(hot) == 1 and "shop_order o" in hot[0].text
     assert not browser.find_element(By.CSS_SELECTOR, "#plan-json pre").is_displayed()
     browser.find_element(By.CSS_SELECTOR, "#plan-json summary").click()
     assert browser.find_element(By.CSS_SELECTOR, "#plan-json pre").is_displayed()
-    assert browser.execute_script(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+    assert horizontal_overflow(browser) <= 0
     ARTIFACTS.mkdir(exist_ok=True)
     browser.set_window_size(1400, 1000)
     browser.save_screenshot(str(ARTIFACTS / "query_plan.png"))

@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from telemetry.admin.queries import compact
 from telemetry.models import QueryFinding, QueryPlan, QueryStat
 from telemetry.queries import reports
-from tests.live import admin_login
+from tests.live import admin_login, horizontal_overflow
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -67,8 +67,7 @@ def test_fingerprint_table_report_and_evidence(browser, live_server, django_user
     assert "shop_order" in browser.find_element(By.ID, "fingerprints").text
     for width in (1280, 1920):  # with the navigation sidebar open
         browser.set_window_size(width, 1000)
-        assert browser.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0, width
+        assert horizontal_overflow(browser) <= 0, width
         heights = {row.size["height"] for row in browser.find_elements(By.CSS_SELECTOR, "tr.fingerprint-row")}
         assert max(heights) < 60, heights  # a statement never wraps: one line and its facts
     assert order(browser) == ["orders", "items", "users"]  # by total time

@@ -25,7 +25,7 @@ from telemetry.core.context import suppressed
 from telemetry.models import QueryFinding, QueryStat, Span, Trace
 from telemetry.queries.sql import analyze
 from telemetry.tasks import sample_storage_usage
-from tests.live import ROOT
+from tests.live import ROOT, database_url
 
 from .trace_fixtures import TRACE_DATABASES, trace_settings  # noqa: F401
 
@@ -166,12 +166,6 @@ def test_the_demo_seed_leaves_no_fingerprint(settings, tmp_path):
     assert recorded_calls(seed.fingerprint_ids) == dict.fromkeys(seed.fingerprint_ids, 0)
 
 
-def _test_db_url(alias):
-    settings_dict = connections[alias].settings_dict
-    return (f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
-            f"{settings_dict['PORT']}/{settings_dict['NAME']}")
-
-
 @pytest.fixture
 def worker_queue(redis_url, tmp_path):
     """A worker on its own queue (other test runs may share the Redis database) that also
@@ -179,7 +173,7 @@ def worker_queue(redis_url, tmp_path):
     queue = f"self-noise-{uuid.uuid4().hex[:8]}"
     env = {key: value for key, value in os.environ.items() if key != "TEST_DB_SUFFIX"}
     env.update(CELERY_BROKER_URL=redis_url, CELERY_RESULT_BACKEND=redis_url, VAR_DIR=str(tmp_path),
-               DATABASE_URL=_test_db_url("default"), TELEMETRY_DATABASE_URL=_test_db_url("telemetry"),
+               DATABASE_URL=database_url("default"), TELEMETRY_DATABASE_URL=database_url("telemetry"),
                TELEMETRY_TRACE_SAMPLE_RATE="1.0")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",

@@ -9,11 +9,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.http import JsonResponse
 from django.urls import path
 
 from telemetry.models import Span, Trace
+from tests.live import database_url
 
 from .trace_fixtures import TRACE_DATABASES, flush, trace_settings  # noqa: F401
 
@@ -32,19 +32,13 @@ def enqueue(request):
 urlpatterns = [path("enqueue", enqueue)]
 
 
-def _test_db_url(alias):
-    settings_dict = connections[alias].settings_dict
-    return (f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
-            f"{settings_dict['PORT']}/{settings_dict['NAME']}")
-
-
 @pytest.fixture
 def traced_worker(redis_url, tmp_path):
     """A worker on its own queue: other test runs may share the Redis database."""
     queue = f"trace-celery-{uuid.uuid4().hex[:8]}"
     env = {key: value for key, value in os.environ.items() if key != "TEST_DB_SUFFIX"}
     env.update(CELERY_BROKER_URL=redis_url, CELERY_RESULT_BACKEND=redis_url, VAR_DIR=str(tmp_path),
-               DATABASE_URL=_test_db_url("default"), TELEMETRY_DATABASE_URL=_test_db_url("telemetry"),
+               DATABASE_URL=database_url("default"), TELEMETRY_DATABASE_URL=database_url("telemetry"),
                TELEMETRY_TRACE_SAMPLE_RATE="1.0")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",

@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 
 from telemetry.admin import trace_search
 from telemetry.models import Span, Trace
-from tests.live import ROOT, admin_login
+from tests.live import ROOT, admin_login, horizontal_overflow
 from tests.telemetry.test_trace_admin import ARTIFACTS, store_trace
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
@@ -230,8 +230,7 @@ def test_the_list_with_its_search_and_scatter_fits_1280_and_1920_px(browser, liv
         browser.set_window_size(width, 1000)
         browser.get(live_server.url + "/admin/telemetry/trace/?status_code=5xx")
         assert browser.find_element(By.ID, "trace-scatter")
-        overflow = browser.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        overflow = horizontal_overflow(browser)
         assert overflow <= 0, f"{overflow} px of horizontal overflow at {width} px"
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "trace_search.png"))
