@@ -29,67 +29,11 @@ from telemetry.core import guard
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryFinding, QueryPlan
+from telemetry.queries.indexes import Condition, IndexKey
 
 MAX_PLANS = 500
 MAX_EXAMPLE_FINDINGS = 5000
 WRITE_OPERATIONS = ("insert", "update", "delete")
-
-
-@dataclass(frozen=True)
-class IndexKey:
-    """One key of an index: a column, maybe under a function, with an operator class and
-    a direction (the candidate's ``keys`` entries; a plain column when it has none)."""
-
-    column: str
-    function: str | None = None
-    function_args: tuple[Any, ...] = ()
-    opclass: str | None = None
-    descending: bool = False
-
-    @classmethod
-    def from_candidate(cls, raw: Mapping[str, Any]) -> "IndexKey":
-        return cls(column=raw["column"], function=raw.get("function"),
-                   function_args=tuple(raw.get("function_args") or ()), opclass=raw.get("opclass"),
-                   descending=bool(raw.get("descending")))
-
-    @property
-    def expression(self) -> str:
-        if not self.function:
-            return self.column
-        arguments = [_literal(argument) for argument in self.function_args]
-        return f"{self.function}({', '.join([*arguments, self.column])})"
-
-    @property
-    def label(self) -> str:
-        return " ".join(filter(None, (self.expression, self.opclass, "DESC" if self.descending else "")))
-
-    @property
-    def normalized(self) -> str:
-        """The expression as :func:`_normalized` makes the catalog's, for comparison."""
-        return _normalized(self.expression)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """The predicate of a partial index: ``column = value``."""
-
-    column: str
-    operator: str
-    value: str | int | bool
-
-    @classmethod
-    def from_candidate(cls, raw: Mapping[str, Any] | None) -> "Condition | None":
-        if not raw:
-            return None
-        return cls(column=raw["column"], operator=raw.get("operator", "="), value=raw["value"])
-
-    @property
-    def label(self) -> str:
-        return f"{self.column} {self.operator} {_literal(self.value)}"
-
-    @property
-    def normalized(self) -> str:
-        return _normalized_predicate(self.label)
 
 
 @dataclass
@@ -350,10 +294,10 @@ class ExistingIndex:
         if self.method != "btree" or len(self.keys) < len(advice.keys):
             return False
         if self.predicate is not None and (advice.condition is None
-                                           or self.predicate != advice.condition.normalized):
+                                           or self.predicate != _normalized_predicate(advice.condition.label)):
             return False
         return all(
-            self.keys[position] == key.normalized and self.opclasses[position] == key.opclass
+            self.keys[position] == _normalized(key.expression) and self.opclasses[position] == key.opclass
             and self.descending[position] == key.descending
             for position, key in enumerate(advice.keys)
         )
@@ -418,14 +362,6 @@ def _normalized_predicate(predicate: str) -> str:
     if text.endswith("=false"):
         return "not" + text[:-len("=false")]
     return text
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 # --------------------------------------------------------------------------- unused indexes

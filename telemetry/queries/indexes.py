@@ -54,6 +54,15 @@ _RANGES = (exp.GT, exp.GTE, exp.LT, exp.LTE)
 _INTEGER_TYPES = {"int2", "int4", "int8"}
 
 
+def literal(value: Any) -> str:
+    """A value as an SQL literal (labels and comparisons; never a statement's parameter)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 @dataclass(frozen=True, slots=True)
 class IndexKey:
     """One key of an index: a column, or a function of it, with its operator class and order."""
@@ -64,6 +73,25 @@ class IndexKey:
     function_args: tuple[str, ...] = ()
     opclass: str | None = None
     descending: bool = False
+
+    @classmethod
+    def from_candidate(cls, raw: Mapping[str, Any]) -> "IndexKey":
+        """From an entry of a stored candidate's ``keys``."""
+        return cls(column=raw["column"], function=raw.get("function"),
+                   function_args=tuple(raw.get("function_args") or ()), opclass=raw.get("opclass"),
+                   descending=bool(raw.get("descending")))
+
+    @property
+    def expression(self) -> str:
+        """``email`` or ``date_trunc('day', created_at)``: the key without quoting."""
+        if not self.function:
+            return self.column
+        return f"{self.function}({', '.join([*map(literal, self.function_args), self.column])})"
+
+    @property
+    def label(self) -> str:
+        """The key as people read it: ``lower(email) text_pattern_ops``, ``created_at DESC``."""
+        return " ".join(filter(None, (self.expression, self.opclass, "DESC" if self.descending else "")))
 
     def same_expression(self, other: "IndexKey") -> bool:
         return (self.column, self.function, self.function_args) == (other.column, other.function, other.function_args)
@@ -86,6 +114,15 @@ class Condition:
 
     column: str
     value: str | int | bool
+
+    @classmethod
+    def from_candidate(cls, raw: Mapping[str, Any] | None) -> "Condition | None":
+        """From a stored candidate's ``condition`` (always an equality)."""
+        return cls(column=raw["column"], value=raw["value"]) if raw else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.column} = {literal(self.value)}"
 
     def sql(self, quote: Callable[[str], str]) -> str:
         value = self.value
