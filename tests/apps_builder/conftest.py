@@ -3,6 +3,16 @@ import pytest
 from apps_builder.models import App, AppTemplate, AppVersion, DataQuery, DataSource
 
 
+def apps_for_the_overview(org, count=6):
+    """``count`` apps of ``org``, each with a version and a query on one data source: the
+    apps overview reads them one by one (the platform's planted N+1)."""
+    source = DataSource.objects.create(organization=org, kind="sqlite", name="Sample")
+    for number in range(count):
+        app = App.objects.create(organization=org, name=f"App {number}", slug=f"app-{number}")
+        AppVersion.objects.create(app=app, name="v1")
+        DataQuery.objects.create(app=app, data_source=source, name="q", options={})
+
+
 @pytest.fixture
 def world(org, other_org, make_member, sample_sqlite, allow_egress):
     """Two organizations, each with an app (released), a SQLite data source with a

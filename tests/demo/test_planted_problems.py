@@ -6,10 +6,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from apps_builder.models import App, AppVersion, AuditEvent, DataQuery, DataSource
+from apps_builder.models import AuditEvent
 from telemetry import api, testing
 from telemetry.core.context import suppressed
 from telemetry.models import QueryFinding, QueryPlan
+from tests.apps_builder.conftest import apps_for_the_overview
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
 
@@ -77,11 +78,7 @@ def test_app_changes_are_written_to_the_activity_feed(org, make_member, api_clie
 
 
 def test_the_apps_overview_is_reported_as_an_n_plus_one(org, viewer, api_client_for):
-    source = DataSource.objects.create(organization=org, kind="sqlite", name="Sample")
-    for number in range(6):
-        app = App.objects.create(organization=org, name=f"App {number}", slug=f"app-{number}")
-        AppVersion.objects.create(app=app, name="v1")
-        DataQuery.objects.create(app=app, data_source=source, name="q", options={})
+    apps_for_the_overview(org)
 
     response = api_client_for(viewer).get(f"/api/organizations/{org.pk}/apps-overview")
 

@@ -23,6 +23,7 @@ from telemetry.models import QueryFinding, QueryStat
 from telemetry.queries import reports
 from telemetry.queries import stats as querystats
 from telemetry.queries.sql import analyze
+from tests.apps_builder.conftest import apps_for_the_overview
 
 pytestmark = [pytest.mark.django_db(databases=["default", "telemetry"]), pytest.mark.urls(__name__)]
 
@@ -331,11 +332,7 @@ def test_slow_is_a_symptom_on_the_fingerprint_not_advice_beside_the_fix(admin_cl
 
 @pytest.mark.urls("config.urls")
 def test_the_platforms_planted_n_plus_one_gets_its_remedies(org, make_member, api_client_for):
-    source = DataSource.objects.create(organization=org, kind="sqlite", name="Sample")
-    for number in range(6):
-        app = App.objects.create(organization=org, name=f"App {number}", slug=f"app-{number}")
-        AppVersion.objects.create(app=app, name="v1")
-        DataQuery.objects.create(app=app, data_source=source, name="q", options={})
+    apps_for_the_overview(org)
     client = api_client_for(make_member(org, "viewer"))
 
     assert client.get(f"/api/organizations/{org.pk}/apps-overview").status_code == 200
