@@ -74,6 +74,16 @@ class ReadOnly:
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
+    def viewable_object(self, request: HttpRequest, object_id: str) -> Any:
+        """The object a custom detail page shows: 404 when it does not exist, 403 when the
+        user may not view it."""
+        found = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if found is None:
+            raise Http404(f"no such {self.model._meta.verbose_name}")  # type: ignore[attr-defined]
+        if not self.has_view_or_change_permission(request, found):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        return found
+
 
 def _latest_optimization_codes():
     """fingerprint id -> codes of the latest optimization report (runtime, plan)."""
@@ -406,11 +416,7 @@ class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        plan = self.get_object(request, object_id)
-        if plan is None:
-            raise Http404("no such plan")
-        if not self.has_view_or_change_permission(request, plan):
-            raise PermissionDenied
+        plan = self.viewable_object(request, object_id)
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "title": str(plan), "plan": plan,
             "original": plan, "statement": compact(plan.fingerprint), "nodes": plan_tree(plan.plan),
@@ -449,11 +455,7 @@ class QueryReportAdmin(ReadOnly, admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        report = self.get_object(request, object_id)
-        if report is None:
-            raise Http404("no such report")
-        if not self.has_view_or_change_permission(request, report):
-            raise PermissionDenied
+        report = self.viewable_object(request, object_id)
         suggestions = list(report.suggestions.all())
         plans = QueryPlan.objects.in_bulk([s.evidence["plan_id"] for s in suggestions if s.evidence.get("plan_id")])
         for suggestion in suggestions:
