@@ -143,7 +143,8 @@ class RecentValuesFilter(admin.SimpleListFilter):
         values = sorted(values)
         if self.value() and self.value() not in values:
             values.append(self.value())
-        return [(value, self.label(value, names)) for names in [self.names(values)] for value in values]
+        names = self.names(values)
+        return [(value, self.label(value, names)) for value in values]
 
     def names(self, values: list[str]) -> dict[str, str]:
         """Display names of the choices (none: the values are shown)."""
