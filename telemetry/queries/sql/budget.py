@@ -18,9 +18,12 @@ Why not the alternatives: ``signal.alarm`` reaches only the main thread (analysi
 the flusher and the trace store writer); a process per parse costs more than most
 parses; a trace function slows every parse several times over.
 
-The watchdog fires at most once per :func:`run`, and :func:`run` both catches what it
-fires and clears an exception fired but not yet delivered, so ``BudgetSpent`` never
-escapes :func:`run`. The function run must not take locks it would not release on an
+An exception can still be lost where the interpreter only reports it: delivered inside a
+weakref callback or a ``__del__`` that the garbage collector runs in the middle of the
+parse, it is printed as "Exception ignored" and the parse goes on. So the watchdog fires
+again every :data:`REFIRE_SECONDS` of CPU time until the thread leaves :func:`run`, which
+both catches what it fires and clears an exception fired but not yet delivered, so
+``BudgetSpent`` never escapes :func:`run`. The function run must not take locks it would not release on an
 exception (sqlglot and our rules hold none). One daemon thread per process, started on
 first use (again in a forked child).
 """
@@ -33,6 +36,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 Result = TypeVar("Result")
+
+#: CPU time after which the watchdog fires again at a thread that is still within :func:`run`.
+REFIRE_SECONDS = 0.005
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 
@@ -50,8 +56,9 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self.condition = threading.Condition()
-        #: thread ident -> (its CPU clock, the clock's deadline), while it runs within a budget.
-        self.deadlines: dict[int, tuple[int, float]] = {}
+        #: thread ident -> (its CPU clock, the clock's deadline, whether it fired already),
+        #: while it runs within a budget.
+        self.deadlines: dict[int, tuple[int, float, bool]] = {}
         self.pid: int | None = None
 
     def arm(self, ident: int, seconds: float) -> None:
@@ -61,13 +68,14 @@ class _Watchdog:
                 self.deadlines.clear()
                 threading.Thread(target=self._watch, name="telemetry-sql-budget", daemon=True).start()
             clock = time.pthread_getcpuclockid(ident)
-            self.deadlines[ident] = (clock, time.clock_gettime(clock) + seconds)
+            self.deadlines[ident] = (clock, time.clock_gettime(clock) + seconds, False)
             self.condition.notify()
 
     def disarm(self, ident: int) -> None:
         """Ends the budget of ``ident``; an exception fired but not yet delivered is cleared."""
         with self.condition:
-            if self.deadlines.pop(ident, None) is None:
+            entry = self.deadlines.pop(ident, None)
+            if entry is None or entry[2]:
                 _set_async_exc(ctypes.c_ulong(ident), None)
 
     def _watch(self) -> None:
@@ -76,13 +84,16 @@ class _Watchdog:
                 # A thread's CPU clock runs at most as fast as the wall clock: sleeping for
                 # the least CPU time left never oversleeps a deadline.
                 wait: float | None = None
-                for ident, (clock, deadline) in list(self.deadlines.items()):
-                    left = deadline - time.clock_gettime(clock)
+                for ident, (clock, deadline, _) in list(self.deadlines.items()):
+                    now = time.clock_gettime(clock)
+                    left = deadline - now
                     if left <= 0:
-                        del self.deadlines[ident]  # fired once: disarm knows by its absence
+                        # Again after REFIRE_SECONDS if this one is swallowed; disarm clears
+                        # whichever is still pending.
+                        self.deadlines[ident] = (clock, now + REFIRE_SECONDS, True)
                         _set_async_exc(ctypes.c_ulong(ident), ctypes.py_object(BudgetSpent))
-                    else:
-                        wait = left if wait is None else min(wait, left)
+                        left = REFIRE_SECONDS
+                    wait = left if wait is None else min(wait, left)
                 self.condition.wait(wait)
 
 
