@@ -144,7 +144,8 @@ class Batch:
     """Aggregates one drain's worth of updates, then applies them once per series. Updates
     of a family this process does not export (its domain is off) are skipped."""
 
-    __slots__ = ("counters", "histograms", "gauges", "gauge_deltas", "exemplars", "settings", "_now", "_hour")
+    __slots__ = ("counters", "histograms", "gauges", "gauge_deltas", "exemplars", "shapes", "settings", "_now",
+                 "_hour")
 
     def __init__(self):
         self.counters = {}
@@ -152,6 +153,9 @@ class Batch:
         self.gauges = {}
         self.gauge_deltas = {}
         self.exemplars = {}
+        #: Shapes of ``telemetry.pipeline.shapes`` used in this drain: each applies its own
+        #: accumulated series.
+        self.shapes = []
         #: The settings and clock of this drain, read once rather than per event.
         self.settings = conf.get_settings()
         self._now = None
@@ -190,6 +194,12 @@ class Batch:
         if exemplar:
             self.exemplars[(key, index)] = (exemplar, value)
 
+    def exemplar(self, family, label_values, value, exemplar):
+        """Shows ``exemplar`` on the bucket of ``value`` of a series (observed elsewhere)."""
+        if family.exported:
+            index = bisect.bisect_left(family.upper_bounds, value)
+            self.exemplars[((family, label_values), index)] = (exemplar, value)
+
     def set(self, family, label_values, value):
         if not family.exported:
             return
@@ -206,6 +216,8 @@ class Batch:
             family.child(label_values).inc(amount)
         for (family, label_values), (bucket_counts, total) in self.histograms.items():
             prometheus.add_observations(family.child(label_values), bucket_counts, total)
+        for shape in self.shapes:
+            shape.apply()
         if self.exemplars:
             self._apply_exemplars()
         for (family, label_values), value in self.gauges.items():

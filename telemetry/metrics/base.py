@@ -7,7 +7,7 @@ by :data:`domains`.
 """
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -102,6 +102,12 @@ class Domains:
         self.on: set[str] = set()
         self._families: dict[str, list[Family]] = {}
         self._lock = threading.Lock()
+        self._on_switch: list[Callable[[], None]] = []
+
+    def on_switch(self, callback: Callable[[], None]) -> None:
+        """``callback()`` runs after a domain is switched on: for caches of exported series."""
+        if callback not in self._on_switch:
+            self._on_switch.append(callback)
 
     def add(self, family: Family, domain: str | None) -> None:
         """Puts a new family in ``domain`` and registers it if the domain is on."""
@@ -122,6 +128,8 @@ class Domains:
             self.on.add(domain)
             for family in self._families.get(domain, ()):
                 self._export(family)
+        for callback in self._on_switch:
+            callback()
 
     @staticmethod
     def _export(family: Family) -> None:

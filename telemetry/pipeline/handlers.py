@@ -1,7 +1,5 @@
 """Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
 
-from functools import lru_cache
-
 from telemetry.core import labels, recorder
 from telemetry.core.events import (
     DatabaseConnect,
@@ -12,6 +10,7 @@ from telemetry.core.events import (
     RequestStarted,
 )
 from telemetry.metrics import families
+from telemetry.pipeline import shapes
 from telemetry.queries import stats as querystats
 from telemetry.tracing import spans
 from telemetry.usage import activity, releases, traffic
@@ -36,46 +35,54 @@ def on_active(batch, event: RequestStarted):
 
 
 def on_request(batch, event: RequestFinished):
-    route, duration, context, app_operation = event.route, event.duration, event.context, event.app_operation
+    """HTTP, business and analytics metrics, release latency, route traffic and usage of a
+    finished request through its cached :class:`~telemetry.pipeline.shapes.RequestShape`;
+    then its statements, the detectors and its spans."""
+    route, status, duration, context, app_operation = (
+        event.route, event.status, event.duration, event.context, event.app_operation)
     organization_id = event.organization_id
+    settings = batch.settings
     traced = event.span_context is not None
-    keep_trace = traced and spans.keeps(event, batch.settings)
-    metrics = families()
-    method = labels.method(event.method)
-    status = str(event.status)
-    organization = labels.organization(organization_id)
-    # Exemplars link only traces the store keeps: a dropped trace would be a dead link.
-    exemplar = {"trace_id": f"{event.trace_id:032x}"} if keep_trace else None
-    batch.observe(metrics.http.request_duration, (method, route, status, organization), duration, exemplar)
-    if event.request_size:  # a request without a body (most GETs) would only add zeros
-        batch.observe(metrics.http.request_body_size, (method, route), event.request_size)
-    batch.observe(metrics.http.response_body_size, (method, route, status), event.response_size)
-    if context.active_key is not None:
-        batch.add(metrics.http.active_requests, _active_labels(context.active_key), -1)
-    if _is_api(event.path, batch.settings):
-        batch.inc(metrics.business.api_calls, (route, method, status, labels.status_class(status)))
-        batch.observe(metrics.business.api_call_duration, (route, method), duration)
+    keep_trace = traced and spans.keeps(event, settings)
+    shape = shapes.cache.request((event.method, route, status, organization_id, app_operation,
+                                  labels.count_bucket(context.query_count) if app_operation else None,
+                                  _is_api(event.path, settings)))
+    if shape.use(batch):
+        shape.rows = (releases.latency.row(batch, route), traffic.traffic.row(batch, route),
+                      usage.usage_tables.request_row(batch, organization_id))
     external = min(context.external_time, duration)
     database = min(context.db_time, duration - external)
-    analytics = metrics.analytics
-    batch.observe(analytics.api_breakdown, (route, "database"), database)
-    batch.observe(analytics.api_breakdown, (route, "external"), external)
-    batch.observe(analytics.api_breakdown, (route, "application"), max(duration - database - external, 0.0))
-    if app_operation:
-        count = labels.count_bucket(context.query_count)
-        batch.observe(analytics.app_builder_viewer, (route, app_operation, count), duration)
-    benchmark_type = "app_builder_viewer" if app_operation else "api"
-    batch.observe(analytics.benchmark_duration, (releases.current_release(), route, benchmark_type), duration)
-    releases.observe(batch, route, duration)
-    traffic.observe(batch, route, event.status, duration)
-    usage.request(batch, organization_id, status, app_operation)
+    shape.add((duration, event.response_size, event.request_size or None,  # no body (most GETs): no zero
+               database, external, max(duration - database - external, 0.0)))
+    if keep_trace:
+        # Exemplars link only traces the store keeps: a dropped trace would be a dead link.
+        batch.exemplar(families().http.request_duration, shape.duration_labels, duration,
+                       {"trace_id": f"{event.trace_id:032x}"})
+    if context.active_key is not None:
+        batch.add(families().http.active_requests, _active_labels(context.active_key), -1)
+    # A row is None when its table is full (or, for usage, the request names no
+    # organization): the per-request path counts the drop.
+    release_row, traffic_row, usage_row = shape.rows
+    if release_row is not None:
+        releases.ReleaseLatency.add(release_row, duration, settings["APDEX_TARGET_SECONDS"])
+    else:
+        releases.observe(batch, route, duration)
+    if traffic_row is not None:
+        traffic.RouteTraffic.add(traffic_row, status, duration)
+    else:
+        traffic.observe(batch, route, status, duration)
+    if usage_row is not None:
+        usage.UsageTables.add_request(usage_row, status, app_operation)
+    else:
+        usage.request(batch, organization_id, status, app_operation)
     if event.user_id is not None:
         activity.seen(event.user_id, organization_id)
+    organization = shape.organization
     analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
-    if analysed and _detecting(analysed, batch.settings):
+    if analysed and _detecting(analysed, settings):
         querystats.detect(analysed, route, organization)
     if traced:
-        spans.submit_request(event, analysed, batch.settings, keep_trace)
+        spans.submit_request(event, analysed, settings, keep_trace)
 
 
 def _detecting(analysed, settings) -> bool:
@@ -96,43 +103,41 @@ def on_standalone_query(batch, event: QueryExecuted):
 _analyze: list = []  # telemetry.queries.sql.analyze, imported on the first statement (sqlglot loads then)
 
 
-@lru_cache(maxsize=5000)
-def _labels_of(result, vendor):
-    """(db system, operation, table label, pattern label) of an analysed statement: the
-    same for every run of it, so computed once per analysis (analyses are cached per
-    statement text)."""
+def _labels_of(result, vendor) -> tuple[str, str, str, str]:
+    """(db system, operation, table label, pattern label) of an analysed statement, for
+    its shape."""
     return (DB_SYSTEMS.get(vendor, vendor), result.operation,
             labels.table(result.tables[0]) if result.tables else "", labels.query_pattern(result.pattern))
 
 
-labels.on_reset(_labels_of.cache_clear)
-
-
 def on_query(batch, event: QueryExecuted, organization=""):
-    """Metrics and statistics of one statement; returns its analysis."""
-    vendor, duration, rowcount = event.vendor, event.duration, event.rowcount
+    """Metrics and statistics of one statement, through the cached
+    :class:`~telemetry.pipeline.shapes.StatementShape` of its analysis; returns the analysis."""
+    duration, rowcount = event.duration, event.rowcount
     if not _analyze:
         from telemetry.queries.sql import analyze
 
         _analyze.append(analyze)
-    result = _analyze[0](event.sql, event.params, vendor)
+    result = _analyze[0](event.sql, event.params, event.vendor)
     settings = batch.settings
-    if settings["QUERY_STATS_ENABLED"]:
-        querystats.observe(batch, result, event.alias, duration, rowcount)
-    metrics = families()
-    system, operation, table, pattern = _labels_of(result, vendor)
-    batch.observe(metrics.db.operation_duration, (system, operation, table, organization), duration)
-    batch.inc(metrics.db.operation_count, (system, operation, table))
-    if rowcount >= 0:
-        batch.observe(metrics.db.returned_rows, (system, operation), rowcount)
-    analytics = metrics.analytics
-    if result.complexity_score is not None:
-        batch.set(analytics.query_complexity, (operation, system), result.complexity_score)
+    key = (id(result), event.alias, organization)  # the shape holds ``result``: its id stays unique
+    shape = shapes.cache.statements.get(key)
+    if shape is None:
+        shape = shapes.cache.add_statement(key, shapes.StatementShape(
+            result, *_labels_of(result, event.vendor), organization))
+    stats_on = settings["QUERY_STATS_ENABLED"]
+    if shape.use(batch):
+        shape.stat_row = querystats.statistics.row(batch, result, event.alias, duration * 1000.0) if stats_on else None
+    if stats_on:
+        if shape.stat_row is not None:
+            querystats.QueryStatistics.add(shape.stat_row, duration * 1000.0, rowcount, batch.now)
+        else:  # the statistics table is full: the per-statement path counts the drop
+            querystats.observe(batch, result, event.alias, duration, rowcount)
+    shape.add((duration, rowcount if rowcount >= 0 else None))
+    if shape.complexity is not None:
+        batch.gauges[shape.complexity[0]] = shape.complexity[1]
     if duration * 1000 >= settings["SLOW_QUERY_MS"]:
-        batch.inc(analytics.query_slow, (operation, result.complexity or "unknown"))
-    batch.inc(analytics.query_pattern, (operation, pattern))
-    for code in result.suggestions:
-        batch.inc(analytics.optimization_suggestions, (code,))
+        batch.inc(families().analytics.query_slow, shape.slow_labels)
     return result
 
 

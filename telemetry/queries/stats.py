@@ -118,10 +118,18 @@ class QueryStatistics:
     def observe(self, batch, analysis, alias, duration, rowcount) -> None:
         """One statement (query handler, flusher thread)."""
         milliseconds = duration * 1000.0
-        now = batch.now
-        row = self.table.row((analysis.fingerprint_id, alias, batch.hour), analysis, milliseconds, now)
-        if row is None:
-            return
+        row = self.row(batch, analysis, alias, milliseconds)
+        if row is not None:
+            self.add(row, milliseconds, rowcount, batch.now)
+
+    def row(self, batch, analysis, alias, milliseconds) -> QueryStatRow | None:
+        """The row the runs of ``analysis`` on ``alias`` add to in ``batch`` (None: the
+        table is full); a new row starts at ``milliseconds``."""
+        return self.table.row((analysis.fingerprint_id, alias, batch.hour), analysis, milliseconds, batch.now)
+
+    @staticmethod
+    def add(row: QueryStatRow, milliseconds: float, rowcount: int, now) -> None:
+        """One run into ``row``."""
         row.calls += 1
         row.total_ms += milliseconds
         row.total_squares_ms += milliseconds * milliseconds

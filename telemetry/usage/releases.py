@@ -61,10 +61,17 @@ class ReleaseLatency:
 
     def observe(self, batch: Batch, route: str, seconds: float) -> None:
         """A finished request (request handler, flusher thread)."""
-        row = self.table.row((current_release(), route, batch.hour))
-        if row is None:
-            return
-        target = batch.settings["APDEX_TARGET_SECONDS"]
+        row = self.row(batch, route)
+        if row is not None:
+            self.add(row, seconds, batch.settings["APDEX_TARGET_SECONDS"])
+
+    def row(self, batch: Batch, route: str) -> ReleaseRouteRow | None:
+        """The row a request of ``route`` adds to in ``batch`` (None: the table is full)."""
+        return self.table.row((current_release(), route, batch.hour))
+
+    @staticmethod
+    def add(row: ReleaseRouteRow, seconds: float, target: float) -> None:
+        """A request of ``seconds`` into ``row``; ``target``: ``APDEX_TARGET_SECONDS``."""
         row.count += 1
         row.total_seconds += seconds
         row.total_squares += seconds * seconds

@@ -66,12 +66,18 @@ class UsageTables:
 
     def request(self, batch: Batch, organization_id: object, status: int | str, app_operation: str | None) -> None:
         """A finished request (request handler); requests that name no organization are not usage."""
+        row = self.request_row(batch, organization_id)
+        if row is not None:
+            self.add_request(row, status, app_operation)
+
+    def request_row(self, batch: Batch, organization_id: object) -> UsageRow | None:
+        """The row the requests of ``organization_id`` add to in ``batch``; None when they
+        name no organization or the table is full."""
         organization = _organization(organization_id)
-        if not organization:
-            return
-        row = self.organizations.row((organization, batch.hour))
-        if row is None:
-            return
+        return self.organizations.row((organization, batch.hour)) if organization else None
+
+    @staticmethod
+    def add_request(row: UsageRow, status: int | str, app_operation: str | None) -> None:
         status = int(status)
         row.requests += 1
         if status >= 500:

@@ -49,9 +49,17 @@ class RouteTraffic:
 
     def observe(self, batch: Batch, route: str, status: int, seconds: float) -> None:
         """A finished request (request handler, flusher thread)."""
-        row = self.table.row((route, batch.hour))
-        if row is None:
-            return
+        row = self.row(batch, route)
+        if row is not None:
+            self.add(row, status, seconds)
+
+    def row(self, batch: Batch, route: str) -> RouteRow | None:
+        """The row a request of ``route`` adds to in ``batch`` (None: the table is full)."""
+        return self.table.row((route, batch.hour))
+
+    @staticmethod
+    def add(row: RouteRow, status: int, seconds: float) -> None:
+        """A request into ``row``."""
         milliseconds = seconds * 1000
         row.requests += 1
         if status >= 500:

@@ -43,7 +43,19 @@ optional = sorted(family.name for group in vars(families()).values() for family 
                   if family.domain is not None)
 fresh = rendered()
 api.record_plugin_run("sqlite", None, "success", "success", 0.01, {"execute": 0.01})
-print(json.dumps({"optional": optional, "fresh": fresh, "after_plugin_run": rendered()}))
+after_plugin_run = rendered()
+# A domain switched on after requests of a route were applied: that route's next request
+# is observed in the domain's families too (the flusher's cached shapes are rebuilt).
+from telemetry.metrics import switch_on
+from prometheus_client import REGISTRY
+switch_on("benchmarks")
+assert Client().get("/page").status_code == 200
+api.flush()
+benchmarked = sum(sample.value for metric in REGISTRY.collect() for sample in metric.samples
+                  if sample.name == "django_benchmark_duration_seconds_count"
+                  and sample.labels["http_route"] == "/page")
+print(json.dumps({"optional": optional, "fresh": fresh, "after_plugin_run": after_plugin_run,
+                  "benchmarked_after_switch": benchmarked}))
 """
 
 
@@ -71,6 +83,7 @@ def test_a_fresh_project_exports_no_platform_family_until_it_reports_into_the_do
     after = set(result["after_plugin_run"])
     assert plugins | {"django_api_external_operation_duration_seconds", "datasource_connections_active"} \
         == after & optional
+    assert result["benchmarked_after_switch"] == 1
 
 
 def test_the_library_default_namespace_is_neutral_and_the_platform_keeps_its_own():
