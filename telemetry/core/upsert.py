@@ -193,13 +193,14 @@ class IncrementTable(Generic[RowType]):
         self._rows: dict[tuple, RowType] = {}
         self._lock = threading.Lock()
 
-    def row(self, key: tuple, *arguments: Any) -> RowType | None:
+    def row(self, key: tuple, *arguments: Any, weight: int = 1) -> RowType | None:
         """The row of ``key`` to add to; a new key gets ``row_type(*arguments)``. None when
-        the table is full (the drop is counted)."""
+        the table is full: the ``weight`` events that would have been added are counted
+        as dropped."""
         row = self._rows.get(key)
         if row is None:
             if len(self._rows) >= self.max_keys:
-                self.drops.count(self.drop_reason)
+                self.drops.count(self.drop_reason, weight)
                 return None
             row = self._rows[key] = self.row_type(*arguments)
         return row

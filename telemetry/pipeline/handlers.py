@@ -13,7 +13,7 @@ from telemetry.metrics import families
 from telemetry.pipeline import shapes
 from telemetry.queries import stats as querystats
 from telemetry.tracing import spans
-from telemetry.usage import activity, releases, traffic
+from telemetry.usage import activity
 from telemetry.usage import rollups as usage
 
 DB_SYSTEMS = spans.DB_SYSTEMS
@@ -35,48 +35,27 @@ def on_active(batch, event: RequestStarted):
 
 
 def on_request(batch, event: RequestFinished):
-    """HTTP, business and analytics metrics, release latency, route traffic and usage of a
-    finished request through its cached :class:`~telemetry.pipeline.shapes.RequestShape`;
-    then its statements, the detectors and its spans."""
-    route, status, duration, context, app_operation = (
-        event.route, event.status, event.duration, event.context, event.app_operation)
-    organization_id = event.organization_id
+    """A finished request: its values go to its :class:`~telemetry.pipeline.shapes.RequestShape`
+    (HTTP, business and analytics metrics, release latency, route traffic, usage), its
+    statements to theirs; then the detectors and its spans."""
+    route, context, app_operation = event.route, event.context, event.app_operation
     settings = batch.settings
     traced = event.span_context is not None
     keep_trace = traced and spans.keeps(event, settings)
-    shape = shapes.cache.request((event.method, route, status, organization_id, app_operation,
+    shape = shapes.cache.request((event.method, route, event.status, event.organization_id, app_operation,
                                   labels.count_bucket(context.query_count) if app_operation else None,
                                   _is_api(event.path, settings)))
-    if shape.use(batch):
-        shape.rows = (releases.latency.row(batch, route), traffic.traffic.row(batch, route),
-                      usage.usage_tables.request_row(batch, organization_id))
-    external = min(context.external_time, duration)
-    database = min(context.db_time, duration - external)
-    shape.add((duration, event.response_size, event.request_size or None,  # no body (most GETs): no zero
-               database, external, max(duration - database - external, 0.0)))
+    shape.use(batch)
+    shape.requests.append((event.duration, event.response_size, event.request_size, context.db_time,
+                           context.external_time))
     if keep_trace:
         # Exemplars link only traces the store keeps: a dropped trace would be a dead link.
-        batch.exemplar(families().http.request_duration, shape.duration_labels, duration,
+        batch.exemplar(families().http.request_duration, shape.duration_labels, event.duration,
                        {"trace_id": f"{event.trace_id:032x}"})
     if context.active_key is not None:
         batch.add(families().http.active_requests, _active_labels(context.active_key), -1)
-    # A row is None when its table is full (or, for usage, the request names no
-    # organization): the per-request path counts the drop.
-    release_row, traffic_row, usage_row = shape.rows
-    if release_row is not None:
-        releases.ReleaseLatency.add(release_row, duration, settings["APDEX_TARGET_SECONDS"])
-    else:
-        releases.observe(batch, route, duration)
-    if traffic_row is not None:
-        traffic.RouteTraffic.add(traffic_row, status, duration)
-    else:
-        traffic.observe(batch, route, status, duration)
-    if usage_row is not None:
-        usage.UsageTables.add_request(usage_row, status, app_operation)
-    else:
-        usage.request(batch, organization_id, status, app_operation)
     if event.user_id is not None:
-        activity.seen(event.user_id, organization_id)
+        activity.seen(event.user_id, event.organization_id)
     organization = shape.organization
     analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
     if analysed and _detecting(analysed, settings):
@@ -111,33 +90,20 @@ def _labels_of(result, vendor) -> tuple[str, str, str, str]:
 
 
 def on_query(batch, event: QueryExecuted, organization=""):
-    """Metrics and statistics of one statement, through the cached
-    :class:`~telemetry.pipeline.shapes.StatementShape` of its analysis; returns the analysis."""
-    duration, rowcount = event.duration, event.rowcount
+    """A statement: its analysis, and its run added to the analysis's
+    :class:`~telemetry.pipeline.shapes.StatementShape`; returns the analysis."""
     if not _analyze:
         from telemetry.queries.sql import analyze
 
         _analyze.append(analyze)
     result = _analyze[0](event.sql, event.params, event.vendor)
-    settings = batch.settings
     key = (id(result), event.alias, organization)  # the shape holds ``result``: its id stays unique
     shape = shapes.cache.statements.get(key)
     if shape is None:
         shape = shapes.cache.add_statement(key, shapes.StatementShape(
-            result, *_labels_of(result, event.vendor), organization))
-    stats_on = settings["QUERY_STATS_ENABLED"]
-    if shape.use(batch):
-        shape.stat_row = querystats.statistics.row(batch, result, event.alias, duration * 1000.0) if stats_on else None
-    if stats_on:
-        if shape.stat_row is not None:
-            querystats.QueryStatistics.add(shape.stat_row, duration * 1000.0, rowcount, batch.now)
-        else:  # the statistics table is full: the per-statement path counts the drop
-            querystats.observe(batch, result, event.alias, duration, rowcount)
-    shape.add((duration, rowcount if rowcount >= 0 else None))
-    if shape.complexity is not None:
-        batch.gauges[shape.complexity[0]] = shape.complexity[1]
-    if duration * 1000 >= settings["SLOW_QUERY_MS"]:
-        batch.inc(families().analytics.query_slow, shape.slow_labels)
+            result, event.alias, *_labels_of(result, event.vendor), organization))
+    shape.use(batch)
+    shape.runs.append((event.duration, event.rowcount))
     return result
 
 

@@ -1,15 +1,16 @@
-"""The flusher's fast path: metric updates cached per request shape and statement shape.
+"""The flusher's fast path: a request's and a statement's metric updates by shape.
 
 Most requests a process serves share a few shapes: the same method, route, status and
 organization, so the same label sets of the same dozen families. Working the labels out
-for every request (capping them, building a tuple per family, one dict look-up per series
-in the batch) was most of the flusher's per-request cost. A :class:`RequestShape` (and a
-:class:`StatementShape` per analysed statement, alias and organization) resolves its
-series once, to prometheus-client children held by an :class:`Observed` or
-:class:`Counted` accumulator, and keeps them for the life of the process: a request of a
-known shape is then one look-up, one ``bisect`` per bucket layout and a few additions.
-The batch a shape is first used in applies its accumulators once, with the batch's other
-updates (:meth:`~telemetry.core.recorder.Batch.apply`).
+and bucketing each value in Python for every request and statement was most of the
+flusher's per-request cost. A :class:`RequestShape` (and a :class:`StatementShape` per
+analysed statement, alias and organization) resolves its series once, to
+prometheus-client children, and is kept for the life of the process. An event of a known
+shape appends its few values to its shape (one look-up and one ``append``); when the
+drain ends, each shape used bucket-counts its values at C speed
+(:func:`~telemetry.core.recorder.bucket_counts`), adds them to each series once, and
+adds its rows to the release, route traffic, usage and query statistics tables, before
+the sample that writes those (:meth:`~telemetry.core.recorder.Batch.settle`).
 
 The caches are bounded (:data:`MAX_SHAPES` each; beyond it they start over) and emptied
 when what a shape resolved may change: the label caps reset, the settings change, or an
@@ -18,180 +19,175 @@ it holds with the batch that used it. Only the flusher's drain (which holds the
 recorder's lock) adds to shapes.
 """
 
-from bisect import bisect_left
-from collections.abc import Sequence
+from itertools import repeat
+from operator import sub
 from typing import Any
 
 from telemetry import conf
 from telemetry.adapters import prometheus
 from telemetry.core import labels
+from telemetry.core.recorder import bucket_counts
 from telemetry.metrics import families
 from telemetry.metrics.base import Family, domains
-from telemetry.usage import releases
+from telemetry.queries import stats as querystats
+from telemetry.usage import releases, traffic
+from telemetry.usage import rollups as usage
 
 #: Shapes held per cache; a process past it (every request its own organization, say)
 #: starts the cache over, at worst one shape built per request as before.
 MAX_SHAPES = 4096
 
 
-class Observed:
-    """Observations of one histogram series since the last apply: per-bucket counts and
-    their sum, as :func:`telemetry.adapters.prometheus.add_observations` takes them."""
-
-    __slots__ = ("child", "bounds", "counts", "total")
-
-    def __init__(self, family: Family, label_values: tuple[str, ...]) -> None:
-        self.child = family.child(label_values)
-        self.bounds = family.upper_bounds
-        self.counts = [0] * len(self.bounds)
-        self.total = 0.0
-
-    def apply(self) -> None:
-        if any(self.counts):
-            prometheus.add_observations(self.child, self.counts, self.total)
-            self.counts = [0] * len(self.bounds)
-            self.total = 0.0
+#: A histogram series: its prometheus-client child and its bucket bounds.
+Series = tuple[Any, list[float]]
 
 
-class Counted:
-    """Increments of one counter series since the last apply."""
-
-    __slots__ = ("child", "amount")
-
-    def __init__(self, family: Family, label_values: tuple[str, ...]) -> None:
-        self.child = family.child(label_values)
-        self.amount = 0.0
-
-    def apply(self) -> None:
-        if self.amount:
-            self.child.inc(self.amount)
-            self.amount = 0.0
+def _series(family: Family, label_values: tuple[str, ...]) -> Series | None:
+    """A histogram series, or None when its family is not exported."""
+    return (family.child(label_values), family.upper_bounds) if family.exported else None
 
 
-#: One group of a shape's histograms: the series that observe the same value (its index
-#: in the values the shape's ``add`` gets) with the same bucket bounds, so one ``bisect``
-#: serves them all.
-Group = tuple[Sequence[float], int, tuple[Observed, ...]]
+def _observe(children: tuple[Any, ...], bounds: list[float], values: list[float]) -> None:
+    """Observes ``values`` in each of ``children`` (histograms with ``bounds``)."""
+    counts, total = bucket_counts(bounds, values, len(bounds)), sum(values)
+    for child in children:
+        prometheus.add_observations(child, counts, total)
 
 
-def _grouped(observed: list[tuple[int, Observed]]) -> tuple[Group, ...]:
-    groups: dict[tuple[int, tuple[float, ...]], list[Observed]] = {}
-    for which, series in observed:
-        groups.setdefault((which, tuple(series.bounds)), []).append(series)
-    return tuple((series[0].bounds, which, tuple(series)) for (which, _), series in groups.items())
-
-
-def _observed(entries: list[tuple[int, Family, tuple[str, ...]]]) -> list[tuple[int, Observed]]:
-    """The exported families among ``(value index, family, label values)``, as accumulators."""
-    return [(which, Observed(family, label_values)) for which, family, label_values in entries if family.exported]
+def _observe_in(series: Series | None, values: list[float]) -> None:
+    if series is not None and values:
+        _observe((series[0],), series[1], values)
 
 
 class Shape:
-    """Accumulators of one shape, applied by the batches that use them."""
+    """The series of one shape and what it ran in the current batch."""
 
-    __slots__ = ("groups", "counted", "batch")
+    __slots__ = ("batch",)
 
-    def __init__(self, observed: list[tuple[int, Observed]], counted: list[Counted]) -> None:
-        self.groups = _grouped(observed)
-        self.counted = tuple(counted)
+    def __init__(self) -> None:
         self.batch: Any = None
 
-    def use(self, batch: Any) -> bool:
-        """Enlists the shape in ``batch`` (applied with it); True on its first use in it."""
-        if self.batch is batch:
-            return False
-        self.batch = batch
-        batch.shapes.append(self)
-        return True
+    def use(self, batch: Any) -> None:
+        """Enlists the shape in ``batch``, which applies it once."""
+        if self.batch is not batch:
+            self.batch = batch
+            batch.shapes.append(self)
 
-    def add(self, values: tuple[float | None, ...]) -> None:
-        """One occurrence: each group observes its value (None: not observed), each counter
-        goes one up."""
-        for bounds, which, observed in self.groups:
-            value = values[which]
-            if value is None:
-                continue
-            index = bisect_left(bounds, value)
-            for series in observed:
-                series.counts[index] += 1
-                series.total += value
-        for counter in self.counted:
-            counter.amount += 1
-
-    def apply(self) -> None:
-        for _, _, observed in self.groups:
-            for series in observed:
-                series.apply()
-        for counter in self.counted:
-            counter.apply()
-
-
-# The values a request shape observes, by index.
-DURATION, RESPONSE_SIZE, REQUEST_SIZE, DATABASE, EXTERNAL, APPLICATION = range(6)
+    def apply(self, batch: Any) -> None:
+        raise NotImplementedError
 
 
 class RequestShape(Shape):
-    """The HTTP, business and analytics series of one kind of request. ``rows`` holds the
-    release, route traffic and usage rows the shape adds to in its current batch
-    (the tables are written, and their rows replaced, at each sample)."""
+    """The HTTP, business and analytics series of one kind of request, and the release,
+    route traffic and usage rows it adds to. ``requests`` holds ``(duration, response
+    size, request size, database time, external time)`` per request of the batch."""
 
-    __slots__ = ("method", "route", "organization", "duration_labels", "rows")
+    __slots__ = ("route", "status", "organization_id", "app_operation", "organization", "duration_labels",
+                 "by_duration", "response_size", "request_size", "breakdown", "counted", "requests")
 
     def __init__(self, method: str, route: str, status: int, organization_id: Any, app_operation: str | None,
                  query_count: str | None, api: bool) -> None:
+        super().__init__()
         metrics = families()
         http, analytics, business = metrics.http, metrics.analytics, metrics.business
         method = labels.method(method)
         status_label = str(status)
-        organization = labels.organization(organization_id)
-        self.method, self.route, self.organization = method, route, organization
-        self.duration_labels = (method, route, status_label, organization)
-        entries = [
-            (DURATION, http.request_duration, self.duration_labels),
-            (RESPONSE_SIZE, http.response_body_size, (method, route, status_label)),
-            (REQUEST_SIZE, http.request_body_size, (method, route)),
-            (DATABASE, analytics.api_breakdown, (route, "database")),
-            (EXTERNAL, analytics.api_breakdown, (route, "external")),
-            (APPLICATION, analytics.api_breakdown, (route, "application")),
-            (DURATION, analytics.benchmark_duration,
-             (releases.current_release(), route, "app_builder_viewer" if app_operation else "api")),
-        ]
-        counted = []
+        self.route, self.status = route, status
+        self.organization_id, self.app_operation = organization_id, app_operation
+        self.organization = labels.organization(organization_id)
+        self.duration_labels = (method, route, status_label, self.organization)
+        self.response_size = _series(http.response_body_size, (method, route, status_label))
+        self.request_size = _series(http.request_body_size, (method, route))
+        #: database, external and application time.
+        self.breakdown = tuple(_series(analytics.api_breakdown, (route, part))
+                               for part in ("database", "external", "application"))
+        by_duration = [(http.request_duration, self.duration_labels),
+                       (analytics.benchmark_duration,
+                        (releases.current_release(), route, "app_builder_viewer" if app_operation else "api"))]
+        self.counted: tuple[Any, ...] = ()
         if api:
-            entries.append((DURATION, business.api_call_duration, (route, method)))
+            by_duration.append((business.api_call_duration, (route, method)))
             if business.api_calls.exported:
-                counted.append(Counted(business.api_calls, (route, method, status_label,
-                                                            labels.status_class(status_label))))
+                self.counted = (business.api_calls.child((route, method, status_label,
+                                                          labels.status_class(status_label))),)
         if app_operation and query_count is not None:
-            entries.append((DURATION, analytics.app_builder_viewer, (route, app_operation, query_count)))
-        super().__init__(_observed(entries), counted)
-        self.rows: tuple[Any, Any, Any] = (None, None, None)
+            by_duration.append((analytics.app_builder_viewer, (route, app_operation, query_count)))
+        groups: dict[tuple[float, ...], list[Any]] = {}
+        for family, label_values in by_duration:
+            if family.exported:
+                groups.setdefault(tuple(family.upper_bounds), []).append(family.child(label_values))
+        #: The series of the request's duration, by bucket bounds.
+        self.by_duration = tuple((list(bounds), tuple(children)) for bounds, children in groups.items())
+        self.requests: list[tuple[float, int, int, float, float]] = []
+
+    def apply(self, batch: Any) -> None:
+        requests, self.requests = self.requests, []
+        if not requests:
+            return
+        durations, response_sizes, request_sizes, db_times, external_times = map(list, zip(*requests, strict=True))
+        for bounds, children in self.by_duration:
+            _observe(children, bounds, durations)
+        _observe_in(self.response_size, response_sizes)
+        _observe_in(self.request_size, [size for size in request_sizes if size])  # no body (most GETs): no zeros
+        # The external time as recorded, the database time within what is left, the rest the
+        # application's: each capped by the request's own duration.
+        externals = list(map(min, external_times, durations))
+        databases = list(map(min, db_times, map(sub, durations, externals)))
+        applications = list(map(max, map(sub, map(sub, durations, databases), externals), repeat(0.0)))
+        for series, values in zip(self.breakdown, (databases, externals, applications), strict=True):
+            _observe_in(series, values)
+        for child in self.counted:
+            child.inc(len(requests))
+        releases.latency.add(batch, self.route, durations)
+        traffic.traffic.add(batch, self.route, self.status, durations)
+        usage.usage_tables.request(batch, self.organization_id, self.status, self.app_operation, len(requests))
 
 
 class StatementShape(Shape):
     """The database and query-analytics series of one analysed statement on one alias, for
-    one organization; ``stat_row`` is its query statistics row in the current batch."""
+    one organization, and its query statistics row. ``runs`` holds ``(duration,
+    rowcount)`` per run of the batch."""
 
-    __slots__ = ("result", "slow_labels", "stat_row", "complexity")
+    __slots__ = ("result", "alias", "duration", "rows", "counted", "slow_labels", "complexity", "runs")
 
-    def __init__(self, result: Any, system: str, operation: str, table: str, pattern: str, organization: str) -> None:
+    def __init__(self, result: Any, alias: str, system: str, operation: str, table: str, pattern: str,
+                 organization: str) -> None:
+        super().__init__()
         metrics = families()
         db, analytics = metrics.db, metrics.analytics
-        entries = [(0, db.operation_duration, (system, operation, table, organization)),
-                   (1, db.returned_rows, (system, operation))]
-        counted = [Counted(family, label_values) for family, label_values in (
+        #: Held so that the cache key's ``id(result)`` stays this result's.
+        self.result, self.alias = result, alias
+        self.duration = _series(db.operation_duration, (system, operation, table, organization))
+        self.rows = _series(db.returned_rows, (system, operation))
+        self.counted = tuple(family.child(label_values) for family, label_values in (
             (db.operation_count, (system, operation, table)),
             (analytics.query_pattern, (operation, pattern)),
             *((analytics.optimization_suggestions, (code,)) for code in result.suggestions),
-        ) if family.exported]
-        super().__init__(_observed(entries), counted)
-        #: Held so that the cache key's ``id(result)`` stays this result's.
-        self.result = result
+        ) if family.exported)
         self.slow_labels = (operation, result.complexity or "unknown")
-        #: ``(batch gauge key, value)`` of the complexity gauge, set by every run.
+        #: ``(batch gauge key, value)`` of the complexity gauge of the latest run.
         self.complexity = None if result.complexity_score is None or not analytics.query_complexity.exported else (
             (analytics.query_complexity, (operation, system)), result.complexity_score)
-        self.stat_row: Any = None
+        self.runs: list[tuple[float, int]] = []
+
+    def apply(self, batch: Any) -> None:
+        runs, self.runs = self.runs, []
+        if not runs:
+            return
+        durations, rowcounts = map(list, zip(*runs, strict=True))
+        settings = batch.settings
+        _observe_in(self.duration, durations)
+        _observe_in(self.rows, [count for count in rowcounts if count >= 0])  # -1: failed, or not said
+        for child in self.counted:
+            child.inc(len(runs))
+        if self.complexity is not None:
+            batch.gauges[self.complexity[0]] = self.complexity[1]
+        slow_seconds = settings["SLOW_QUERY_MS"] / 1000.0
+        slow = sum(1 for duration in durations if duration >= slow_seconds)
+        if slow:
+            batch.inc(families().analytics.query_slow, self.slow_labels, slow)
+        if settings["QUERY_STATS_ENABLED"]:
+            querystats.statistics.add(batch, self.result, self.alias, durations, rowcounts)
 
 
 class ShapeCache:

@@ -20,16 +20,18 @@ and the pending list is bounded. What a full table or list cannot take is counte
 ``telemetry_table_dropped_total{table}``.
 """
 
-import bisect
 import threading
 import time
+from collections.abc import Sequence
 from functools import partial
+from operator import add, mul
 from typing import NamedTuple
 
 from django.utils import timezone
 
 from telemetry import conf
 from telemetry.core.context import suppressed
+from telemetry.core.recorder import bucket_counts
 from telemetry.core.routers import telemetry_alias
 from telemetry.core.upsert import IncrementTable, Row
 from telemetry.metrics import families, internal
@@ -117,28 +119,24 @@ class QueryStatistics:
 
     def observe(self, batch, analysis, alias, duration, rowcount) -> None:
         """One statement (query handler, flusher thread)."""
-        milliseconds = duration * 1000.0
-        row = self.row(batch, analysis, alias, milliseconds)
-        if row is not None:
-            self.add(row, milliseconds, rowcount, batch.now)
+        self.add(batch, analysis, alias, [duration], [rowcount])
 
-    def row(self, batch, analysis, alias, milliseconds) -> QueryStatRow | None:
-        """The row the runs of ``analysis`` on ``alias`` add to in ``batch`` (None: the
-        table is full); a new row starts at ``milliseconds``."""
-        return self.table.row((analysis.fingerprint_id, alias, batch.hour), analysis, milliseconds, batch.now)
-
-    @staticmethod
-    def add(row: QueryStatRow, milliseconds: float, rowcount: int, now) -> None:
-        """One run into ``row``."""
-        row.calls += 1
-        row.total_ms += milliseconds
-        row.total_squares_ms += milliseconds * milliseconds
-        if milliseconds < row.min_ms:
-            row.min_ms = milliseconds
-        if milliseconds > row.max_ms:
-            row.max_ms = milliseconds
-        row.rows += max(rowcount, 0)
-        row.buckets[bisect.bisect_left(BUCKET_BOUNDS_MS, milliseconds)] += 1
+    def add(self, batch, analysis, alias, durations: Sequence[float], rowcounts: Sequence[int]) -> None:
+        """Runs of one statement (``analysis``) on ``alias`` that took ``durations`` and
+        returned ``rowcounts`` (-1: not known), in the flusher thread."""
+        milliseconds = [duration * 1000.0 for duration in durations]
+        now = batch.now
+        row = self.table.row((analysis.fingerprint_id, alias, batch.hour), analysis, milliseconds[0], now,
+                             weight=len(milliseconds))
+        if row is None:
+            return
+        row.calls += len(milliseconds)
+        row.total_ms += sum(milliseconds)
+        row.total_squares_ms += sum(map(mul, milliseconds, milliseconds))
+        row.min_ms = min(row.min_ms, *milliseconds)
+        row.max_ms = max(row.max_ms, *milliseconds)
+        row.rows += sum(count for count in rowcounts if count > 0)
+        row.buckets = list(map(add, row.buckets, bucket_counts(BUCKET_BOUNDS_MS, milliseconds, len(BUCKET_FIELDS))))
         row.last_seen = now
 
     def finding(self, code, analysis, alias, route, organization, call_site, duration, repetitions=1, rows=-1,
@@ -209,7 +207,10 @@ def worth_detecting(analysed, settings):
     """Cheap pre-check: the execute wrapper finds call sites only for repeated or slow
     statements, so without one (and without a large result) there is nothing to detect."""
     limit_rows = settings["ADD_LIMIT_ROWS"]
-    return any(event.call_site or event.rowcount > limit_rows for event, _ in analysed)
+    for event, _ in analysed:
+        if event.call_site or event.rowcount > limit_rows:
+            return True
+    return False
 
 
 def _has_limit(fingerprint):

@@ -96,9 +96,13 @@ def keeps(event: RequestFinished, settings) -> bool:
     """Whether the request's trace is kept when it ends: a 5xx, a slow request, a failed
     statement, or the sampled share. (A failed child span of the SDK keeps it as well;
     the store writer finds those, see ``submit_request``.)"""
-    return (event.status >= 500 or event.duration * 1000.0 >= settings["TRACE_SLOW_MS"]
-            or processor.sampled_by_ratio(event.trace_id, settings)
-            or any(query.error for query in event.context.queries))
+    if (event.status >= 500 or event.duration * 1000.0 >= settings["TRACE_SLOW_MS"]
+            or processor.sampled_by_ratio(event.trace_id, settings)):
+        return True
+    for query in event.context.queries:
+        if query.error:
+            return True
+    return False
 
 
 def submit_request(event: RequestFinished, analysed, settings, kept: bool) -> None:

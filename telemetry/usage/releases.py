@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import mul
 from typing import Any
 
 from django.conf import settings
@@ -60,26 +61,22 @@ class ReleaseLatency:
             drops=internal.DropCounter(internal.table_dropped, labelled=True), drop_reason="releases")
 
     def observe(self, batch: Batch, route: str, seconds: float) -> None:
-        """A finished request (request handler, flusher thread)."""
-        row = self.row(batch, route)
-        if row is not None:
-            self.add(row, seconds, batch.settings["APDEX_TARGET_SECONDS"])
+        """A finished request (flusher thread)."""
+        self.add(batch, route, [seconds])
 
-    def row(self, batch: Batch, route: str) -> ReleaseRouteRow | None:
-        """The row a request of ``route`` adds to in ``batch`` (None: the table is full)."""
-        return self.table.row((current_release(), route, batch.hour))
-
-    @staticmethod
-    def add(row: ReleaseRouteRow, seconds: float, target: float) -> None:
-        """A request of ``seconds`` into ``row``; ``target``: ``APDEX_TARGET_SECONDS``."""
-        row.count += 1
-        row.total_seconds += seconds
-        row.total_squares += seconds * seconds
-        if seconds <= target:
-            row.satisfied += 1
-        elif seconds <= 4 * target:
-            row.tolerating += 1
-        row.max_seconds = max(row.max_seconds, seconds)
+    def add(self, batch: Batch, route: str, durations: Sequence[float]) -> None:
+        """Requests of ``route`` that took ``durations`` (flusher thread)."""
+        row = self.table.row((current_release(), route, batch.hour), weight=len(durations))
+        if row is None:
+            return
+        target = batch.settings["APDEX_TARGET_SECONDS"]
+        satisfied = sum(1 for seconds in durations if seconds <= target)
+        row.count += len(durations)
+        row.total_seconds += sum(durations)
+        row.total_squares += sum(map(mul, durations, durations))
+        row.satisfied += satisfied
+        row.tolerating += sum(1 for seconds in durations if seconds <= 4 * target) - satisfied
+        row.max_seconds = max(row.max_seconds, *durations)
 
     def write_pending(self, batch: Batch | None = None) -> None:
         """The sampler's step: one increment-upsert."""

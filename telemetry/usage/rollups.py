@@ -64,26 +64,22 @@ class UsageTables:
             OrganizationDatasourceUsage, DatasourceUsageRow, key_fields=("organization_id", "hour", "kind"),
             sum_fields=("runs", "failures"), max_keys=max_keys, drops=self.drops)
 
-    def request(self, batch: Batch, organization_id: object, status: int | str, app_operation: str | None) -> None:
-        """A finished request (request handler); requests that name no organization are not usage."""
-        row = self.request_row(batch, organization_id)
-        if row is not None:
-            self.add_request(row, status, app_operation)
-
-    def request_row(self, batch: Batch, organization_id: object) -> UsageRow | None:
-        """The row the requests of ``organization_id`` add to in ``batch``; None when they
-        name no organization or the table is full."""
+    def request(self, batch: Batch, organization_id: object, status: int | str, app_operation: str | None,
+                count: int = 1) -> None:
+        """``count`` finished requests alike (flusher thread); requests that name no
+        organization are not usage."""
         organization = _organization(organization_id)
-        return self.organizations.row((organization, batch.hour)) if organization else None
-
-    @staticmethod
-    def add_request(row: UsageRow, status: int | str, app_operation: str | None) -> None:
+        if not organization:
+            return
+        row = self.organizations.row((organization, batch.hour), weight=count)
+        if row is None:
+            return
         status = int(status)
-        row.requests += 1
+        row.requests += count
         if status >= 500:
-            row.errors += 1
+            row.errors += count
         if app_operation == "app_view" and status < 400:
-            row.app_loads += 1
+            row.app_loads += count
 
     def query_run(self, batch: Batch, organization_id: object, kind: str, status: str) -> None:
         """A datasource query run (plugin handler), in a request or not."""

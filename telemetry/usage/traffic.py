@@ -6,10 +6,11 @@ sampler writes it with one increment-upsert. Beyond ``MAX_PENDING`` keys a new o
 dropped and counted in ``telemetry_table_dropped_total{table="routes"}``.
 """
 
-import bisect
+from collections.abc import Sequence
+from operator import add
 from typing import Any
 
-from telemetry.core.recorder import Batch
+from telemetry.core.recorder import Batch, bucket_counts
 from telemetry.core.upsert import IncrementTable, Row
 from telemetry.metrics import internal
 from telemetry.models import RouteStat
@@ -48,27 +49,23 @@ class RouteTraffic:
             drops=internal.DropCounter(internal.table_dropped, labelled=True), drop_reason="routes")
 
     def observe(self, batch: Batch, route: str, status: int, seconds: float) -> None:
-        """A finished request (request handler, flusher thread)."""
-        row = self.row(batch, route)
-        if row is not None:
-            self.add(row, status, seconds)
+        """A finished request (flusher thread)."""
+        self.add(batch, route, status, [seconds])
 
-    def row(self, batch: Batch, route: str) -> RouteRow | None:
-        """The row a request of ``route`` adds to in ``batch`` (None: the table is full)."""
-        return self.table.row((route, batch.hour))
-
-    @staticmethod
-    def add(row: RouteRow, status: int, seconds: float) -> None:
-        """A request into ``row``."""
-        milliseconds = seconds * 1000
-        row.requests += 1
+    def add(self, batch: Batch, route: str, status: int, durations: Sequence[float]) -> None:
+        """Requests of ``route`` answered with ``status`` that took ``durations`` (flusher thread)."""
+        row = self.table.row((route, batch.hour), weight=len(durations))
+        if row is None:
+            return
+        milliseconds = [seconds * 1000 for seconds in durations]
+        row.requests += len(milliseconds)
         if status >= 500:
-            row.server_errors += 1
+            row.server_errors += len(milliseconds)
         elif status >= 400:
-            row.client_errors += 1
-        row.total_ms += milliseconds
-        row.max_ms = max(row.max_ms, milliseconds)
-        row.buckets[bisect.bisect_left(BUCKET_BOUNDS_MS, milliseconds)] += 1
+            row.client_errors += len(milliseconds)
+        row.total_ms += sum(milliseconds)
+        row.max_ms = max(row.max_ms, *milliseconds)
+        row.buckets = list(map(add, row.buckets, bucket_counts(BUCKET_BOUNDS_MS, milliseconds, len(BUCKET_FIELDS))))
 
     def write_pending(self, batch: Batch | None = None) -> None:
         """The sampler's step: one increment-upsert."""
