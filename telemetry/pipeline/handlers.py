@@ -26,12 +26,12 @@ def _is_api(path, settings):
     return path.startswith(tuple(settings["API_PATH_PREFIXES"]))
 
 
-def _active_labels(event: RequestStarted):
-    return labels.method(event.method), event.route, event.scheme
-
-
 def on_active(batch, event: RequestStarted):
-    batch.add(families().http.active_requests, _active_labels(event), 1)
+    """A request started: the in-flight gauge goes one up (its end takes it down again)."""
+    key = shapes.cache.active_key(event)
+    if key is not None:
+        deltas = batch.gauge_deltas
+        deltas[key] = deltas.get(key, 0.0) + 1
 
 
 def on_request(batch, event: RequestFinished):
@@ -53,7 +53,10 @@ def on_request(batch, event: RequestFinished):
         batch.exemplar(families().http.request_duration, shape.duration_labels, event.duration,
                        {"trace_id": f"{event.trace_id:032x}"})
     if context.active_key is not None:
-        batch.add(families().http.active_requests, _active_labels(context.active_key), -1)
+        key = shapes.cache.active_key(context.active_key)
+        if key is not None:
+            deltas = batch.gauge_deltas
+            deltas[key] = deltas.get(key, 0.0) - 1
     if event.user_id is not None:
         activity.seen(event.user_id, event.organization_id)
     organization = shape.organization

@@ -26,6 +26,7 @@ from typing import Any
 from telemetry import conf
 from telemetry.adapters import prometheus
 from telemetry.core import labels
+from telemetry.core.events import RequestStarted
 from telemetry.core.recorder import bucket_counts
 from telemetry.metrics import families
 from telemetry.metrics.base import Family, domains
@@ -196,10 +197,25 @@ class ShapeCache:
     def __init__(self) -> None:
         self.requests: dict[tuple, RequestShape] = {}
         self.statements: dict[tuple, StatementShape] = {}
+        self.active: dict[RequestStarted, tuple[Family, tuple[str, str, str]] | None] = {}
 
     def clear(self) -> None:
         self.requests = {}
         self.statements = {}
+        self.active = {}
+
+    def active_key(self, started: RequestStarted) -> tuple[Family, tuple[str, str, str]] | None:
+        """The batch key (``Batch.gauge_deltas``) of the in-flight gauge series of a
+        request's start; None when the family is not exported."""
+        try:
+            return self.active[started]
+        except KeyError:
+            if len(self.active) >= MAX_SHAPES:
+                self.active = {}
+            family = families().http.active_requests
+            key = (family, (labels.method(started.method), started.route, started.scheme)) if family.exported else None
+            self.active[started] = key
+            return key
 
     def request(self, key: tuple) -> RequestShape:
         shape = self.requests.get(key)
