@@ -39,13 +39,26 @@ from telemetry.usage import rollups as usage
 MAX_SHAPES = 4096
 
 
-#: A histogram series: its prometheus-client child and its bucket bounds.
-Series = tuple[Any, list[float]]
+class Series:
+    """A histogram series of a shape; its prometheus-client child is made on the first
+    observation (a series never observed, such as the request-body size of GETs, is not
+    rendered)."""
+
+    __slots__ = ("family", "label_values", "child")
+
+    def __init__(self, family: Family, label_values: tuple[str, ...]) -> None:
+        self.family, self.label_values, self.child = family, label_values, None
+
+    def observe(self, values: list[float]) -> None:
+        if values:
+            if self.child is None:
+                self.child = self.family.child(self.label_values)
+            _observe((self.child,), self.family.upper_bounds, values)
 
 
 def _series(family: Family, label_values: tuple[str, ...]) -> Series | None:
     """A histogram series, or None when its family is not exported."""
-    return (family.child(label_values), family.upper_bounds) if family.exported else None
+    return Series(family, label_values) if family.exported else None
 
 
 def _observe(children: tuple[Any, ...], bounds: list[float], values: list[float]) -> None:
@@ -56,8 +69,8 @@ def _observe(children: tuple[Any, ...], bounds: list[float], values: list[float]
 
 
 def _observe_in(series: Series | None, values: list[float]) -> None:
-    if series is not None and values:
-        _observe((series[0],), series[1], values)
+    if series is not None:
+        series.observe(values)
 
 
 class Shape:

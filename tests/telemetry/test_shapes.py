@@ -7,6 +7,7 @@ from django.db import connection
 from django.http import HttpResponse
 from django.test import override_settings
 from django.urls import path
+from prometheus_client import REGISTRY
 
 from telemetry import api
 from telemetry.pipeline import shapes
@@ -80,3 +81,13 @@ def test_a_settings_change_rebuilds_the_shapes(client, samples, settings):
         client.get("/shaped/2")
         client.get("/shaped/3")
         assert calls() == 2
+
+
+def test_a_series_never_observed_is_not_rendered(client):
+    """GETs carry no body: their request-size series would only be zeros on every scrape."""
+    client.get("/shaped/1?org=7")
+    client.post("/shaped/2?org=7", data=b"z" * 30, content_type="application/octet-stream")
+    api.flush()
+    size = "http_server_request_body_size_bytes_count"
+    assert REGISTRY.get_sample_value(size, {"http_request_method": "GET", "http_route": ROUTE}) is None
+    assert REGISTRY.get_sample_value(size, {"http_request_method": "POST", "http_route": ROUTE}) >= 1
