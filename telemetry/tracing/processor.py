@@ -49,8 +49,8 @@ MAX_DECISIONS = 50_000
 MAX_ATTEMPTS = 3
 MAX_FAILED_BATCHES = 20
 #: Kept span and log rows that make a periodic tick write before ``TRACE_WRITE_INTERVAL_SECONDS``.
-#: A write's fixed cost (~1.1 M instructions) is that of encoding a few spans: past a few
-#: hundred rows waiting saves under 1 % of the write, so a bigger batch would only hold
+#: A write's fixed cost (~250 k instructions) is small beside what a batch of hundreds of
+#: rows costs to encode and insert: waiting longer would save next to nothing and only hold
 #: more memory and more of what a killed process loses. Reached only by bursts (error
 #: storms, tracing at a high sample rate); the span queue itself is drained at every tick,
 #: so ``TRACE_QUEUE_MAX`` bounds one tick's arrivals as before.
