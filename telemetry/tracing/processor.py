@@ -2,21 +2,25 @@
 
 ``submit`` (a span processor's ``on_end``, or the flusher building spans from events)
 appends to a bounded queue. A daemon writer thread per process drains it every
-``FLUSH_INTERVAL_SECONDS``: spans wait, per trace, until their local root span arrives;
-the root decides the trace (every error, every slow root, ``TRACE_SAMPLE_RATE`` of the
-rest, deterministic on the trace id so processes of one trace agree); spans that arrive
-later follow the remembered decision. Kept spans go to the OTLP exporter (when
-configured) and, in one transaction per batch, to ``Trace``/``Span`` rows on the
-telemetry alias. A failed batch is retried a few times, then dropped and counted; a
-circuit breaker stops writing to a store that keeps failing (:class:`StoreBreaker`), so a
-dead or hung store costs no write per batch. Everything is bounded; nothing raises into
-the caller.
+``FLUSH_INTERVAL_SECONDS`` (a tick): spans wait, per trace, until their local root span
+arrives; the root decides the trace (every error, every slow root, ``TRACE_SAMPLE_RATE``
+of the rest, deterministic on the trace id so processes of one trace agree); spans that
+arrive later follow the remembered decision. Kept spans go to the OTLP exporter (when
+configured) at once and wait for the store's next write: every
+``TRACE_WRITE_INTERVAL_SECONDS`` (a write's fixed cost is paid once for several ticks), or
+sooner when ``WRITE_EARLY_ROWS`` rows wait; an explicit :meth:`TraceStore.flush` (tests,
+``telemetry.api.flush``, process exit) writes at once. A write is one transaction per
+batch, to ``Trace``/``Span`` rows on the telemetry alias. A failed batch is retried a few
+times, then dropped and counted; a circuit breaker stops writing to a store that keeps
+failing (:class:`StoreBreaker`), so a dead or hung store costs no write per batch.
+Everything is bounded; nothing raises into the caller.
 
 The state lives in one :class:`TraceStore` per process (``trace_store``); its writer
 is a :class:`~telemetry.core.background.BackgroundWorker`.
 """
 
 import json
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -44,6 +48,13 @@ PENDING_TTL_SECONDS = 120.0
 MAX_DECISIONS = 50_000
 MAX_ATTEMPTS = 3
 MAX_FAILED_BATCHES = 20
+#: Kept span and log rows that make a periodic tick write before ``TRACE_WRITE_INTERVAL_SECONDS``.
+#: A write's fixed cost (~250 k instructions) is small beside what a batch of hundreds of
+#: rows costs to encode and insert: waiting longer would save next to nothing and only hold
+#: more memory and more of what a killed process loses. Reached only by bursts (error
+#: storms, tracing at a high sample rate); the span queue itself is drained at every tick,
+#: so ``TRACE_QUEUE_MAX`` bounds one tick's arrivals as before.
+WRITE_EARLY_ROWS = 1000
 _RATIO_MASK = (1 << 64) - 1
 
 #: The attribute the Celery instrumentation puts the task's name in, on its publish
@@ -110,6 +121,40 @@ class _PendingTrace:
     def __init__(self, first_seen: float) -> None:
         self.first_seen = first_seen
         self.spans: list = []
+
+
+class _Unwritten:
+    """Kept spans, their traces' summaries and log rows decided since the last write, in
+    the order decided: the next write's batch."""
+
+    __slots__ = ("spans", "summaries", "logs")
+
+    def __init__(self) -> None:
+        self.spans: list = []
+        self.summaries: dict = {}
+        self.logs: list = []
+
+    def add(self, spans: list, summaries: dict, logs: list) -> None:
+        self.spans.extend(spans)
+        self.logs.extend(logs)
+        for trace_id, summary in summaries.items():
+            earlier = self.summaries.setdefault(trace_id, summary)
+            if earlier is not summary:
+                # A second local root of a trace whose decision was forgotten since (more than
+                # MAX_DECISIONS later): merged as the store merges two batches' summaries, the
+                # first's fields and the worse status ("error" sorts first).
+                earlier["status"] = min(earlier["status"], summary["status"])
+
+    def rows(self) -> int:
+        return len(self.spans) + len(self.logs)
+
+    def take(self) -> StoreBatch | None:
+        """The batch to write (None when nothing waits); this is left empty."""
+        if not (self.spans or self.summaries or self.logs):
+            return None
+        batch = StoreBatch(self.spans, self.summaries, self.logs)
+        self.spans, self.summaries, self.logs = [], {}, []
+        return batch
 
 
 class _FailedBatch:
@@ -201,21 +246,24 @@ class ExportHealth:
 
 class TraceStore:
     """The trace store writer of this process: its two queues (spans, log rows), the
-    spans waiting for their root, the decisions taken, the batches to retry, and its
-    writer (a :class:`BackgroundWorker` that runs in the foreground when the recorder's
-    flusher does) and its :class:`StoreBreaker`. A forked child forgets what its parent
-    queued, waited for and failed to write, and keeps its breaker (the store is the same)."""
+    spans waiting for their root, the decisions taken, what was kept and waits for the
+    next write, the batches to retry, and its writer (a :class:`BackgroundWorker` calling
+    :meth:`tick`, that runs in the foreground when the recorder's flusher does) and its
+    :class:`StoreBreaker`. A forked child forgets what its parent queued, waited for and
+    failed to write, and keeps its breaker (the store is the same)."""
 
     def __init__(self) -> None:
         #: Bounds ``TRACE_QUEUE_MAX`` and ``LOG_QUEUE_MAX``, read by :meth:`read_settings`.
         self.spans = BoundedQueue(50_000, "queue_full")
         self.logs = BoundedQueue(10_000, "log_queue_full")
         self.worker = BackgroundWorker(
-            "telemetry-trace-store", self.flush, internal.DropCounter(internal.trace_dropped, labelled=True),
+            "telemetry-trace-store", self.tick, internal.DropCounter(internal.trace_dropped, labelled=True),
             at_exit=self._flush_at_exit, after_fork=self._after_fork, follows=recorder.event_buffer.worker)
         self._pending: OrderedDict[int, _PendingTrace] = OrderedDict()
         #: trace id -> kept_because, or "" for a dropped trace.
         self._decisions: OrderedDict[int, str] = OrderedDict()
+        self._unwritten = _Unwritten()
+        self._ticks_since_write = 0
         self._failed: deque[_FailedBatch] = deque()
         self._breaker = StoreBreaker()
         self._export_processor: Any = None
@@ -237,10 +285,22 @@ class TraceStore:
         self.logs.limit = conf.get("LOG_QUEUE_MAX")
 
     def flush(self) -> None:
-        """Decides and writes what is queued, then retries failed batches. Safe from any thread."""
+        """Decides what is queued and writes it with everything kept before, then retries
+        failed batches. Safe from any thread."""
         with self.worker.lock:
             with guard.guarded("trace_store"):
-                self._flush_locked()
+                self._flush_locked(write=True)
+
+    def tick(self) -> None:
+        """The writer thread's work every ``FLUSH_INTERVAL_SECONDS``: decides what is queued
+        and exports what it keeps, as :meth:`flush` does, but writes only at every
+        ``TRACE_WRITE_INTERVAL_SECONDS``, counted in ticks since the last write (so a
+        virtual clock drives it), or sooner: when ``WRITE_EARLY_ROWS`` rows wait, when
+        failed batches wait for their retry or the breaker is open (its probe and the
+        retries keep their schedule)."""
+        with self.worker.lock:
+            with guard.guarded("trace_store"):
+                self._flush_locked(write=False)
 
     def run_in_foreground(self) -> None:
         """No writer thread in this process: spans wait for :meth:`flush` (test processes)."""
@@ -248,12 +308,15 @@ class TraceStore:
 
     def reset(self) -> None:
         """Forgets queued spans and log rows, traces waiting for their root, decisions
-        taken and failed batches, without writing them, and closes the breaker silently (tests)."""
+        taken, what waits for a write and failed batches, without writing them, and closes
+        the breaker silently (tests)."""
         with self.worker.lock:
             self.spans.clear()
             self.logs.clear()
             self._pending.clear()
             self._decisions.clear()
+            self._unwritten = _Unwritten()
+            self._ticks_since_write = 0
             self._failed.clear()
             self._breaker = StoreBreaker()
 
@@ -296,7 +359,8 @@ class TraceStore:
         """For readiness: the breaker's state and the batches waiting to be written again."""
         return {"breaker": self._breaker.state, "batches_waiting": len(self._failed)}
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self, write: bool) -> None:
+        """Decides what is queued; writes what waits when ``write`` or :meth:`_write_due`."""
         settings = conf.get_settings()
         spans = self.spans.drain()
         logs = self.logs.drain()
@@ -305,14 +369,23 @@ class TraceStore:
         kept = [sanitize(span, capture_sql) for span in kept]
         if kept:
             self._export_spans(kept)
-        batch = StoreBatch(kept, summaries, logs) if kept or summaries or logs else None
-        if batch is not None or self._failed:
-            if self._breaker.allows_write(settings):
-                self._write(batch, settings)
-            elif batch is not None:
-                # The store is given up on for now: the batch is not kept for later.
-                self._count_lost(batch, "store_unavailable")
+        self._unwritten.add(kept, summaries, logs)
+        self._ticks_since_write += 1
+        if write or self._write_due():
+            self._ticks_since_write = 0
+            batch = self._unwritten.take()
+            if batch is not None or self._failed:
+                if self._breaker.allows_write(settings):
+                    self._write(batch, settings)
+                elif batch is not None:
+                    # The store is given up on for now: the batch is not kept for later.
+                    self._count_lost(batch, "store_unavailable")
         self.worker.dropped.report()
+
+    def _write_due(self) -> bool:
+        """Whether this tick writes (see :meth:`tick`)."""
+        return (self._ticks_since_write >= write_every_ticks() or self._unwritten.rows() >= WRITE_EARLY_ROWS
+                or bool(self._failed) or self._breaker.state == OPEN)
 
     def _write(self, batch: StoreBatch | None, settings: dict[str, Any]) -> None:
         """Writes the batches that failed before, then ``batch``; one that fails again waits
@@ -456,6 +529,8 @@ class TraceStore:
         self.spans.clear()
         self.logs.clear()
         self._pending.clear()
+        self._unwritten = _Unwritten()
+        self._ticks_since_write = 0
         self._failed.clear()
 
     def _flush_at_exit(self) -> None:
@@ -467,6 +542,16 @@ class TraceStore:
             if processor is not None:
                 with guard.guarded("otlp_flush_at_exit"):
                     processor.force_flush(5000)
+
+
+def write_every_ticks() -> int:
+    """Ticks of the writer thread (one every ``FLUSH_INTERVAL_SECONDS``) from one periodic
+    write to the next: ``TRACE_WRITE_INTERVAL_SECONDS`` rounded up to whole ticks, at least one."""
+    tick_seconds = conf.seconds("FLUSH_INTERVAL_SECONDS")
+    if tick_seconds <= 0:
+        return 1
+    # Rounded first: float division makes 0.9 / 0.3 a hair over 3, which would round up to 4.
+    return max(1, math.ceil(round(conf.seconds("TRACE_WRITE_INTERVAL_SECONDS") / tick_seconds, 9)))
 
 
 def _rejects_rows(exc: Exception) -> bool:

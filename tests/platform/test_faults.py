@@ -31,8 +31,10 @@ SCRAPES_PER_FAULT = 12
 #: The shared 2-core machine adds jitter of its own: a p99 within 2x or within this many
 #: seconds of the no-fault p99 passes.
 JITTER_SECONDS = 0.25
-#: Seconds after a fault ends by which a new request's trace must be stored.
-RECOVERY_SECONDS = 10.0
+#: Seconds after a fault ends by which a new request's trace must be stored: the breaker's
+#: cool-down or, with the breaker closed, the writer's interval (TRACE_WRITE_INTERVAL_SECONDS,
+#: 5 s each), with room for a loaded machine.
+RECOVERY_SECONDS = 15.0
 #: Readiness answers in a row that make a Redis fault recovered.
 READY_IN_A_ROW = 8
 
