@@ -21,6 +21,8 @@ Rendering (:mod:`telemetry.http.exposition` writes the text format from the valu
   label values, in creation order) and ``_lock``;
 - a counter or gauge child's ``_value.get()`` (a gauge given ``set_function`` replaces its
   ``_child_samples`` instead), a histogram child's ``_buckets[i].get()`` and ``_sum.get()``;
+  the exemplars OpenMetrics shows: a counter child's ``_value.get_exemplar()``, a histogram
+  child's ``_buckets[i].get_exemplar()``;
 - ``prometheus_client.metrics._use_created``: whether ``*_created`` samples are rendered.
 
 Multiprocess mode (:mod:`telemetry.metrics.multiprocess` folds a dead worker's files into
@@ -139,6 +141,13 @@ def bucket_counts(child: Histogram) -> tuple[list[float], float]:
     return [bucket.get() for bucket in child._buckets], child._sum.get()
 
 
+def exemplars(child: Counter | Histogram) -> list[Exemplar | None]:
+    """The exemplar a counter child shows on its sample, or a histogram child on each bucket."""
+    if isinstance(child, Histogram):
+        return [bucket.get_exemplar() for bucket in child._buckets]
+    return [child._value.get_exemplar()]
+
+
 def created_samples_rendered() -> bool:
     """Whether metrics render ``*_created`` samples (see :func:`created_series`)."""
     return bool(prometheus_metrics._use_created)
@@ -246,6 +255,11 @@ def _verify_rendering_reads():
         expect(read == [(("a",), 2.0), (("b",), 3.0), (("c",), 4.0)], f"counter and gauge values {read}")
         counts = [(values, bucket_counts(child)) for values, child in children(histogram)]
         expect(counts == [(("d",), ([1.0, 1.0, 1.0], 5.55))], f"histogram values {counts}")
+        counter.labels("a").inc(1, {"trace_id": "1"})
+        histogram.labels("d").observe(0.7, {"trace_id": "2"})
+        shown = [exemplar and exemplar.labels for exemplar in [*exemplars(counter.labels("a")),
+                                                                *exemplars(histogram.labels("d"))]]
+        expect(shown == [{"trace_id": "1"}, None, {"trace_id": "2"}, None], f"exemplars {shown}")
         expect(isinstance(prometheus_metrics._use_created, bool), "metrics._use_created is gone")
 
 

@@ -16,7 +16,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY
-from prometheus_client.exposition import choose_encoder, generate_latest, gzip_accepted
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from telemetry import conf, extras
 from telemetry.core import guard, recorder
@@ -118,8 +118,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
             # Exemplars exist in OpenMetrics only.
             output = encoder(multiprocess.collect_registry(with_exemplars=content_type.startswith(
                 "application/openmetrics-text")))
-    elif encoder is generate_latest:
-        output = exposition.render(REGISTRY)  # the same bytes, faster
+    elif exposition.renders(encoder):
+        output = exposition.render(REGISTRY, encoder)  # the same bytes, faster
     else:
         output = encoder(REGISTRY)
     if not gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):

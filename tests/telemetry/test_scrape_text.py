@@ -17,6 +17,7 @@ from prometheus_client import (
     Summary,
     generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
 
 from telemetry import api
@@ -27,6 +28,26 @@ from telemetry.http import exposition
 from telemetry.metrics import families
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
+
+#: What scrapers send: none (curl), Prometheus 2's and 3's, an OpenMetrics client's.
+ACCEPT_HEADERS = [
+    "",
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,"
+    "text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+    "application/openmetrics-text",
+]
+
+
+def same_as_prometheus_client(registry):
+    """The fast rendering equals prometheus-client's for every scraper that the view sends
+    through it; every Accept header above is."""
+    for accept in ACCEPT_HEADERS:
+        encoder, _ = choose_encoder(accept)
+        assert exposition.renders(encoder), accept
+        assert exposition.render(registry, encoder) == encoder(registry), accept
 
 
 def telemetry_registry():
@@ -49,9 +70,8 @@ def test_the_scrape_of_real_traffic_is_what_prometheus_client_renders(client, dj
         client.post("/api/auth/login", {"username": "scraper", "password": "wrong"}, REMOTE_ADDR="127.0.0.1")
         client.get("/health/live", REMOTE_ADDR="127.0.0.1")
         api.flush(sample=True)
-        registry = telemetry_registry()
-        assert exposition.render(registry) == generate_latest(registry)
-    assert b"http_server_request_duration_seconds_bucket{" in exposition.render(REGISTRY)
+        same_as_prometheus_client(telemetry_registry())
+    assert b"http_server_request_duration_seconds_bucket{" in exposition.render(REGISTRY, generate_latest)
     response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
     assert response.status_code == 200
     assert {family.name for family in text_string_to_metric_families(response.content.decode())} >= {
@@ -66,7 +86,7 @@ def test_awkward_names_values_and_collectors_render_as_prometheus_client_does():
     histogram = Histogram("awkward_seconds", "Latency.", ["route"], buckets=(0.001, 0.25, 1e6), registry=registry)
     Counter("awkward_unlabelled", "No labels.", registry=registry).inc(3)
     Summary("awkward_summary", "A summary.", ["route"], registry=registry).labels("/s").observe(2.5)
-    counter.labels('quote " slash \\ newline \n', "ünïcødé").inc(1e21)
+    counter.labels('quote " slash \\ newline \n', "ünïcødé").inc(1e21, {"trace_id": 'a"b\\c'})
     counter.labels("", "empty").inc(0)
     for kind, value in (("nan", math.nan), ("inf", math.inf), ("minus_inf", -math.inf), ("negative_zero", -0.0),
                         ("tiny", 1e-9), ("big", 123456789.0)):
@@ -74,14 +94,17 @@ def test_awkward_names_values_and_collectors_render_as_prometheus_client_does():
     gauge.labels("function").set_function(lambda: 0.1 + 0.2)
     for value in (0.0005, 0.1, 0.2, 7.0, 2e6, math.inf):
         histogram.labels("/a").observe(value)
+    histogram.labels("/a").observe(0.2, {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
     histogram.labels("/never-observed")
-    assert exposition.render(registry) == generate_latest(registry)
+    Counter("awkward:colon", "A colon in the name.", ["kind"], registry=registry).labels("x").inc()
+    Histogram("awkward_bytes", "With a unit.", ["kind"], unit="bytes", registry=registry).labels("x").observe(3)
+    same_as_prometheus_client(registry)
     counter.remove("", "empty")
     histogram.labels("/a").observe(0.3)
-    assert exposition.render(registry) == generate_latest(registry)
+    same_as_prometheus_client(registry)
     prometheus.created_series(True)
     try:
-        assert exposition.render(registry) == generate_latest(registry)
+        same_as_prometheus_client(registry)
     finally:
         prometheus.created_series(False)
 
@@ -89,7 +112,7 @@ def test_awkward_names_values_and_collectors_render_as_prometheus_client_does():
 def route_p95(route):
     """The SLO alert's ``histogram_quantile(0.95, ...)`` of ``route``, from the scrape."""
     api.flush()
-    text = exposition.render(REGISTRY).decode()
+    text = exposition.render(REGISTRY, generate_latest).decode()
     [family] = [family for family in text_string_to_metric_families(text)
                 if family.name == "http_server_request_duration_seconds"]
     buckets = {}
