@@ -4,11 +4,13 @@ Each configuration runs in a child process of its own, one process as the target
 the platform on its embedded defaults (SQLite, a fresh ``VAR_DIR``), seeded as ``make
 demo`` seeds it, served by a threaded WSGI server, and driven by ``manage.py
 demo_traffic`` (the demo's own client, seeded, no think time) for ``--requests`` requests
-in two halves. The series count after each half shows whether the label sets have stopped
+in two halves. The sample lines after each half show whether the label sets have stopped
 growing (the demo's label sets saturate within minutes; the figure to compare with is the
-demo's series count after an hour, which ``--requests`` stands in for). Then the parent
-scrapes the children alternately (A B A B ...), as Prometheus would over HTTP, plain and
-gzip-accepted, and prints medians and ratios. Never asserted.
+demo's scrape after an hour, which ``--requests`` stands in for). Then the parent scrapes
+the children alternately (A B A B ...) over HTTP: plain text, gzip-accepted text, and as
+Prometheus asks (OpenMetrics first, gzip: what a real scrape renders). It prints medians
+and ratios, our largest families in the text (bytes, lines, series, buckets per series and
+the labels that multiply them) and the targets of issue 14 beside the figures. Never asserted.
 
     .venv/bin/python bench/scrape.py [--requests 4000 --rounds 15]
 
@@ -16,6 +18,7 @@ Needs ``pip install -r bench/requirements.txt`` (django-prometheus).
 """
 
 import argparse
+import collections
 import json
 import os
 import socket
@@ -26,9 +29,25 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
+
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"ours": "/metrics", "django_prometheus": "/django-prometheus/metrics"}
+#: Issue 14's targets for the demo's scrape in one process: plain text, and time to answer.
+TARGET_KB = 300
+TARGET_MS = 100
+#: Request headers of each way of scraping.
+ENCODINGS = {
+    "text": {},
+    "gzip": {"Accept-Encoding": "gzip"},
+    # Prometheus 2's Accept header: prometheus-client answers it with OpenMetrics.
+    "prometheus": {"Accept-Encoding": "gzip", "Accept": "application/openmetrics-text;version=1.0.0,"
+                   "application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"},
+}
+#: Families listed in the breakdown, largest first.
+TOP_FAMILIES = 12
 
 CHILD = r"""
 import io, json, sys, threading
@@ -86,12 +105,63 @@ def start(config: str, requests: int, var_dir: str) -> subprocess.Popen:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
-def scrape(url: str, gzip: bool) -> tuple[float, bytes]:
-    headers = {"Accept-Encoding": "gzip"} if gzip else {}
+def scrape(url: str, encoding: str) -> tuple[float, bytes]:
+    headers = ENCODINGS[encoding]
     started = time.perf_counter()
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=120) as response:
         body = response.read()
     return time.perf_counter() - started, body
+
+
+class FamilyText(NamedTuple):
+    """One family's share of a text scrape."""
+
+    name: str
+    size: int
+    lines: int
+    series: int
+    buckets_per_series: float
+    never_observed: int
+    label_values: dict[str, int]
+
+
+def breakdown(text: str) -> list[FamilyText]:
+    """The families of a text scrape, largest first: bytes and sample lines of each, its
+    series (label sets without ``le``), buckets per series (+Inf included), histogram series
+    with a count of 0 and distinct values per label."""
+    blocks: dict[str, list[str]] = collections.defaultdict(list)
+    name = ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+        blocks[name].append(line)
+    families = []
+    for name, lines in blocks.items():
+        series, buckets, never_observed, values = set(), 0, 0, collections.defaultdict(set)
+        for family in text_string_to_metric_families("".join(lines)):
+            for sample in family.samples:
+                labels = tuple(sorted((key, value) for key, value in sample.labels.items() if key != "le"))
+                series.add(labels)
+                buckets += sample.name.endswith("_bucket")
+                never_observed += sample.name.endswith("_count") and family.type == "histogram" and not sample.value
+                for key, value in labels:
+                    values[key].add(value)
+        families.append(FamilyText(name, len("".join(lines).encode()), sum(not line.startswith("#") for line in lines),
+                                   len(series), buckets / len(series) if series else 0.0, never_observed,
+                                   {key: len(found) for key, found in sorted(values.items())}))
+    return sorted(families, key=lambda family: -family.size)
+
+
+def print_breakdown(text: str) -> None:
+    families = breakdown(text)
+    total = sum(family.size for family in families)
+    print(f"ours, the largest of {len(families)} families of the text "
+          f"({sum(family.series for family in families)} series):")
+    for family in families[:TOP_FAMILIES]:
+        multipliers = " ".join(f"{key}={count}" for key, count in family.label_values.items())
+        print(f"  {family.size / 1024:6.1f} KiB {family.size / total:4.0%} {family.lines:5} lines "
+              f"{family.series:4} series {family.buckets_per_series:4.1f} buckets/series "
+              f"{family.never_observed:3} never observed  {family.name}  [{multipliers}]")
 
 
 def main() -> None:
@@ -107,15 +177,18 @@ def main() -> None:
             for config in CONFIGS:  # one after the other: two seeds at once would only slow both
                 children[config] = start(config, options.requests, os.path.join(base, config))
                 ready[config] = json.loads(children[config].stdout.readline())
-            timings = {(config, gzip): [] for config in CONFIGS for gzip in (False, True)}
-            sizes = {}
+            timings = {(config, encoding): [] for config in CONFIGS for encoding in ENCODINGS}
+            sizes, texts = {}, {}
             for _ in range(options.rounds):
                 for key in timings:
                     seconds, body = scrape(ready[key[0]]["url"], key[1])
                     timings[key].append(seconds)
                     sizes[key] = len(body)
-                    if options.save and not key[1]:
-                        Path(options.save, f"{key[0]}.txt").write_bytes(body)
+                    if key[1] == "text":
+                        texts[key[0]] = body
+            if options.save:
+                for config, body in texts.items():
+                    Path(options.save, f"{config}.txt").write_bytes(body)
         finally:
             for child in children.values():
                 child.stdin.close()
@@ -123,13 +196,20 @@ def main() -> None:
 
     print(f"/metrics of the demo in one process after {options.requests} demo_traffic requests, "
           f"{options.rounds} interleaved scrapes each (median, min-max):")
-    reference = statistics.median(timings[("django_prometheus", False)])
-    for (config, gzip), values in timings.items():
+    reference = statistics.median(timings[("django_prometheus", "text")])
+    for (config, encoding), values in timings.items():
         median = statistics.median(values)
         grown = " -> ".join(str(count) for count in ready[config]["series"])
-        print(f"  {config:<18} {'gzip' if gzip else 'text':<4} {sizes[(config, gzip)] / 1024:8.1f} KiB "
+        print(f"  {config:<18} {encoding:<10} {sizes[(config, encoding)] / 1024:8.1f} KiB "
               f"{median * 1e3:7.1f} ms ({min(values) * 1e3:.1f}-{max(values) * 1e3:.1f})  "
-              f"series after each half: {grown}  time ratio to django-prometheus text: {median / reference:.2f}x")
+              f"lines after each half: {grown}  time ratio to django-prometheus text: {median / reference:.2f}x")
+    ours, size = statistics.median(timings[("ours", "text")]), sizes[("ours", "text")]
+    print(f"targets (issue 14), ours in one process: text {size / 1000:.0f} KB "
+          f"(target < {TARGET_KB} KB: {'holds' if size < TARGET_KB * 1000 else 'missed'}), "
+          f"render {ours * 1e3:.0f} ms over HTTP (target < {TARGET_MS} ms: "
+          f"{'holds' if ours * 1e3 < TARGET_MS else 'missed'}; django-prometheus {reference * 1e3:.0f} ms "
+          f"in the same run, load average {os.getloadavg()[0]:.1f})")
+    print_breakdown(texts["ours"].decode())
 
 
 if __name__ == "__main__":

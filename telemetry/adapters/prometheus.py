@@ -14,6 +14,17 @@ one ``observe`` per value):
 - a metric's ``_labelnames`` and a registry's ``_names_to_collectors`` (the inventory
   test's view of what is registered).
 
+Rendering (:mod:`telemetry.http.exposition` writes the text format from the values):
+
+- a registry's ``_collector_to_names`` (its collectors, in the order ``collect()`` reads
+  them), ``_target_info`` and ``_lock``; a labelled metric's ``_metrics`` (its children by
+  label values, in creation order) and ``_lock``;
+- a counter or gauge child's ``_value.get()`` (a gauge given ``set_function`` replaces its
+  ``_child_samples`` instead), a histogram child's ``_buckets[i].get()`` and ``_sum.get()``;
+  the exemplars OpenMetrics shows: a counter child's ``_value.get_exemplar()``, a histogram
+  child's ``_buckets[i].get_exemplar()``;
+- ``prometheus_client.metrics._use_created``: whether ``*_created`` samples are rendered.
+
 Multiprocess mode (:mod:`telemetry.metrics.multiprocess` folds a dead worker's files into
 one archive file per type):
 
@@ -34,16 +45,20 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     enable_created_metrics,
     multiprocess,
 )
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
 from telemetry.adapters import checking, expect
@@ -84,7 +99,7 @@ def set_bucket_exemplar(child: Histogram, index: int, labels: dict[str, str], va
     child._buckets[index].set_exemplar(Exemplar(labels, value, time.time()))
 
 
-def label_names(metric: Counter | Histogram) -> tuple[str, ...]:
+def label_names(metric: Counter | Gauge | Histogram) -> tuple[str, ...]:
     """The label keys a metric was declared with."""
     return tuple(metric._labelnames)
 
@@ -93,6 +108,49 @@ def is_registered(registry: CollectorRegistry, metric: Counter | Histogram) -> b
     """Whether ``registry`` holds ``metric`` itself under its name."""
     # describe() returns a list; prometheus-client types it as an Iterable.
     return registry._names_to_collectors.get(metric.describe()[0].name) is metric  # type: ignore[index]
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def collectors(registry: CollectorRegistry) -> list[Collector] | None:
+    """``registry``'s collectors in the order its ``collect()`` reads them; None when it
+    has target info (a ``target_info`` family rendered before them)."""
+    with registry._lock:
+        if registry._target_info:
+            return None
+        return list(registry._collector_to_names)
+
+
+def children(metric: Counter | Gauge | Histogram) -> list[tuple[Sequence[str], Any]]:
+    """A labelled metric's children with their label values, in the order it renders them."""
+    with metric._lock:
+        return list(metric._metrics.items())
+
+
+def child_value(child: Counter | Gauge) -> float:
+    """The value a counter or gauge child renders."""
+    if "_child_samples" in vars(child):  # Gauge.set_function
+        return next(iter(child._child_samples())).value
+    return child._value.get()
+
+
+def bucket_counts(child: Histogram) -> tuple[list[float], float]:
+    """A histogram child's per-bucket (not cumulative) counts, index for index with
+    :func:`upper_bounds`, and its sum."""
+    return [bucket.get() for bucket in child._buckets], child._sum.get()
+
+
+def exemplars(child: Counter | Histogram) -> list[Exemplar | None]:
+    """The exemplar a counter child shows on its sample, or a histogram child on each bucket."""
+    if isinstance(child, Histogram):
+        return [bucket.get_exemplar() for bucket in child._buckets]
+    return [child._value.get_exemplar()]
+
+
+def created_samples_rendered() -> bool:
+    """Whether metrics render ``*_created`` samples (see :func:`created_series`)."""
+    return bool(prometheus_metrics._use_created)
 
 
 # ---------------------------------------------------------------------------- multiprocess files
@@ -136,6 +194,7 @@ def verify() -> None:
     (tests), as in multiprocess mode even unregistered metrics write to the process's files."""
     _verify_histogram_path()
     _verify_metric_metadata()
+    _verify_rendering_reads()
     _verify_multiprocess_files()
 
 
@@ -178,6 +237,30 @@ def _verify_metric_metadata():
         expect(label_names(counter) == ("alias", "vendor"), f"label names {label_names(counter)}")
         expect(is_registered(registry, counter), "a registered counter is not found in its registry")
         expect(not is_registered(CollectorRegistry(), counter), "a counter is found in a registry it is not in")
+
+
+def _verify_rendering_reads():
+    with _check("registry._collector_to_names, metric._metrics and the children's values"):
+        registry = CollectorRegistry()
+        counter = Counter("adapter_rendered", "Verify.", ["alias"], registry=registry)
+        gauge = Gauge("adapter_level", "Verify.", ["alias"], registry=registry)
+        histogram = Histogram("adapter_latency", "Verify.", ["alias"], buckets=(0.1, 1.0), registry=registry)
+        expect(collectors(registry) == [counter, gauge, histogram], f"collectors {collectors(registry)}")
+        counter.labels("a").inc(2)
+        gauge.labels("b").set(3)
+        gauge.labels("c").set_function(lambda: 4.0)
+        for value in (0.05, 0.5, 5.0):
+            histogram.labels("d").observe(value)
+        read = [(values, child_value(child)) for values, child in children(counter) + children(gauge)]
+        expect(read == [(("a",), 2.0), (("b",), 3.0), (("c",), 4.0)], f"counter and gauge values {read}")
+        counts = [(values, bucket_counts(child)) for values, child in children(histogram)]
+        expect(counts == [(("d",), ([1.0, 1.0, 1.0], 5.55))], f"histogram values {counts}")
+        counter.labels("a").inc(1, {"trace_id": "1"})
+        histogram.labels("d").observe(0.7, {"trace_id": "2"})
+        shown = [exemplar and exemplar.labels for exemplar in [*exemplars(counter.labels("a")),
+                                                                *exemplars(histogram.labels("d"))]]
+        expect(shown == [{"trace_id": "1"}, None, {"trace_id": "2"}, None], f"exemplars {shown}")
+        expect(isinstance(prometheus_metrics._use_created, bool), "metrics._use_created is gone")
 
 
 def _write(path, key, value):

@@ -23,6 +23,7 @@ from telemetry.core import guard, recorder
 from telemetry.core.bus import emit
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
+from telemetry.http import exposition
 from telemetry.metrics import multiprocess
 from telemetry.pipeline import sampler
 from telemetry.tracing import export, processor
@@ -117,6 +118,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
             # Exemplars exist in OpenMetrics only.
             output = encoder(multiprocess.collect_registry(with_exemplars=content_type.startswith(
                 "application/openmetrics-text")))
+    elif exposition.renders(encoder):
+        output = exposition.render(REGISTRY, encoder)  # the same bytes, faster
     else:
         output = encoder(REGISTRY)
     if not gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):

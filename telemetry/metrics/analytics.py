@@ -3,7 +3,7 @@ intelligence and release benchmarks."""
 
 from types import SimpleNamespace
 
-from telemetry.metrics.base import COARSE_DURATION_BUCKETS, counter, gauge, histogram
+from telemetry.metrics.base import COARSE_DURATION_BUCKETS, PER_ROUTE_DURATION_BUCKETS, counter, gauge, histogram
 
 
 def define(namespace: str) -> SimpleNamespace:
@@ -13,7 +13,7 @@ def define(namespace: str) -> SimpleNamespace:
             f"{ns}_api_breakdown_duration_seconds",
             "Request time split into database, external and application time.",
             ["http_route", f"{ns}_operation_type"],
-            COARSE_DURATION_BUCKETS,
+            PER_ROUTE_DURATION_BUCKETS,
         ),
         external_operation=histogram(
             f"{ns}_api_external_operation_duration_seconds",
@@ -52,7 +52,8 @@ def define(namespace: str) -> SimpleNamespace:
             f"{ns}_benchmark_duration_seconds",
             "Route latency per release, for release comparison.",
             [f"{ns}_release_version", "http_route", f"{ns}_benchmark_type"],
-            COARSE_DURATION_BUCKETS,
+            # Release comparison reads the stored per-release route statistics, not these.
+            PER_ROUTE_DURATION_BUCKETS,
         ),
         benchmark_comparison=counter(
             f"{ns}_benchmark_comparison",

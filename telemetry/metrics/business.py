@@ -2,7 +2,14 @@
 
 from types import SimpleNamespace
 
-from telemetry.metrics.base import COARSE_DURATION_BUCKETS, SESSION_BUCKETS, counter, gauge, histogram
+from telemetry.metrics.base import (
+    COARSE_DURATION_BUCKETS,
+    PER_ROUTE_DURATION_BUCKETS,
+    SESSION_BUCKETS,
+    counter,
+    gauge,
+    histogram,
+)
 
 
 def define(namespace: str) -> SimpleNamespace:
@@ -35,6 +42,9 @@ def define(namespace: str) -> SimpleNamespace:
         app_query_execution=histogram(
             "app_query_execution_seconds", "Duration of app queries, by app, query, status and datasource.",
             ["app_id", "query_name", "status", "datasource_type"],
+            # A series per app query: which query got slower. The datasource run inside it
+            # has the fine layout in the plugin family.
+            COARSE_DURATION_BUCKETS,
         ),
         app_errors=counter(
             "app_errors", "App errors, by app, error type and component.",
@@ -47,7 +57,7 @@ def define(namespace: str) -> SimpleNamespace:
         api_call_duration=histogram(
             "api_call_duration_seconds", "Duration of API calls, by endpoint and method.",
             ["endpoint", "method"],
-            COARSE_DURATION_BUCKETS,
+            PER_ROUTE_DURATION_BUCKETS,
         ),
         datasource_connections=gauge(
             "datasource_connections_active",
