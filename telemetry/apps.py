@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class TelemetryConfig(AppConfig):
@@ -10,7 +11,7 @@ class TelemetryConfig(AppConfig):
         """Installs the hooks once per process; a second call does nothing."""
         from telemetry import checks, conf, extras, tracing  # noqa: F401 - importing checks registers them
         from telemetry.adapters import prometheus
-        from telemetry.core import recorder
+        from telemetry.core import recorder, routers
         from telemetry.db import commands
         from telemetry.db import wrapper as db
         from telemetry.pipeline import handlers, sampler
@@ -21,6 +22,7 @@ class TelemetryConfig(AppConfig):
             # Registers the tasks and their beat schedule with the host's Celery app.
             from telemetry.tasks import receivers as jobs
 
+        post_migrate.connect(routers.recheck_migrations, dispatch_uid="telemetry.recheck_migrations")
         tracing.setup()
         conf.on_change(logs.read_settings)
         if not conf.get("METRICS_ENABLED"):

@@ -24,6 +24,12 @@ def telemetry_alias() -> str:
     return alias if alias in settings.DATABASES else "default"
 
 
+def recheck_migrations(**kwargs: Any) -> None:
+    """``post_migrate`` receiver: the next :func:`migrations_pending` asks the store again,
+    instead of remembering "pending" from a check made while ``migrate`` was running."""
+    _migrations["checked_at"] = -1e9
+
+
 def migrations_pending() -> bool:
     """True while telemetry's migrations have not all been applied on its alias (the
     project's first ``migrate`` may be running): its samplers and writers have nowhere to

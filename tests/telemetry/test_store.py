@@ -3,11 +3,14 @@
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 
 import pytest
+from django.core.management import call_command
 from django.db import connections
 
+from telemetry.core import routers
 from telemetry.core.upsert import increment
 from telemetry.models import ReleaseRouteStats
 from tests.live import ROOT
@@ -71,3 +74,12 @@ def test_a_value_json_cannot_carry_is_written_all_the_same():
     stored = ReleaseRouteStats.objects.using("telemetry").filter(release="3.0")
     assert stored.get(route="/a").max_seconds == float("inf")
     assert (stored.get(route="/b").count, stored.get(route="/b").max_seconds) == (3, 0.5)
+
+
+def test_a_pending_migrations_check_made_during_migrate_is_not_kept_after_it():
+    """A sampler that asked while the first ``migrate`` ran must not keep the store's writes
+    quiet for the recheck interval once ``migrate`` has finished."""
+    routers._migrations.update(applied=False, pending=True, checked_at=time.monotonic())
+    assert routers.migrations_pending() is True
+    call_command("migrate", database="telemetry", verbosity=0)
+    assert routers.migrations_pending() is False
