@@ -40,8 +40,14 @@ def add_external_time(seconds: float) -> None:
         context.external_time += seconds
 
 
-#: ``suppression.active`` is True in a thread whose statements the execute wrapper skips.
-suppression = threading.local()
+class _Suppression(threading.local):
+    #: True in a thread whose statements the execute wrapper skips. A class attribute, so
+    #: that a thread that never set it reads False without a failed lookup (on a
+    #: ``threading.local`` that costs an ``AttributeError`` built and discarded).
+    active = False
+
+
+suppression = _Suppression()
 
 
 #: Names of telemetry's own Celery tasks start with this: nothing they run is recorded
@@ -51,7 +57,7 @@ OWN_TASK_PREFIX = "telemetry."
 
 def suppress() -> bool:
     """Suppresses this thread's statements; returns the previous state for :func:`restore`."""
-    previous = getattr(suppression, "active", False)
+    previous = suppression.active
     suppression.active = True
     return previous
 
