@@ -25,6 +25,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, get_current_span, set_span_in_context
 
 from telemetry import conf
+from telemetry.adapters import prometheus
 from telemetry.core import guard, labels, organization, recorder, routes
 from telemetry.core.context import RequestContext, current_request, restore, suppress
 from telemetry.core.events import RequestFinished, RequestStarted
@@ -72,29 +73,32 @@ def _start_trace(request):
             return None
     span_context = new_server_context(parent)
     token = otel_context.attach(set_span_in_context(NonRecordingSpan(span_context)))
-    return RequestTrace(span_context, parent, token)
+    return tuple.__new__(RequestTrace, (span_context, parent, token))
 
 
-#: (method label, route, status) -> the children of ``http_server_requests`` and
-#: ``db_client_operations_in_requests`` with those labels. Bounded as the labels are
-#: (known methods, capped routes, HTTP status codes).
+#: (method label, route, status) -> the increments of the children of
+#: ``http_server_requests`` and ``db_client_operations_in_requests`` with those labels.
+#: Bounded as the labels are (known methods, capped routes, HTTP status codes).
 _counted: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
 def _count(method: str, route: str, status: int, statements: int) -> None:
     """Counts a finished request, and the statements it ran, on the request thread: a dict
-    lookup and one ``inc()`` (two with statements), so the counts are in the
-    multiprocess files before the response is sent."""
+    lookup and one increment (two with statements), so the counts are in the
+    multiprocess files before the response is sent. ``method`` is the request's own: an
+    unknown one is counted as ``other``, as its label says."""
+    if method not in labels.KNOWN_METHODS:
+        method = labels.method(method)
     key = (method, route, status)
-    children = _counted.get(key)
-    if children is None:
+    increments = _counted.get(key)
+    if increments is None:
         http = families().http
         label_values = (method, route, str(status))
-        children = _counted[key] = (http.requests.child(label_values),
-                                    http.statements_in_requests.child(label_values))
-    children[0].inc()
+        increments = _counted[key] = (prometheus.increment(http.requests.child(label_values)),
+                                      prometheus.increment(http.statements_in_requests.child(label_values)))
+    increments[0](1)
     if statements:
-        children[1].inc(statements)
+        increments[1](statements)
 
 
 def _user_id(request):
@@ -102,13 +106,15 @@ def _user_id(request):
     user = getattr(request, "user", None)
     if user is None:
         return None
-    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+    # ``object.__getattribute__``: the lookup LazyObject's own (Python) __getattribute__
+    # makes for ``_wrapped``, without that method's frame.
+    if isinstance(user, SimpleLazyObject) and object.__getattribute__(user, "_wrapped") is empty:
         return None
     return user.pk if getattr(user, "is_authenticated", False) else None
 
 
 def _response_size(response):
-    length = response.get("Content-Length")
+    length = response.headers.get("Content-Length")
     if length is not None:
         return int(length)
     if getattr(response, "streaming", False):
@@ -126,7 +132,7 @@ def _is_own_view(request) -> bool:
     ``/health``, the traces API) or the admin pages of its models. Their statements are
     telemetry reading its own store, not the host's work."""
     match = request.resolver_match
-    if match is None:
+    if match is None or not match.app_names:
         return False
     if "telemetry" in match.app_names:
         return True
@@ -202,7 +208,7 @@ class TelemetryMiddleware:
                     # per-thread check then skips the view's statements at no extra cost.
                     context.suppressed_before = suppress()
                 context.route = routes.of_request(request)
-                request_started = RequestStarted(request.method, context.route, request.scheme)
+                request_started = tuple.__new__(RequestStarted, (request.method, context.route, request.scheme))
                 # Only an accepted start is undone at the end: a full buffer must not
                 # leave the in-flight gauge one up for good.
                 if recorder.record(request_started):
@@ -219,11 +225,13 @@ class TelemetryMiddleware:
             guard.report("organization_resolver", exc)
             organization_id = None
         try:
-            route = context.route or routes.of_request(request)
-            recorder.record(RequestFinished(
-                request.method,
+            method, route, status = request.method, context.route or routes.of_request(request), response.status_code
+            # tuple.__new__: the events of this module are built without the Python frame of
+            # a NamedTuple's own __new__.
+            recorder.record(tuple.__new__(RequestFinished, (
+                method,
                 route,
-                response.status_code,
+                status,
                 organization_id,
                 duration,
                 int(request.META.get("CONTENT_LENGTH") or 0),
@@ -232,9 +240,9 @@ class TelemetryMiddleware:
                 context,
                 getattr(request, "app_operation", None),
                 _user_id(request),
-                trace.span_context if trace is not None else None,
-                trace.parent if trace is not None else None,
-            ))
-            _count(labels.method(request.method), route, response.status_code, context.query_count)
+                None if trace is None else trace.span_context,
+                None if trace is None else trace.parent,
+            )))
+            _count(method, route, status, context.query_count)
         except Exception as exc:  # noqa: BLE001
             guard.report("middleware", exc)
