@@ -11,7 +11,7 @@ MAX_QUERIES_PER_REQUEST = 1000
 class RequestContext:
     __slots__ = (
         "started", "queries", "query_count", "db_time", "external_time", "route", "active_key",
-        "statements_seen", "call_sites_found", "suppressed_before",
+        "statements_seen", "call_sites_found", "suppressed_before", "trace",
     )
 
     def __init__(self, started):
@@ -28,6 +28,8 @@ class RequestContext:
         #: Set when the request is one of telemetry's own views: the thread's suppression
         #: before the view, restored when the request ends (None: not suppressed by it).
         self.suppressed_before: bool | None = None
+        #: The middleware's ``RequestTrace`` while a traced request runs, else None.
+        self.trace = None
 
 
 current_request = ContextVar("telemetry_request", default=None)
