@@ -11,6 +11,11 @@ one ``observe`` per value):
   equals observing each value;
 - ``_buckets[i].set_exemplar(Exemplar)``: the exemplar shown on bucket ``i``, what
   ``observe(value, exemplar)`` sets (a no-op in multiprocess mode, there as here);
+
+Counters (the middleware's crash-safe counts, on the request thread):
+
+- a counter child's ``_value.inc(amount)``: what its ``inc(amount)`` does for a labelled
+  child and an amount >= 0, without the checks of those (three Python calls);
 - a metric's ``_labelnames`` and a registry's ``_names_to_collectors`` (the inventory
   test's view of what is registered).
 
@@ -44,7 +49,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -97,6 +102,13 @@ def set_bucket_exemplar(child: Histogram, index: int, labels: dict[str, str], va
     """Shows ``labels`` (a trace id) as the exemplar of bucket ``index``, as
     ``observe(value, labels)`` would."""
     child._buckets[index].set_exemplar(Exemplar(labels, value, time.time()))
+
+
+def increment(child: Counter) -> Callable[[float], None]:
+    """``child.inc`` for a child of a labelled counter, minus its checks: to be called with
+    an amount >= 0 only. Takes the value's lock (and in multiprocess mode writes the
+    process's file) as ``inc`` does."""
+    return child._value.inc
 
 
 def label_names(metric: Counter | Gauge | Histogram) -> tuple[str, ...]:
@@ -193,6 +205,7 @@ def verify() -> None:
     files in a temporary directory: call it where ``PROMETHEUS_MULTIPROC_DIR`` is unset
     (tests), as in multiprocess mode even unregistered metrics write to the process's files."""
     _verify_histogram_path()
+    _verify_counter_increment()
     _verify_metric_metadata()
     _verify_rendering_reads()
     _verify_multiprocess_files()
@@ -228,6 +241,16 @@ def _verify_histogram_path():
         set_bucket_exemplar(child, bisect.bisect_left(bounds, 3.0), exemplar, 3.0)
         expect(_samples(added) == _samples(observed),
                f"added {_samples(added)} != observed {_samples(observed)}")
+
+
+def _verify_counter_increment():
+    with _check("a counter child's _value.inc equals its inc"):
+        added = Counter("adapter_counted", "Verify.", ["route"], registry=None)
+        counted = Counter("adapter_counted", "Verify.", ["route"], registry=None)
+        for amount in (1, 3):
+            increment(added.labels("/r"))(amount)
+            counted.labels("/r").inc(amount)
+        expect(_samples(added) == _samples(counted), f"added {_samples(added)} != counted {_samples(counted)}")
 
 
 def _verify_metric_metadata():

@@ -11,7 +11,7 @@ MAX_QUERIES_PER_REQUEST = 1000
 class RequestContext:
     __slots__ = (
         "started", "queries", "query_count", "db_time", "external_time", "route", "active_key",
-        "statements_seen", "call_sites_found", "suppressed_before",
+        "statements_seen", "call_sites_found", "suppressed_before", "trace",
     )
 
     def __init__(self, started):
@@ -28,6 +28,8 @@ class RequestContext:
         #: Set when the request is one of telemetry's own views: the thread's suppression
         #: before the view, restored when the request ends (None: not suppressed by it).
         self.suppressed_before: bool | None = None
+        #: The middleware's ``RequestTrace`` while a traced request runs, else None.
+        self.trace = None
 
 
 current_request = ContextVar("telemetry_request", default=None)
@@ -40,8 +42,14 @@ def add_external_time(seconds: float) -> None:
         context.external_time += seconds
 
 
-#: ``suppression.active`` is True in a thread whose statements the execute wrapper skips.
-suppression = threading.local()
+class _Suppression(threading.local):
+    #: True in a thread whose statements the execute wrapper skips. A class attribute, so
+    #: that a thread that never set it reads False without a failed lookup (on a
+    #: ``threading.local`` that costs an ``AttributeError`` built and discarded).
+    active = False
+
+
+suppression = _Suppression()
 
 
 #: Names of telemetry's own Celery tasks start with this: nothing they run is recorded
@@ -51,7 +59,7 @@ OWN_TASK_PREFIX = "telemetry."
 
 def suppress() -> bool:
     """Suppresses this thread's statements; returns the previous state for :func:`restore`."""
-    previous = getattr(suppression, "active", False)
+    previous = suppression.active
     suppression.active = True
     return previous
 

@@ -21,7 +21,7 @@ class OrganizationResolver:
         self._imported: dict[str, Callable] = {}
 
     def resolve(self, request: HttpRequest) -> Any:
-        path = conf.get("ORGANIZATION_RESOLVER")
+        path = conf.get_settings()["ORGANIZATION_RESOLVER"]
         resolver = self._imported.get(path)
         if resolver is None:
             resolver = self._imported[path] = import_string(path)

@@ -12,31 +12,23 @@ _CONVERTER = re.compile(r"<(?:\w+):(\w+)>")
 MAX_ROUTES_CACHED = 10_000
 
 
-class RouteLabels:
-    """Resolver patterns -> route labels, cached per process (bounded)."""
+class RouteLabels(dict[str, str]):
+    """Resolver patterns -> route labels, cached per process (bounded): ``route_labels[route]``
+    is the label, computed on first use (a cached one costs a dict lookup, no Python call)."""
 
-    def __init__(self) -> None:
-        self._labels: dict[str, str] = {}
-
-    def normalize(self, route: str) -> str:
+    def __missing__(self, route: str) -> str:
         """``api/^apps/(?P<slug>[^/.]+)/view$`` -> ``/api/apps/<slug>/view``, capped as a label."""
-        cached = self._labels.get(route)
-        if cached is None:
-            text = _GROUP.sub(r"<\1>", route).replace("^", "").replace("$", "").replace("/?", "/").replace("\\.", ".")
-            text = "/" + _CONVERTER.sub(r"<\1>", text).lstrip("/")
-            cached = labels.route(text) if len(self._labels) < MAX_ROUTES_CACHED else labels.OTHER
-            self._labels[route] = cached
-        return cached
-
-    def reset(self) -> None:
-        """Forgets the cached labels (with the label caps they came from)."""
-        self._labels.clear()
+        text = _GROUP.sub(r"<\1>", route).replace("^", "").replace("$", "").replace("/?", "/").replace("\\.", ".")
+        text = "/" + _CONVERTER.sub(r"<\1>", text).lstrip("/")
+        label = labels.route(text) if len(self) < MAX_ROUTES_CACHED else labels.OTHER
+        self[route] = label
+        return label
 
 
-#: This process's route labels, emptied with the label caps.
+#: This process's route labels, emptied with the label caps (which they came from).
 route_labels = RouteLabels()
-normalize = route_labels.normalize
-labels.on_reset(route_labels.reset)
+normalize = route_labels.__getitem__
+labels.on_reset(route_labels.clear)
 
 
 def of_request(request: HttpRequest) -> str:

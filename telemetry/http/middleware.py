@@ -18,17 +18,21 @@ from typing import Any, NamedTuple
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.apps import apps
 from django.core.exceptions import MiddlewareNotUsed
+from django.urls import ResolverMatch
 from django.utils.functional import SimpleLazyObject, empty
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import NonRecordingSpan, SpanContext, get_current_span, set_span_in_context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, get_current_span
 
 from telemetry import conf
+from telemetry.adapters import prometheus
 from telemetry.core import guard, labels, organization, recorder, routes
 from telemetry.core.context import RequestContext, current_request, restore, suppress
 from telemetry.core.events import RequestFinished, RequestStarted
 from telemetry.metrics import families
+from telemetry.tracing import current_context_var, span_key
 from telemetry.tracing import state as tracing_state
 from telemetry.tracing.spans import new_server_context
 
@@ -49,9 +53,11 @@ meta_getter = MetaGetter()
 
 
 class RequestTrace(NamedTuple):
-    """A traced request's span context, its remote parent, and the token that detaches
-    the span context from the OpenTelemetry context when the request ends."""
+    """A traced request's span (a bare span context, current in the OpenTelemetry context
+    during the request), its context, its remote parent, and the token that detaches it
+    from the OpenTelemetry context when the request ends."""
 
+    span: NonRecordingSpan
     span_context: SpanContext
     parent: SpanContext | None
     token: Any
@@ -59,42 +65,52 @@ class RequestTrace(NamedTuple):
 
 def _start_trace(request):
     """The request's :class:`RequestTrace`, or None when the caller's trace is not
-    sampled or the path is excluded. ``traceparent`` is parsed only when the header is
-    present."""
-    if request.path_info.startswith(tracing_state["excluded_paths"]):
-        return None
-    parent = None
-    if "HTTP_TRACEPARENT" in request.META:
-        parent = get_current_span(propagate.extract(request.META, getter=meta_getter)).get_span_context()
-        if not parent.is_valid:
-            parent = None
-        elif not parent.trace_flags.sampled:
+    sampled, the path is excluded, or starting it failed (counted, never raised).
+    ``traceparent`` is parsed only when the header is present."""
+    try:
+        if request.path_info.startswith(tracing_state["excluded_paths"]):
             return None
-    span_context = new_server_context(parent)
-    token = otel_context.attach(set_span_in_context(NonRecordingSpan(span_context)))
-    return RequestTrace(span_context, parent, token)
+        parent = None
+        if "HTTP_TRACEPARENT" in request.META:
+            parent = get_current_span(propagate.extract(request.META, getter=meta_getter)).get_span_context()
+            if not parent.is_valid:
+                parent = None
+            elif not parent.trace_flags.sampled:
+                return None
+        span_context = new_server_context(parent)
+        span = NonRecordingSpan(span_context)
+        # What set_span_in_context(span) returns, without its three calls to reach the
+        # current context (one context-variable read here).
+        token = otel_context.attach(Context({**current_context_var.get(), span_key: span}))
+        return tuple.__new__(RequestTrace, (span, span_context, parent, token))
+    except Exception as exc:  # noqa: BLE001
+        guard.report("middleware_trace", exc)
+        return None
 
 
-#: (method label, route, status) -> the children of ``http_server_requests`` and
-#: ``db_client_operations_in_requests`` with those labels. Bounded as the labels are
-#: (known methods, capped routes, HTTP status codes).
+#: (method label, route, status) -> the increments of the children of
+#: ``http_server_requests`` and ``db_client_operations_in_requests`` with those labels.
+#: Bounded as the labels are (known methods, capped routes, HTTP status codes).
 _counted: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
 def _count(method: str, route: str, status: int, statements: int) -> None:
     """Counts a finished request, and the statements it ran, on the request thread: a dict
-    lookup and one ``inc()`` (two with statements), so the counts are in the
-    multiprocess files before the response is sent."""
+    lookup and one increment (two with statements), so the counts are in the
+    multiprocess files before the response is sent. ``method`` is the request's own: an
+    unknown one is counted as ``other``, as its label says."""
+    if method not in labels.KNOWN_METHODS:
+        method = labels.method(method)
     key = (method, route, status)
-    children = _counted.get(key)
-    if children is None:
+    increments = _counted.get(key)
+    if increments is None:
         http = families().http
         label_values = (method, route, str(status))
-        children = _counted[key] = (http.requests.child(label_values),
-                                    http.statements_in_requests.child(label_values))
-    children[0].inc()
+        increments = _counted[key] = (prometheus.increment(http.requests.child(label_values)),
+                                      prometheus.increment(http.statements_in_requests.child(label_values)))
+    increments[0](1)
     if statements:
-        children[1].inc(statements)
+        increments[1](statements)
 
 
 def _user_id(request):
@@ -102,13 +118,15 @@ def _user_id(request):
     user = getattr(request, "user", None)
     if user is None:
         return None
-    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+    # ``object.__getattribute__``: the lookup LazyObject's own (Python) __getattribute__
+    # makes for ``_wrapped``, without that method's frame.
+    if isinstance(user, SimpleLazyObject) and object.__getattribute__(user, "_wrapped") is empty:
         return None
     return user.pk if getattr(user, "is_authenticated", False) else None
 
 
 def _response_size(response):
-    length = response.get("Content-Length")
+    length = response.headers.get("Content-Length")
     if length is not None:
         return int(length)
     if getattr(response, "streaming", False):
@@ -121,13 +139,11 @@ def _response_size(response):
 _own_admin_names: list[tuple[str, ...]] = []
 
 
-def _is_own_view(request) -> bool:
-    """Whether the resolved view is one of telemetry's own: its URLconf (``/metrics``,
-    ``/health``, the traces API) or the admin pages of its models. Their statements are
-    telemetry reading its own store, not the host's work."""
-    match = request.resolver_match
-    if match is None:
-        return False
+def _is_own_view(match: ResolverMatch) -> bool:
+    """Whether the resolved view, in an application namespace (``match.app_names`` not
+    empty), is one of telemetry's own: its URLconf (``/metrics``, ``/health``, the traces
+    API) or the admin pages of its models. Their statements are telemetry reading its own
+    store, not the host's work."""
     if "telemetry" in match.app_names:
         return True
     if match.app_names != ["admin"]:
@@ -138,14 +154,6 @@ def _is_own_view(request) -> bool:
         _own_admin_names.append(tuple(f"telemetry_{model._meta.model_name}_"
                                       for model in apps.get_app_config("telemetry").get_models()))
     return (match.url_name or "").startswith(_own_admin_names[0])
-
-
-def _traced(request):
-    try:
-        return _start_trace(request)
-    except Exception as exc:  # noqa: BLE001
-        guard.report("middleware_trace", exc)
-        return None
 
 
 class TelemetryMiddleware:
@@ -165,13 +173,14 @@ class TelemetryMiddleware:
             return self.__acall__(request)
         context = RequestContext(perf_counter())
         token = current_request.set(context)
-        trace = _traced(request) if tracing_state["on"] else None
+        trace = context.trace = _start_trace(request) if tracing_state["on"] else None
         try:
             response = self.get_response(request)
         finally:
             current_request.reset(token)
             if trace is not None:
                 otel_context.detach(trace.token)
+                context.trace = None  # the context outlives the request in its event: keep it small
             if context.suppressed_before is not None:
                 restore(context.suppressed_before)
         self._finish(request, response, context, trace)
@@ -180,13 +189,14 @@ class TelemetryMiddleware:
     async def __acall__(self, request):
         context = RequestContext(perf_counter())
         token = current_request.set(context)
-        trace = _traced(request) if tracing_state["on"] else None
+        trace = context.trace = _start_trace(request) if tracing_state["on"] else None
         try:
             response = await self.get_response(request)
         finally:
             current_request.reset(token)
             if trace is not None:
                 otel_context.detach(trace.token)
+                context.trace = None  # the context outlives the request in its event: keep it small
             if context.suppressed_before is not None:
                 # process_view ran in the thread that runs the sync parts of this request.
                 await sync_to_async(restore, thread_sensitive=True)(context.suppressed_before)
@@ -197,12 +207,14 @@ class TelemetryMiddleware:
         context = current_request.get()
         if context is not None:
             try:
-                if _is_own_view(request):
+                match = request.resolver_match
+                # Most views are in no application namespace: not one of telemetry's.
+                if match is not None and match.app_names and _is_own_view(match):
                     # Once per request, in the thread that runs the view: the execute wrapper's
                     # per-thread check then skips the view's statements at no extra cost.
                     context.suppressed_before = suppress()
                 context.route = routes.of_request(request)
-                request_started = RequestStarted(request.method, context.route, request.scheme)
+                request_started = tuple.__new__(RequestStarted, (request.method, context.route, request.scheme))
                 # Only an accepted start is undone at the end: a full buffer must not
                 # leave the in-flight gauge one up for good.
                 if recorder.record(request_started):
@@ -219,11 +231,13 @@ class TelemetryMiddleware:
             guard.report("organization_resolver", exc)
             organization_id = None
         try:
-            route = context.route or routes.of_request(request)
-            recorder.record(RequestFinished(
-                request.method,
+            method, route, status = request.method, context.route or routes.of_request(request), response.status_code
+            # tuple.__new__: the events of this module are built without the Python frame of
+            # a NamedTuple's own __new__.
+            recorder.record(tuple.__new__(RequestFinished, (
+                method,
                 route,
-                response.status_code,
+                status,
                 organization_id,
                 duration,
                 int(request.META.get("CONTENT_LENGTH") or 0),
@@ -232,9 +246,9 @@ class TelemetryMiddleware:
                 context,
                 getattr(request, "app_operation", None),
                 _user_id(request),
-                trace.span_context if trace is not None else None,
-                trace.parent if trace is not None else None,
-            ))
-            _count(labels.method(request.method), route, response.status_code, context.query_count)
+                None if trace is None else trace.span_context,
+                None if trace is None else trace.parent,
+            )))
+            _count(method, route, status, context.query_count)
         except Exception as exc:  # noqa: BLE001
             guard.report("middleware", exc)
