@@ -52,6 +52,15 @@ class _Suppression(threading.local):
 suppression = _Suppression()
 
 
+class _Scraping(threading.local):
+    #: True in a thread serving a ``/metrics`` scrape: the periodic work it runs (the
+    #: sample, queued EXPLAINs) leaves every database alone, so a scrape never waits on one.
+    active = False
+
+
+scraping = _Scraping()
+
+
 #: Names of telemetry's own Celery tasks start with this: nothing they run is recorded
 #: (``telemetry.tasks.base.OwnTask``) and their spans are not stored.
 OWN_TASK_PREFIX = "telemetry."

@@ -14,6 +14,7 @@ from django.db import connections
 
 from telemetry.core import guard, labels, routers
 from telemetry.core.background import store_deadlines
+from telemetry.core.context import scraping
 from telemetry.core.recorder import Batch
 from telemetry.core.routers import telemetry_alias
 from telemetry.db.wrapper import tracked_connections
@@ -79,10 +80,6 @@ def _database_connections(batch):
             batch.set(metrics.connection_pending_requests, (alias,), 0)
 
 
-#: ``gauges_only.active`` is True in a thread whose samples must not touch the store.
-gauges_only = threading.local()
-
-
 def sample(batch: Batch) -> None:
     """The periodic sample. Under :func:`store_untouched` (a ``/metrics`` scrape) only the
     in-process gauges are sampled; the store's writes and counts wait for the flusher, and
@@ -95,7 +92,7 @@ def sample(batch: Batch) -> None:
     for name, step in steps:
         with guard.guarded(f"sample:{name}"):
             step(batch)
-    if getattr(gauges_only, "active", False) or routers.migrations_pending():
+    if scraping.active or routers.migrations_pending():
         return
     # The store's writes: each bounded in time, so a hung store fails them (counted) instead
     # of holding the flusher, and with it every metric of this process.
@@ -108,14 +105,15 @@ def sample(batch: Batch) -> None:
 
 
 class store_untouched:
-    """Samples taken in this block (``/metrics``) write nothing to telemetry's store, so a
-    scrape never waits on a database."""
+    """Periodic work run in this block (``/metrics``) touches no database: samples write
+    nothing to telemetry's store, queued EXPLAINs wait for the flusher
+    (``core.context.scraping``), so a scrape never waits on a database."""
 
     def __enter__(self) -> None:
-        gauges_only.active = True
+        scraping.active = True
 
     def __exit__(self, *exc_info: object) -> None:
-        gauges_only.active = False
+        scraping.active = False
 
 
 #: Callbacks returning ``telemetry.api.PoolSample``s (Any here: pipeline sits below the api layer).

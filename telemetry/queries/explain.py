@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from telemetry import conf
 from telemetry.core import guard, recorder
-from telemetry.core.context import suppressed
+from telemetry.core.context import scraping, suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryPlan
 from telemetry.queries import advice
@@ -109,6 +109,8 @@ class ExplainQueue:
         if not (settings["EXPLAIN_ENABLED"] and settings["QUERY_STATS_ENABLED"] and settings["METRICS_ENABLED"]):
             self._queue.clear()
             return
+        if scraping.active:
+            return  # a /metrics scrape's drain: the flusher's next sample explains them
         while self._queue:
             pending = self._queue.popleft()
             try:

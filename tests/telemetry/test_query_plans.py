@@ -131,3 +131,16 @@ def test_other_vendors_are_not_explained():
         fingerprint_id, fingerprint = "x", "select ?"
 
     assert explain.offer("default", "sqlite", "SELECT 1", [], False, Analysis) is False
+
+
+def test_a_scrape_leaves_queued_explains_to_the_flusher(orders, client):
+    """``/metrics`` applies its own process's events first; an EXPLAIN those events queue
+    waits for the flusher's next sample, so a scrape never waits on a database."""
+    before = explain.stats["explained"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM qi_orders WHERE customer_id = %s", [31])
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    assert explain.stats["explained"] == before
+    api.flush(sample=True)
+    assert explain.stats["explained"] - before == 1
+    assert plan_for("where customer_id").alias == "default"
