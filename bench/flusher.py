@@ -1,0 +1,96 @@
+"""The flusher's work per request, alone and deterministic: the events of 10 requests of
+the overhead bench's view (3 ORM queries) are recorded once, then replayed through the
+recorder's drain, ``--per`` requests per drain (10: a tick at 10 requests/s), under
+callgrind in two runs of N1 and N2 requests; (total2 - total1) / (N2 - N1) is the
+handlers' and the drains' cost per request, without the request thread, the trace store
+writer (the spans the flusher hands it are discarded), the database or any thread timing
+in the count. Prints one figure per configuration of
+``bench/overhead_settings.py`` (``metrics``, ``everything``, ``tracing``).
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/flusher.py [--per 10]
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import random, sys
+sys.path.insert(0, {root!r})
+random.seed(0)
+import django
+from bench import overhead_settings
+overhead_settings.before_setup()
+django.setup()
+from django.core import signals
+from django.db import close_old_connections
+from django.test import Client
+from telemetry.core import recorder
+from telemetry.core.context import suppress_in_this_thread
+from telemetry.tracing import processor
+
+signals.request_finished.disconnect(close_old_connections)
+client = Client()
+recorder.run_in_foreground()
+for index in range(30):  # warm-up: analyses cached, shapes built, the first sample taken
+    client.get(f"/api/items/{{index}}/view")
+recorder.flush(sample=True)
+for index in range(10):
+    client.get(f"/api/items/{{index}}/view")
+events = list(recorder.event_buffer.queue.items)
+recorder.flush()
+suppress_in_this_thread()
+per = {per}
+
+
+def replay(requests):
+    for _ in range(requests // per):
+        for _ in range(per // 10):
+            recorder.event_buffer.queue.items.extend(events)
+        recorder.event_buffer._drain(False)
+        processor.trace_store.spans.clear()  # taken by the trace store writer, not counted here
+
+
+replay(per)
+import gc
+gc.collect()
+gc.freeze()
+replay(int(sys.argv[1]))
+"""
+
+
+def collected(config: str, requests: int, script: str) -> int:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": config,
+           "BENCH_BATCHED": "1", "PYTHONHASHSEED": "0"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                             script, str(requests)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return int(re.search(r"Collected\s*:\s*(\d+)", result.stderr).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per", type=int, default=10, help="requests per drain (a multiple of 10)")
+    parser.add_argument("--n1", type=int, default=200)
+    parser.add_argument("--n2", type=int, default=1200)
+    parser.add_argument("--configs", default="metrics,everything,tracing")
+    options = parser.parse_args()
+    script = Path(os.environ.get("TMPDIR", "/tmp"), f"bench_flusher_{os.getpid()}.py")
+    script.write_text(CHILD.format(root=str(ROOT), per=options.per))
+    try:
+        print(f"The flusher's work per request, {options.per} requests per drain "
+              f"(callgrind, N={options.n1} and {options.n2}):")
+        for config in options.configs.split(","):
+            first, second = (collected(config, count, str(script)) for count in (options.n1, options.n2))
+            print(f"  {config:<12} {(second - first) / (options.n2 - options.n1) / 1e3:8.1f} k instructions")
+    finally:
+        script.unlink()
+
+
+if __name__ == "__main__":
+    main()
