@@ -26,12 +26,16 @@ def _is_api(path, settings):
     return path.startswith(tuple(settings["API_PATH_PREFIXES"]))
 
 
-def on_active(batch, event: RequestStarted):
-    """A request started: the in-flight gauge goes one up (its end takes it down again)."""
-    key = shapes.cache.active_key(event)
+def _in_flight(batch, started: RequestStarted, delta: int) -> None:
+    key = shapes.cache.active_key(started)
     if key is not None:
         deltas = batch.gauge_deltas
-        deltas[key] = deltas.get(key, 0.0) + 1
+        deltas[key] = deltas.get(key, 0.0) + delta
+
+
+def on_active(batch, event: RequestStarted):
+    """A request started: the in-flight gauge goes one up (its end takes it down again)."""
+    _in_flight(batch, event, 1)
 
 
 def on_request(batch, event: RequestFinished):
@@ -53,10 +57,7 @@ def on_request(batch, event: RequestFinished):
         batch.exemplar(families().http.request_duration, shape.duration_labels, event.duration,
                        {"trace_id": f"{event.trace_id:032x}"})
     if context.active_key is not None:
-        key = shapes.cache.active_key(context.active_key)
-        if key is not None:
-            deltas = batch.gauge_deltas
-            deltas[key] = deltas.get(key, 0.0) - 1
+        _in_flight(batch, context.active_key, -1)
     if event.user_id is not None:
         activity.seen(event.user_id, event.organization_id)
     organization = shape.organization

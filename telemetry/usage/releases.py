@@ -60,10 +60,6 @@ class ReleaseLatency:
             max_fields=("max_seconds",), max_keys=max_keys,
             drops=internal.DropCounter(internal.table_dropped, labelled=True), drop_reason="releases")
 
-    def observe(self, batch: Batch, route: str, seconds: float) -> None:
-        """A finished request (flusher thread)."""
-        self.add(batch, route, [seconds])
-
     def add(self, batch: Batch, route: str, durations: Sequence[float]) -> None:
         """Requests of ``route`` that took ``durations`` (flusher thread)."""
         row = self.table.row((current_release(), route, batch.hour), weight=len(durations))
@@ -89,7 +85,6 @@ class ReleaseLatency:
 
 #: This process's release latency table; the handlers and the sampler call the functions below.
 latency = ReleaseLatency()
-observe = latency.observe
 write_pending = latency.write_pending
 
 

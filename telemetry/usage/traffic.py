@@ -48,10 +48,6 @@ class RouteTraffic:
             max_fields=("max_ms",), max_keys=max_keys,
             drops=internal.DropCounter(internal.table_dropped, labelled=True), drop_reason="routes")
 
-    def observe(self, batch: Batch, route: str, status: int, seconds: float) -> None:
-        """A finished request (flusher thread)."""
-        self.add(batch, route, status, [seconds])
-
     def add(self, batch: Batch, route: str, status: int, durations: Sequence[float]) -> None:
         """Requests of ``route`` answered with ``status`` that took ``durations`` (flusher thread)."""
         row = self.table.row((route, batch.hour), weight=len(durations))
@@ -77,5 +73,4 @@ class RouteTraffic:
 
 #: This process's table; the request handler and the sampler call the functions below.
 traffic = RouteTraffic()
-observe = traffic.observe
 write_pending = traffic.write_pending

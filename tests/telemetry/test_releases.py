@@ -84,7 +84,7 @@ def test_the_pending_table_is_bounded_and_what_it_holds_is_written():
     before = REGISTRY.get_sample_value("telemetry_table_dropped_total", dropped) or 0.0
     latency = releases.ReleaseLatency(max_keys=2)
     for route, seconds in (("/a", 0.1), ("/b", 1.0), ("/c", 0.1), ("/a", 3.0)):
-        latency.observe(Batch, route, seconds)
+        latency.add(Batch, route, [seconds])
     latency.write_pending()
     stored = {row.route: (row.count, row.satisfied, row.tolerating, row.max_seconds)
               for row in ReleaseRouteStats.objects.using("telemetry").filter(hour=START)}
