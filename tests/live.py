@@ -98,6 +98,21 @@ def horizontal_overflow(browser):
     return browser.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
+def follow(browser, element, timeout=60):
+    """Clicks ``element`` and waits until the page it leads to has replaced the current one.
+
+    A click returns before the navigation it starts; reading ``current_url`` or finding an
+    element right after it can still see the old page on a loaded machine.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, timeout).until(staleness_of(page))
+
+
 def admin_login(browser, base_url, user_model, username="admin"):
     """Creates a superuser and signs it in through the admin login form."""
     from selenium.webdriver.common.by import By

@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 
 from telemetry import api
 from telemetry.models import QueryReport, QuerySuggestion, RouteStat
-from tests.live import admin_login, horizontal_overflow
+from tests.live import admin_login, follow, horizontal_overflow
 from tests.telemetry.test_usage import ARTIFACTS
 
 
@@ -71,7 +71,7 @@ def test_the_overview_fits_the_screen_at_1280_and_1920_px(browser, live_server, 
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "overview.png"))
     row = browser.find_element(By.CSS_SELECTOR, '#overview-routes tr[data-route="/broken"]')
-    row.find_element(By.LINK_TEXT, "100 % (2)").click()
+    follow(browser, row.find_element(By.LINK_TEXT, "100 % (2)"))
     assert "status=error" in browser.current_url and "route=%2Fbroken" in browser.current_url
 
 

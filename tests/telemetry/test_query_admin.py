@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from telemetry.admin.queries import compact
 from telemetry.models import QueryFinding, QueryPlan, QueryStat
 from telemetry.queries import reports
-from tests.live import admin_login, horizontal_overflow
+from tests.live import admin_login, follow, horizontal_overflow
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"], transaction=True)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -71,17 +71,17 @@ def test_fingerprint_table_report_and_evidence(browser, live_server, django_user
         heights = {row.size["height"] for row in browser.find_elements(By.CSS_SELECTOR, "tr.fingerprint-row")}
         assert max(heights) < 60, heights  # a statement never wraps: one line and its facts
     assert order(browser) == ["orders", "items", "users"]  # by total time
-    browser.find_element(By.ID, "sort-calls").click()
+    follow(browser, browser.find_element(By.ID, "sort-calls"))
     assert order(browser) == ["users", "items", "orders"]
-    browser.find_element(By.ID, "sort-calls").click()
+    follow(browser, browser.find_element(By.ID, "sort-calls"))
     assert order(browser) == ["orders", "items", "users"]  # ascending on the second click
-    browser.find_element(By.LINK_TEXT, "n_plus_one").click()  # suggestion filter
+    follow(browser, browser.find_element(By.LINK_TEXT, "n_plus_one"))  # suggestion filter
     assert order(browser) == ["items"]
     browser.get(live_server.url + "/admin/telemetry/querystat/?table=auth_user")
     assert order(browser) == ["users"]
 
     browser.get(live_server.url + "/admin/telemetry/querystat/")
-    browser.find_element(By.PARTIAL_LINK_TEXT, "Optimization").click()
+    follow(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "Optimization"))
     missing = browser.find_element(By.CSS_SELECTOR, '.suggestion[data-code="missing_index"]')
     assert 'CREATE INDEX CONCURRENTLY "shop_order_customer_id_idx"' in missing.text
     assert "proven by HypoPG" in missing.text

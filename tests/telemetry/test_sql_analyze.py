@@ -4,6 +4,7 @@ statements and the cache; and the codes reaching the metrics through the real pi
 
 import sys
 import threading
+import weakref
 
 import pytest
 from django.test import override_settings
@@ -585,6 +586,31 @@ def test_the_budget_holds_when_its_exception_is_lost_in_a_callback():
         budget.run(0.01, swallowing_once)
     assert len(lost) == 1
     assert budget.run(5.0, sum, range(10)) == 45
+
+
+def test_a_budget_exception_lost_in_a_callback_is_not_reported_and_others_still_are():
+    reported = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: reported.append(unraisable.exc_type)
+
+    def lose_in_a_weakref_callback(exception_type):
+        class Thing:
+            pass
+
+        def callback(_reference):
+            raise exception_type
+
+        thing = Thing()
+        reference = weakref.ref(thing, callback)  # noqa: F841 - alive until the callback ran
+        del thing
+        return "went on"
+
+    try:
+        assert budget.run(5.0, lose_in_a_weakref_callback, budget.BudgetSpent) == "went on"
+        assert budget.run(5.0, lose_in_a_weakref_callback, ValueError) == "went on"
+    finally:
+        sys.unraisablehook = previous
+    assert reported == [ValueError]
 
 
 def test_analysed_statements_say_so():

@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from telemetry.admin.traces import span_values
 from telemetry.models import LogEntry, QueryPlan, Span, Trace
 from telemetry.tracing.waterfall import MAX_SPANS, critical_path, layout
-from tests.live import admin_login
+from tests.live import admin_login, follow
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 MS = 1_000_000
@@ -166,7 +166,7 @@ def test_filter_to_a_slow_request_of_one_organization_and_read_its_waterfall(bro
     assert listed_root_names(browser) == ["GET /api/apps/<slug>/view"]
     browser.save_screenshot(str(ARTIFACTS / "trace_list.png"))
 
-    browser.find_element(By.CSS_SELECTOR, "#result_list tbody th.field-root_name a").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#result_list tbody th.field-root_name a"))
     waterfall = browser.find_element(By.ID, "waterfall")
     assert SLOW_TRACE in browser.find_element(By.CSS_SELECTOR, ".breadcrumbs").text
     rows = waterfall.find_elements(By.CSS_SELECTOR, ".wf-span")
@@ -200,7 +200,7 @@ def test_filter_to_a_slow_request_of_one_organization_and_read_its_waterfall(bro
     assert "slow query on" not in browser.find_element(By.ID, "result_list").text
     browser.get(live_server.url + f"/admin/telemetry/logentry/?q={SLOW_TRACE}")
     assert "slow query on" in browser.find_element(By.ID, "result_list").text
-    browser.find_element(By.LINK_TEXT, SLOW_TRACE).click()
+    follow(browser, browser.find_element(By.LINK_TEXT, SLOW_TRACE))
     assert browser.find_element(By.ID, "waterfall")
 
 

@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 
 from telemetry.admin import trace_search
 from telemetry.models import Span, Trace
-from tests.live import ROOT, admin_login, horizontal_overflow
+from tests.live import ROOT, admin_login, follow, horizontal_overflow
 from tests.telemetry.test_trace_admin import ARTIFACTS, store_trace
 
 pytestmark = pytest.mark.django_db(databases=["default", "telemetry"])
@@ -237,11 +237,11 @@ def test_the_list_with_its_search_and_scatter_fits_1280_and_1920_px(browser, liv
     search = browser.find_element(By.ID, "trace-search")
     attribute = search.find_element(By.NAME, "attr")
     attribute.send_keys("plugin.kind=restapi")
-    search.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    follow(browser, search.find_element(By.CSS_SELECTOR, "input[type=submit]"))
     assert "attr=plugin.kind%3Drestapi" in browser.current_url and "status_code=5xx" in browser.current_url
     dots = browser.find_elements(By.CSS_SELECTOR, "#trace-scatter a.scatter-dot")
     assert FAILED in {dot.get_attribute("data-trace-id") for dot in dots}
-    browser.find_element(By.CSS_SELECTOR, f'#trace-scatter a[data-trace-id="{FAILED}"]').click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, f'#trace-scatter a[data-trace-id="{FAILED}"]'))
     assert FAILED in browser.find_element(By.CSS_SELECTOR, ".breadcrumbs").text
     browser.get(live_server.url + "/admin/telemetry/trace/?min_ms=soon")
     assert "Minimum duration “soon”" in browser.find_element(By.ID, "trace-search-errors").text

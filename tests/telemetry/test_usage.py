@@ -26,7 +26,7 @@ from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage, Rel
 from telemetry.tasks import purge_usage, sample_storage_usage
 from telemetry.usage import rollups as usage
 from tests.apps_builder.conftest import world  # noqa: F401 - fixture
-from tests.live import ROOT, admin_login
+from tests.live import ROOT, admin_login, follow
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 DATABASES = ["default", "telemetry"]
@@ -245,7 +245,7 @@ def test_the_dashboard_shows_each_organizations_numbers_in_chromium(world, api_c
     admin_login(browser, live_server.url, django_user_model)
 
     browser.get(live_server.url + "/admin/")
-    browser.find_element(By.LINK_TEXT, "Usage").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Usage"))
 
     def cells(organization, names=("requests", "errors", "app-loads", "query-runs", "query-failures",
                                    "active-users", "storage")):
@@ -255,12 +255,12 @@ def test_the_dashboard_shows_each_organizations_numbers_in_chromium(world, api_c
 
     assert cells(own) == ["6", "2", "2", "6", "5", "1", f"{storage} B"]
     assert cells(other)[:6] == ["1", "0", "1", "2", "2", "1"]
-    browser.find_element(By.LINK_TEXT, "last 7 days").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "last 7 days"))
     assert "hours=168" in browser.current_url and cells(own)[0] == "6"
     browser.save_screenshot(str(ARTIFACTS / "usage_dashboard.png"))
 
     # Names from the platform's ORGANIZATION_NAME_RESOLVER, with the id.
-    browser.find_element(By.LINK_TEXT, f"{world['own']['org'].name} ({own})").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, f"{world['own']['org'].name} ({own})"))
     summary = browser.find_element(By.ID, "usage-summary").text
     for label, value in (("Requests", "6"), ("Errors (5xx)", "2"), ("App loads", "2"), ("Query runs", "6"),
                          ("Query failures", "5"), ("Peak active users", "1")):

@@ -230,6 +230,8 @@ def _analyze_cached(sql, vendor):
         # Parse time grows faster than the text (a 50 KB OR chain takes seconds, a 1 MB
         # one minutes): beyond this, no parse; literals still replaced.
         return _Cached(_oversized_analysis(first_word, shrunk), unparsed=True)
+    if vendor not in _warmed:
+        _warm(vendor)
     try:
         cached, error = budget.run(settings["SQL_ANALYZE_BUDGET_MS"] / 1000.0, _parse_and_analyze, shrunk, keys,
                                    vendor, longest_in_list)
@@ -239,6 +241,21 @@ def _analyze_cached(sql, vendor):
     if error is not None:  # reported here: a log call is no place for the budget to strike
         guard.report("sql_analyze", error)
     return cached
+
+
+#: Vendors whose one-time loads are done (see _warm).
+_warmed: set[str | None] = set()
+
+
+def _warm(vendor):
+    """The one-time loads of a first parse, outside the budget: a dialect's module import
+    (sqlglot loads dialects lazily) and the model schema take several ms of CPU once per
+    process, which is not the statement's cost and would cache it as unanalysed."""
+    candidates = (DIALECTS.get(vendor),) if vendor is not None else (None, "mysql", "postgres", "sqlite")
+    for dialect in candidates:
+        Dialect.get_or_raise(dialect).parser()
+    _model_schema()
+    _warmed.add(vendor)
 
 
 def _first_word(text):
