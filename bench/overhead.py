@@ -29,6 +29,10 @@ requests: its fixed ~250 k instructions, ~0.5 k per request, are not in that fig
 third run adds one sample, charged at a tenth (one sample per 1,000 requests). Both modes
 are printed side by side; the configurations without telemetry have no timers and are
 measured once.
+
+``--threads`` adds each thread's share of a figure (callgrind ``--separate-threads``):
+``main`` is the request thread, ``bench-flusher-tick`` and ``bench-writer-tick`` the
+flusher's and the trace store writer's ticks, ``bench-drain`` the drain at a run's end.
 """
 
 import argparse
@@ -55,6 +59,14 @@ random.seed(0)
 _salt, _getrandbits = int.from_bytes(os.urandom(8), "big") << 64, random.getrandbits
 random.getrandbits = lambda bits: _getrandbits(bits) ^ _salt if bits == 128 else _getrandbits(bits)
 import django, threading
+# Thread names in the order they start: callgrind numbers threads the same way (main = 1),
+# for --threads.
+STARTED = []
+_start = threading.Thread.start
+def _recorded_start(thread):
+    STARTED.append(thread.name)
+    _start(thread)
+threading.Thread.start = _recorded_start
 from bench import overhead_settings
 overhead_settings.before_setup()
 django.setup()
@@ -95,7 +107,7 @@ def drainer(asked, done):
         done.put(None)
 import queue, threading
 asked, done = queue.Queue(), queue.Queue()
-threading.Thread(target=drainer, args=(asked, done), daemon=True).start()
+threading.Thread(target=drainer, args=(asked, done), name="bench-drain", daemon=True).start()
 def drain():
     if os.environ.get("BENCH_NO_DRAIN"):
         return
@@ -104,9 +116,9 @@ def drain():
 class Timer:
     # A telemetry thread's tick run on demand in a thread of its own (its connections
     # persist, as in a server), only once telemetry started that thread in this process.
-    def __init__(self, worker, tick):
+    def __init__(self, worker, tick, name):
         self.worker, self.tick, self.asked, self.done = worker, tick, queue.Queue(), queue.Queue()
-        threading.Thread(target=self.serve, daemon=True).start()
+        threading.Thread(target=self.serve, name=name, daemon=True).start()
     def serve(self):
         from telemetry.core.context import suppress_in_this_thread
         suppress_in_this_thread()
@@ -124,8 +136,8 @@ PACE = int(os.environ.get("BENCH_PACE") or 0)
 if PACE:
     from telemetry.core import recorder
     from telemetry.tracing import processor
-    flusher_tick = Timer(recorder.event_buffer.worker, recorder.event_buffer._tick)
-    writer_tick = Timer(processor.trace_store.worker, processor.trace_store.tick)
+    flusher_tick = Timer(recorder.event_buffer.worker, recorder.event_buffer._tick, "bench-flusher-tick")
+    writer_tick = Timer(processor.trace_store.worker, processor.trace_store.tick, "bench-writer-tick")
 def tick(sample):
     # The virtual clock decides the sample: the recorder samples when its last sample is
     # SAMPLE_INTERVAL_SECONDS old.
@@ -171,6 +183,7 @@ from prometheus_client import REGISTRY
 stored = REGISTRY.get_sample_value("telemetry_trace_spans_stored_total")
 print(f"spans_stored={{int(stored or 0)}}", file=sys.stderr)
 print(f"connects={{sorted(connects)}}", file=sys.stderr)
+print(f"threads={{','.join(['main', *STARTED])}}", file=sys.stderr)
 """
 
 
@@ -204,15 +217,32 @@ def child_env(config, mode_env=None):
 EXPECTED_CONNECTS: dict[tuple[str, str], int] = {}
 
 
-def instructions(config, requests_count, script, mode_env=None, samples_at=()):
-    """Instructions of one child run (and the spans it stored); ``samples_at``: request
-    counts after which a paced tick samples."""
-    result = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script, "count",
-         str(requests_count), *(str(index) for index in samples_at)],
-        cwd=ROOT, env={**child_env(config, mode_env), "BENCH_CALLGRIND": "1"}, capture_output=True, text=True,
-        check=True,
-    )
+def _thread_totals(directory, names):
+    """{thread name: instructions} from callgrind's per-thread files (``--separate-threads``)."""
+    totals: dict[str, int] = {}
+    for path in Path(directory).glob("callgrind.out-*"):
+        number = int(path.name.rsplit("-", 1)[1])
+        found = re.search(r"^(?:summary|totals):\s*(\d+)", path.read_text(), re.M)
+        name = names[number - 1] if number <= len(names) else f"thread {number}"
+        totals[name] = totals.get(name, 0) + (int(found.group(1)) if found else 0)
+    return totals
+
+
+def instructions(config, requests_count, script, mode_env=None, samples_at=(), threads=False):
+    """(instructions, spans stored, {thread name: instructions} with ``threads``) of one
+    child run; ``samples_at``: request counts after which a paced tick samples."""
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as directory:
+        output = ["--separate-threads=yes", f"--callgrind-out-file={directory}/callgrind.out"] if threads else [
+            "--callgrind-out-file=/dev/null"]
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", *output, sys.executable, script, "count",
+             str(requests_count), *(str(index) for index in samples_at)],
+            cwd=ROOT, env={**child_env(config, mode_env), "BENCH_CALLGRIND": "1"}, capture_output=True, text=True,
+            check=True,
+        )
+        per_thread = {}
+        if threads:
+            per_thread = _thread_totals(directory, re.search(r"threads=(.*)", result.stderr).group(1).split(","))
     match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
     stored = re.search(r"spans_stored=(\d+)", result.stderr)
     connects = re.search(r"connects=(.*)", result.stderr)
@@ -221,27 +251,42 @@ def instructions(config, requests_count, script, mode_env=None, samples_at=()):
         # A reconnect costs ~55 M instructions (SCRAM): one in one run only swamps the figure.
         listed = connects.group(1) if connects else "[]"
         print(f"  warning: {config} opened {listed} in its run of {requests_count}", flush=True)
-    return int(match.group(1)), int(stored.group(1)) if stored else 0
+    return int(match.group(1)), int(stored.group(1)) if stored else 0, per_thread
 
 
-def per_request(config, mode_env, n1, n2, script):
-    """(instructions per request, spans stored between the runs) of a configuration in a mode."""
-    first, first_spans = instructions(config, n1, script, mode_env)
+def _difference(second, first, requests, sampled=None, period=1):
+    """Per request: ``(second - first) / requests`` (+ ``(sampled - second) / period``), of
+    totals or of {thread: total} dicts alike."""
+    if isinstance(second, dict):
+        names = set(first) | set(second) | set(sampled or ())
+        return {name: _difference(second.get(name, 0), first.get(name, 0), requests,
+                                  None if sampled is None else sampled.get(name, 0), period) for name in names}
+    cost = (second - first) / requests
+    return cost if sampled is None else cost + (sampled - second) / period
+
+
+def per_request(config, mode_env, n1, n2, script, threads=False):
+    """(instructions per request, spans stored between the runs, {thread: instructions per
+    request} with ``threads``) of a configuration in a mode."""
+    first, first_spans, first_threads = instructions(config, n1, script, mode_env, threads=threads)
     pace = int(mode_env.get("BENCH_PACE") or 0)
     if not pace or config in BASELINES:
-        second, second_spans = instructions(config, n2, script, mode_env)
-        return (second - first) / (n2 - n1), second_spans - first_spans
+        second, second_spans, second_threads = instructions(config, n2, script, mode_env, threads=threads)
+        return (_difference(second, first, n2 - n1), second_spans - first_spans,
+                _difference(second_threads, first_threads, n2 - n1))
     period = pace * SAMPLE_EVERY_TICKS
     if (n2 - n1) % period == 0:
         samples_at = range(n1 + period, n2 + 1, period)
-        second, second_spans = instructions(config, n2, script, mode_env, samples_at)
-        return (second - first) / (n2 - n1), second_spans - first_spans
+        second, second_spans, second_threads = instructions(config, n2, script, mode_env, samples_at, threads)
+        return (_difference(second, first, n2 - n1), second_spans - first_spans,
+                _difference(second_threads, first_threads, n2 - n1))
     ticks = [count for count in range(n1 + 1, n2 + 1) if count % pace == 0]
     if len(ticks) * pace != n2 - n1:
         raise SystemExit(f"N2 - N1 must be a multiple of {pace} requests (one tick per {pace})")
-    second, second_spans = instructions(config, n2, script, mode_env)
-    sampled, _ = instructions(config, n2, script, mode_env, [ticks[-1]])
-    return (second - first) / (n2 - n1) + (sampled - second) / period, second_spans - first_spans
+    second, second_spans, second_threads = instructions(config, n2, script, mode_env, threads=threads)
+    sampled, _, sampled_threads = instructions(config, n2, script, mode_env, [ticks[-1]], threads)
+    return (_difference(second, first, n2 - n1, sampled, period), second_spans - first_spans,
+            _difference(second_threads, first_threads, n2 - n1, sampled_threads, period))
 
 
 def wall_clock(config, requests_count, rounds, script):
@@ -260,6 +305,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure, the median printed")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
+    parser.add_argument("--threads", action="store_true",
+                        help="also print each thread's share (callgrind --separate-threads): the request thread, "
+                             "the flusher's and the writer's ticks, the drain")
     args = parser.parse_args()
     configs = tuple(args.configs.split(","))
     modes = tuple(args.modes.split(","))
@@ -277,17 +325,24 @@ def main():
         # configuration and mode go side by side, ``--jobs`` at a time.
         cells = [(config, mode) for config in configs for mode in modes if config not in BASELINES or mode == modes[0]]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = {cell: [pool.submit(per_request, cell[0], MODES[cell[1]], args.n1, args.n2, script)
-                              for _ in range(args.repeat)] for cell in cells}
+            futures = {cell: [pool.submit(per_request, cell[0], MODES[cell[1]], args.n1, args.n2, script,
+                                          args.threads) for _ in range(args.repeat)] for cell in cells}
             for (config, mode), repeats in futures.items():
                 results = [future.result() for future in repeats]
-                cost = statistics.median(cost for cost, _ in results)
-                spans = statistics.median(spans for _, spans in results)
+                cost = statistics.median(cost for cost, _, _ in results)
+                spans = statistics.median(spans for _, spans, _ in results)
                 costs[mode][config] = cost
                 stored = f", {spans:.0f} spans stored in the {args.n2 - args.n1} requests between" if spans else ""
-                spread = (f" (median of {args.repeat}: {min(c for c, _ in results) / 1e6:.3f}-"
-                          f"{max(c for c, _ in results) / 1e6:.3f})" if args.repeat > 1 else "")
+                spread = (f" (median of {args.repeat}: {min(c for c, _, _ in results) / 1e6:.3f}-"
+                          f"{max(c for c, _, _ in results) / 1e6:.3f})" if args.repeat > 1 else "")
                 print(f"  {config}, {mode}: {cost / 1e6:.3f} M instructions/request{spread}{stored}", flush=True)
+                if args.threads:
+                    names = sorted({name for _, _, shares in results for name in shares})
+                    shares = {name: statistics.median(share.get(name, 0.0) for _, _, share in results)
+                              for name in names}
+                    print("    by thread: " + ", ".join(f"{name} {share / 1e3:+.1f} k" for name, share in
+                                                      sorted(shares.items(), key=lambda item: -abs(item[1]))
+                                                      if abs(share) >= 500), flush=True)
         for config in BASELINES:
             for mode in modes[1:]:
                 if config in costs[modes[0]]:

@@ -25,7 +25,11 @@ TELEMETRY = {**TELEMETRY, "SAMPLE_INTERVAL_SECONDS": 3600.0}
 if os.environ.get("BENCH_PACE"):
     # The default timers on the bench's virtual clock: it runs the flusher's and the trace
     # store writer's ticks itself, so their own threads must not tick in real time.
-    TELEMETRY = {**TELEMETRY, "SAMPLE_INTERVAL_SECONDS": 10.0, "FLUSH_INTERVAL_SECONDS": 3600.0}
+    # The writer counts its write interval in ticks (TRACE_WRITE_INTERVAL_SECONDS over
+    # FLUSH_INTERVAL_SECONDS): both scaled alike, it writes every fifth tick as by default.
+    TELEMETRY = {**TELEMETRY, "SAMPLE_INTERVAL_SECONDS": 10.0, "FLUSH_INTERVAL_SECONDS": 3600.0,
+                 "TRACE_WRITE_INTERVAL_SECONDS": 3600.0 * DEFAULTS["TRACE_WRITE_INTERVAL_SECONDS"]
+                 / DEFAULTS["FLUSH_INTERVAL_SECONDS"]}
 elif os.environ.get("BENCH_BATCHED") or os.environ.get("BENCH_NO_DRAIN"):
     # Drains (metrics, spans) only at the end of a run: in production a one-second drain
     # covers many requests, under callgrind one or two, so its fixed cost per drain would
