@@ -30,9 +30,9 @@ third run adds one sample, charged at a tenth (one sample per 1,000 requests). B
 are printed side by side; the configurations without telemetry have no timers and are
 measured once.
 
-``--threads`` adds each thread's share of a figure (callgrind ``--separate-threads``):
-``main`` is the request thread, ``bench-flusher-tick`` and ``bench-writer-tick`` the
-flusher's and the trace store writer's ticks, ``bench-drain`` the drain at a run's end.
+``--threads`` splits each figure between the request thread and the others (the flusher's
+and the trace store writer's ticks, the drain at a run's end), by callgrind
+``--separate-threads``.
 """
 
 import argparse
@@ -59,14 +59,6 @@ random.seed(0)
 _salt, _getrandbits = int.from_bytes(os.urandom(8), "big") << 64, random.getrandbits
 random.getrandbits = lambda bits: _getrandbits(bits) ^ _salt if bits == 128 else _getrandbits(bits)
 import django, threading
-# Thread names in the order they start: callgrind numbers threads the same way (main = 1),
-# for --threads.
-STARTED = []
-_start = threading.Thread.start
-def _recorded_start(thread):
-    STARTED.append(thread.name)
-    _start(thread)
-threading.Thread.start = _recorded_start
 from bench import overhead_settings
 overhead_settings.before_setup()
 django.setup()
@@ -183,7 +175,6 @@ from prometheus_client import REGISTRY
 stored = REGISTRY.get_sample_value("telemetry_trace_spans_stored_total")
 print(f"spans_stored={{int(stored or 0)}}", file=sys.stderr)
 print(f"connects={{sorted(connects)}}", file=sys.stderr)
-print(f"threads={{','.join(['main', *STARTED])}}", file=sys.stderr)
 """
 
 
@@ -217,14 +208,17 @@ def child_env(config, mode_env=None):
 EXPECTED_CONNECTS: dict[tuple[str, str], int] = {}
 
 
-def _thread_totals(directory, names):
-    """{thread name: instructions} from callgrind's per-thread files (``--separate-threads``)."""
-    totals: dict[str, int] = {}
+def _thread_totals(directory):
+    """{"request thread": instructions, "other threads": instructions} from callgrind's
+    per-thread files (``--separate-threads``). Callgrind numbers threads as they start and
+    reuses the number of one that ended, so only the first, the main thread (which serves
+    the requests), is told apart: the others are the flusher's and the writer's ticks, the
+    drain, and telemetry's own threads."""
+    totals = {"request thread": 0, "other threads": 0}
     for path in Path(directory).glob("callgrind.out-*"):
-        number = int(path.name.rsplit("-", 1)[1])
         found = re.search(r"^(?:summary|totals):\s*(\d+)", path.read_text(), re.M)
-        name = names[number - 1] if number <= len(names) else f"thread {number}"
-        totals[name] = totals.get(name, 0) + (int(found.group(1)) if found else 0)
+        name = "request thread" if int(path.name.rsplit("-", 1)[1]) == 1 else "other threads"
+        totals[name] += int(found.group(1)) if found else 0
     return totals
 
 
@@ -242,7 +236,7 @@ def instructions(config, requests_count, script, mode_env=None, samples_at=(), t
         )
         per_thread = {}
         if threads:
-            per_thread = _thread_totals(directory, re.search(r"threads=(.*)", result.stderr).group(1).split(","))
+            per_thread = _thread_totals(directory)
     match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
     stored = re.search(r"spans_stored=(\d+)", result.stderr)
     connects = re.search(r"connects=(.*)", result.stderr)
@@ -306,8 +300,8 @@ def main():
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
     parser.add_argument("--threads", action="store_true",
-                        help="also print each thread's share (callgrind --separate-threads): the request thread, "
-                             "the flusher's and the writer's ticks, the drain")
+                        help="also print the request thread's share of each figure and the other threads' "
+                             "(callgrind --separate-threads)")
     args = parser.parse_args()
     configs = tuple(args.configs.split(","))
     modes = tuple(args.modes.split(","))
@@ -340,9 +334,8 @@ def main():
                     names = sorted({name for _, _, shares in results for name in shares})
                     shares = {name: statistics.median(share.get(name, 0.0) for _, _, share in results)
                               for name in names}
-                    print("    by thread: " + ", ".join(f"{name} {share / 1e3:+.1f} k" for name, share in
-                                                      sorted(shares.items(), key=lambda item: -abs(item[1]))
-                                                      if abs(share) >= 500), flush=True)
+                    print("    " + ", ".join(f"{name} {share / 1e3:.1f} k" for name, share in shares.items()),
+                          flush=True)
         for config in BASELINES:
             for mode in modes[1:]:
                 if config in costs[modes[0]]:
