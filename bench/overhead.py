@@ -17,8 +17,8 @@ the request thread's share alone.
 
 Without ``BENCH_BATCHED``, the default timers are measured as deployed too, on a virtual
 clock (under callgrind Python runs ~50x slower, so wall-clock pacing cannot reach 100
-requests/s): at R requests/s the flusher's tick (``FLUSH_INTERVAL_SECONDS=1``) runs every
-R requests in a thread of its own and the trace store writer's periodic tick
+requests/s): at R requests/s the flusher's tick runs every R x ``FLUSH_INTERVAL_SECONDS``
+(the default, 1) requests in a thread of its own and the trace store writer's periodic tick
 (``TraceStore.tick``) in another, and every tenth tick samples
 (``SAMPLE_INTERVAL_SECONDS=10``), database connections and all. The writer's tick decides
 every time and writes every fifth (``TRACE_WRITE_INTERVAL_SECONDS=5``, counted in ticks);
@@ -26,7 +26,9 @@ each run ends with an explicit flush that writes what is left. At 10 requests/s 
 runs differ by exactly 100 requests, 10 ticks, two of the writer's writes and one sample.
 At 100 requests/s by 100 requests and one tick, which does not reach a write (one per 500
 requests: its fixed ~250 k instructions, ~0.5 k per request, are not in that figure); a
-third run adds one sample, charged at a tenth (one sample per 1,000 requests). Both modes
+third run adds one sample, charged at a tenth (one sample per 1,000 requests). The two
+runs always differ by whole ticks (N2 grows to the next multiple of a tick's requests), and
+the intervals follow the defaults of ``telemetry.conf``. Both modes
 are printed side by side; the configurations without telemetry have no timers and are
 measured once.
 
@@ -36,6 +38,7 @@ and the trace store writer's ticks, the drain at a run's end), by callgrind
 """
 
 import argparse
+import math
 import os
 import re
 import statistics
@@ -46,6 +49,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from telemetry.conf import DEFAULTS  # noqa: E402 - a dict: importing it configures nothing
+
 CONFIGS = ("off", "metrics", "everything", "tracing", "django_prometheus", "plain_otel")
 WARMUP = 10
 
@@ -185,9 +191,18 @@ VAR_DIR = tempfile.TemporaryDirectory(prefix="bench-var-")
 BASELINES = ("off", "django_prometheus", "plain_otel")
 #: The two ways telemetry's deferred work is charged: drained every 100 requests with no
 #: sample (BENCH_BATCHED), or the default timers at a paced rate on a virtual clock.
-MODES = {"batched drain": {"BENCH_BATCHED": "1"}, "timers at 10 req/s": {"BENCH_PACE": "10"},
-         "timers at 100 req/s": {"BENCH_PACE": "100"}}
-SAMPLE_EVERY_TICKS = 10  # SAMPLE_INTERVAL_SECONDS / FLUSH_INTERVAL_SECONDS, the defaults
+#: The flusher's tick by default: at R requests/s a tick comes every R * TICK_SECONDS requests.
+TICK_SECONDS = DEFAULTS["FLUSH_INTERVAL_SECONDS"]
+#: A sample every this many ticks (SAMPLE_INTERVAL_SECONDS over FLUSH_INTERVAL_SECONDS, the defaults).
+SAMPLE_EVERY_TICKS = max(1, round(DEFAULTS["SAMPLE_INTERVAL_SECONDS"] / TICK_SECONDS))
+
+
+def _paced(rate):
+    return {"BENCH_PACE": str(max(1, round(rate * TICK_SECONDS)))}
+
+
+MODES = {"batched drain": {"BENCH_BATCHED": "1"}, "timers at 10 req/s": _paced(10),
+         "timers at 100 req/s": _paced(100)}
 
 
 def child_env(config, mode_env=None):
@@ -268,15 +283,16 @@ def per_request(config, mode_env, n1, n2, script, threads=False):
         second, second_spans, second_threads = instructions(config, n2, script, mode_env, threads=threads)
         return (_difference(second, first, n2 - n1), second_spans - first_spans,
                 _difference(second_threads, first_threads, n2 - n1))
+    # The runs differ by whole ticks: N2 grows to the next multiple of a tick's requests.
+    n2 = n1 + math.lcm(n2 - n1, pace)
     period = pace * SAMPLE_EVERY_TICKS
-    if (n2 - n1) % period == 0:
+    if (n2 - n1) % period == 0 and (n1 + period) % pace == 0:
         samples_at = range(n1 + period, n2 + 1, period)
         second, second_spans, second_threads = instructions(config, n2, script, mode_env, samples_at, threads)
         return (_difference(second, first, n2 - n1), second_spans - first_spans,
                 _difference(second_threads, first_threads, n2 - n1))
+    # Otherwise the sample is charged apart: a third run samples at its last tick.
     ticks = [count for count in range(n1 + 1, n2 + 1) if count % pace == 0]
-    if len(ticks) * pace != n2 - n1:
-        raise SystemExit(f"N2 - N1 must be a multiple of {pace} requests (one tick per {pace})")
     second, second_spans, second_threads = instructions(config, n2, script, mode_env, threads=threads)
     sampled, _, sampled_threads = instructions(config, n2, script, mode_env, [ticks[-1]], threads)
     return (_difference(second, first, n2 - n1, sampled, period), second_spans - first_spans,
