@@ -251,7 +251,8 @@ class Batch:
                 guard.report("handler:shape", exc)
 
     def apply(self):
-        self.settle()
+        if self.shapes:  # used by a periodic callback, after the drain's own settle
+            self.settle()
         for (family, label_values), amount in self.counters.items():
             family.child(label_values).inc(amount)
         for (family, label_values), (bucket_counts, total) in self.histograms.items():
