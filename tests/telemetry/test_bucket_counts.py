@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from telemetry.adapters import prometheus as prometheus_adapter
 from telemetry.core.recorder import bucket_counts
+from telemetry.models import QueryStat
+from telemetry.queries import stats
 
 BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: A value equal to a bound (first, inner, last finite), below the first, above the last
@@ -60,3 +62,13 @@ def test_an_overflow_bucket_takes_the_values_past_the_last_finite_bound(count):
     assert counts[-1] == values.count(100.5) + values.count(1e9)  # past the last bound: the overflow bucket
     assert sum(counts) == len(values)
     assert bucket_counts(bounds, [], len(bounds) + 1) == [0] * (len(bounds) + 1)
+
+
+def test_query_statistics_bucket_durations_as_their_stored_bounds_say():
+    """The statistics bisect milliseconds among float bounds; each duration lands in the
+    bucket ``QueryStat.BUCKETS_MS`` gives it, a duration at a bound included."""
+    bounds = QueryStat.BUCKETS_MS
+    values = [value + offset for value in (0.0, *bounds, 60_000.0) for offset in (-0.001, 0.0, 0.001)]
+
+    assert bucket_counts(stats.BUCKET_BOUNDS_MS, values, len(stats.BUCKET_FIELDS)) \
+        == bucket_counts(bounds, values, len(bounds) + 1)
