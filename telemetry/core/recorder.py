@@ -17,6 +17,8 @@ from functools import partial
 from operator import sub
 from typing import Any
 
+from django.utils import timezone
+
 from telemetry import conf
 from telemetry.adapters import prometheus
 from telemetry.core import guard
@@ -192,8 +194,6 @@ class Batch:
     @property
     def now(self):
         if self._now is None:
-            from django.utils import timezone
-
             self._now = timezone.now()
         return self._now
 
