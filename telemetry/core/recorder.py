@@ -10,6 +10,7 @@ drains its own process before rendering, and workers drain at exit, so counts ar
 exact. The buffer is bounded; events beyond it are dropped and counted.
 """
 
+import math
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
@@ -155,15 +156,20 @@ def bucket_counts(bounds: Sequence[float], values: Sequence[float], buckets: int
     ``bounds``: the count at index ``i`` is of the values whose ``bisect_left`` is ``i``,
     as in :meth:`Batch.observe` (``len(bounds)`` buckets when the last bound is +Inf, one
     more for an overflow bucket)."""
-    if len(values) <= len(bounds):
-        # Few values (a drain's runs of one shape, most often): each bisected into the bounds.
-        counts = [0] * buckets
-        for value in values:
-            counts[bisect_left(bounds, value)] += 1
-        return counts
-    # More values than bounds: each bound bisected into the sorted values (in C), the
-    # buckets the differences of the numbers of values at or below each bound.
     ordered = sorted(values)
+    if len(ordered) <= 3 * len(bounds):
+        # A few values per bound (a drain's runs of one shape, most often): one walk up the
+        # bounds along the sorted values, +Inf the bound of an overflow bucket.
+        counts = [0] * buckets
+        walked = bounds if buckets == len(bounds) else [*bounds, math.inf]
+        index = 0
+        for value in ordered:
+            while value > walked[index]:
+                index += 1
+            counts[index] += 1
+        return counts
+    # Many: each bound bisected into the sorted values (in C), the buckets the differences
+    # of the numbers of values at or below each bound.
     at_or_below = list(map(partial(bisect_right, ordered), bounds))
     if buckets > len(at_or_below):
         at_or_below.append(len(ordered))

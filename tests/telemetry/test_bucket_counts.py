@@ -26,7 +26,7 @@ def _exposition(registry):
     return "\n".join(line for line in generate_latest(registry).decode().splitlines() if "_created" not in line)
 
 
-@pytest.mark.parametrize("spread", [0, 3, 200], ids=["edges-only", "fewer-than-bounds", "more-than-bounds"])
+@pytest.mark.parametrize("spread", [0, 3, 200], ids=["edges-only", "few-per-bound", "many-per-bound"])
 def test_added_bucket_counts_expose_what_observing_each_value_does(spread):
     generator = random.Random(spread)
     values = EDGES + [generator.choice([*BOUNDS, generator.expovariate(5)]) for _ in range(spread)]
