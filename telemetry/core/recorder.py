@@ -10,12 +10,15 @@ drains its own process before rendering, and workers drain at exit, so counts ar
 exact. The buffer is bounded; events beyond it are dropped and counted.
 """
 
-import bisect
+import math
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from functools import partial
+from operator import sub
 from typing import Any
+
+from django.utils import timezone
 
 from telemetry import conf
 from telemetry.adapters import prometheus
@@ -148,15 +151,29 @@ read_settings = event_buffer.read_settings
 reset = event_buffer.reset
 
 
-def bucket_counts(bounds: Sequence[float], values: Iterable[float], buckets: int) -> list[int]:
-    """``buckets`` per-bucket counts of ``values`` for upper ``bounds``: the count at index
-    ``i`` is of the values whose ``bisect_left`` is ``i``, as in :meth:`Batch.observe`
-    (``len(bounds)`` buckets when the last bound is +Inf, one more for an overflow
-    bucket). Counted in C (``map``, ``bisect``, ``Counter``)."""
-    counts = [0] * buckets
-    for index, count in Counter(map(partial(bisect.bisect_left, bounds), values)).items():
-        counts[index] = count
-    return counts
+def bucket_counts(bounds: Sequence[float], values: Sequence[float], buckets: int) -> list[int]:
+    """``buckets`` per-bucket counts of ``values`` (numbers, not NaN) for ascending upper
+    ``bounds``: the count at index ``i`` is of the values whose ``bisect_left`` is ``i``,
+    as in :meth:`Batch.observe` (``len(bounds)`` buckets when the last bound is +Inf, one
+    more for an overflow bucket)."""
+    ordered = sorted(values)
+    if len(ordered) <= 3 * len(bounds):
+        # A few values per bound (a drain's runs of one shape, most often): one walk up the
+        # bounds along the sorted values, +Inf the bound of an overflow bucket.
+        counts = [0] * buckets
+        walked = bounds if buckets == len(bounds) else [*bounds, math.inf]
+        index = 0
+        for value in ordered:
+            while value > walked[index]:
+                index += 1
+            counts[index] += 1
+        return counts
+    # Many: each bound bisected into the sorted values (in C), the buckets the differences
+    # of the numbers of values at or below each bound.
+    at_or_below = list(map(partial(bisect_right, ordered), bounds))
+    if buckets > len(at_or_below):
+        at_or_below.append(len(ordered))
+    return list(map(sub, at_or_below, [0, *at_or_below]))
 
 
 class Batch:
@@ -183,8 +200,6 @@ class Batch:
     @property
     def now(self):
         if self._now is None:
-            from django.utils import timezone
-
             self._now = timezone.now()
         return self._now
 
@@ -207,7 +222,7 @@ class Batch:
         entry = self.histograms.get(key)
         if entry is None:
             entry = self.histograms[key] = [[0] * len(family.upper_bounds), 0.0]
-        index = bisect.bisect_left(family.upper_bounds, value)
+        index = bisect_left(family.upper_bounds, value)
         entry[0][index] += 1
         entry[1] += value
         if exemplar:
@@ -216,7 +231,7 @@ class Batch:
     def exemplar(self, family, label_values, value, exemplar):
         """Shows ``exemplar`` on the bucket of ``value`` of a series (observed elsewhere)."""
         if family.exported:
-            index = bisect.bisect_left(family.upper_bounds, value)
+            index = bisect_left(family.upper_bounds, value)
             self.exemplars[((family, label_values), index)] = (exemplar, value)
 
     def set(self, family, label_values, value):
@@ -242,7 +257,8 @@ class Batch:
                 guard.report("handler:shape", exc)
 
     def apply(self):
-        self.settle()
+        if self.shapes:  # used by a periodic callback, after the drain's own settle
+            self.settle()
         for (family, label_values), amount in self.counters.items():
             family.child(label_values).inc(amount)
         for (family, label_values), (bucket_counts, total) in self.histograms.items():

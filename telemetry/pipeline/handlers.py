@@ -26,30 +26,35 @@ def _is_api(path, settings):
     return path.startswith(tuple(settings["API_PATH_PREFIXES"]))
 
 
-def _in_flight(batch, started: RequestStarted, delta: int) -> None:
-    key = shapes.cache.active_key(started)
+def on_active(batch, event: RequestStarted, delta: int = 1) -> None:
+    """A request started: the in-flight gauge goes one up. Its end calls this with
+    ``delta`` -1 and the same event, to take it down again."""
+    cache = shapes.cache
+    try:
+        key = cache.active[event]
+    except KeyError:
+        key = cache.active_key(event)
     if key is not None:
         deltas = batch.gauge_deltas
         deltas[key] = deltas.get(key, 0.0) + delta
-
-
-def on_active(batch, event: RequestStarted):
-    """A request started: the in-flight gauge goes one up (its end takes it down again)."""
-    _in_flight(batch, event, 1)
 
 
 def on_request(batch, event: RequestFinished):
     """A finished request: its values go to its :class:`~telemetry.pipeline.shapes.RequestShape`
     (HTTP, business and analytics metrics, release latency, route traffic, usage), its
     statements to theirs; then the detectors and its spans."""
-    route, context, app_operation = event.route, event.context, event.app_operation
+    context, app_operation = event.context, event.app_operation
     settings = batch.settings
     traced = event.span_context is not None
     keep_trace = traced and spans.keeps(event, settings)
-    shape = shapes.cache.request((event.method, route, event.status, event.organization_id, app_operation,
-                                  labels.count_bucket(context.query_count) if app_operation else None,
-                                  _is_api(event.path, settings)))
-    shape.use(batch)
+    cache = shapes.cache
+    key = (event.method, event.route, event.status, event.organization_id, app_operation,
+           labels.count_bucket(context.query_count) if app_operation else None, _is_api(event.path, settings))
+    shape = cache.requests.get(key)
+    if shape is None:
+        shape = cache.request(key)
+    if shape.batch is not batch:  # use()'s own test, without the call for all but a drain's first request
+        shape.use(batch)
     shape.requests.append((event.duration, event.response_size, event.request_size, context.db_time,
                            context.external_time))
     if keep_trace:
@@ -57,13 +62,13 @@ def on_request(batch, event: RequestFinished):
         batch.exemplar(families().http.request_duration, shape.duration_labels, event.duration,
                        {"trace_id": f"{event.trace_id:032x}"})
     if context.active_key is not None:
-        _in_flight(batch, context.active_key, -1)
+        on_active(batch, context.active_key, -1)
     if event.user_id is not None:
         activity.seen(event.user_id, event.organization_id)
     organization = shape.organization
     analysed = [(query, on_query(batch, query, organization)) for query in context.queries]
     if analysed and _detecting(analysed, settings):
-        querystats.detect(analysed, route, organization)
+        querystats.detect(analysed, event.route, organization)
     if traced:
         spans.submit_request(event, analysed, settings, keep_trace)
 
@@ -106,7 +111,8 @@ def on_query(batch, event: QueryExecuted, organization=""):
     if shape is None:
         shape = shapes.cache.add_statement(key, shapes.StatementShape(
             result, event.alias, *_labels_of(result, event.vendor), organization))
-    shape.use(batch)
+    if shape.batch is not batch:
+        shape.use(batch)
     shape.runs.append((event.duration, event.rowcount))
     return result
 

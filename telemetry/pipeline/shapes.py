@@ -118,12 +118,13 @@ class RequestShape(Shape):
         by_duration = [(http.request_duration, self.duration_labels),
                        (analytics.benchmark_duration,
                         (releases.current_release(), route, "app_builder_viewer" if app_operation else "api"))]
+        #: The ``inc`` of each counter series (:func:`~telemetry.adapters.prometheus.increment`).
         self.counted: tuple[Any, ...] = ()
         if api:
             by_duration.append((business.api_call_duration, (route, method)))
             if business.api_calls.exported:
-                self.counted = (business.api_calls.child((route, method, status_label,
-                                                          labels.status_class(status_label))),)
+                self.counted = (prometheus.increment(business.api_calls.child(
+                    (route, method, status_label, labels.status_class(status_label)))),)
         if app_operation and query_count is not None:
             by_duration.append((analytics.app_builder_viewer, (route, app_operation, query_count)))
         groups: dict[tuple[float, ...], list[Any]] = {}
@@ -150,8 +151,8 @@ class RequestShape(Shape):
         applications = list(map(max, map(sub, map(sub, durations, databases), externals), repeat(0.0)))
         for series, values in zip(self.breakdown, (databases, externals, applications), strict=True):
             _observe_in(series, values)
-        for child in self.counted:
-            child.inc(len(requests))
+        for inc in self.counted:
+            inc(len(requests))
         releases.latency.add(batch, self.route, durations)
         traffic.traffic.add(batch, self.route, self.status, durations)
         usage.usage_tables.request(batch, self.organization_id, self.status, self.app_operation, len(requests))
@@ -173,7 +174,7 @@ class StatementShape(Shape):
         self.result, self.alias = result, alias
         self.duration = _series(db.operation_duration, (system, operation, table, organization))
         self.rows = _series(db.returned_rows, (system, operation))
-        self.counted = tuple(family.child(label_values) for family, label_values in (
+        self.counted = tuple(prometheus.increment(family.child(label_values)) for family, label_values in (
             (db.operation_count, (system, operation, table)),
             (analytics.query_pattern, (operation, pattern)),
             *((analytics.optimization_suggestions, (code,)) for code in result.suggestions),
@@ -192,8 +193,8 @@ class StatementShape(Shape):
         settings = batch.settings
         _observe_in(self.duration, durations)
         _observe_in(self.rows, [count for count in rowcounts if count >= 0])  # -1: failed, or not said
-        for child in self.counted:
-            child.inc(len(runs))
+        for inc in self.counted:
+            inc(len(runs))
         if self.complexity is not None:
             batch.gauges[self.complexity[0]] = self.complexity[1]
         slow_seconds = settings["SLOW_QUERY_MS"] / 1000.0

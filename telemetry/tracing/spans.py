@@ -8,6 +8,7 @@ exporters accept, at a fraction of what live SDK spans cost on the request threa
 import random
 import time
 from functools import lru_cache
+from operator import attrgetter
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -25,6 +26,7 @@ HTTP_SCOPE = InstrumentationScope(HTTP_SCOPE_NAME)
 DB_SCOPE = InstrumentationScope(DB_SCOPE_NAME)
 DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "oracle": "oracle"}
 _OK = Status(StatusCode.UNSET)
+_error = attrgetter("error")
 
 
 def new_server_context(parent):
@@ -96,13 +98,8 @@ def keeps(event: RequestFinished, settings) -> bool:
     """Whether the request's trace is kept when it ends: a 5xx, a slow request, a failed
     statement, or the sampled share. (A failed child span of the SDK keeps it as well;
     the store writer finds those, see ``submit_request``.)"""
-    if (event.status >= 500 or event.duration * 1000.0 >= settings["TRACE_SLOW_MS"]
-            or processor.sampled_by_ratio(event.trace_id, settings)):
-        return True
-    for query in event.context.queries:
-        if query.error:
-            return True
-    return False
+    return (event.status >= 500 or event.duration * 1000.0 >= settings["TRACE_SLOW_MS"]
+            or processor.sampled_by_ratio(event.trace_id, settings) or any(map(_error, event.context.queries)))
 
 
 def submit_request(event: RequestFinished, analysed, settings, kept: bool) -> None:

@@ -378,6 +378,15 @@ def test_unparseable_statements_are_other_and_counted(statement):
     assert _unparsed(PG) - before == 1
 
 
+def test_an_unparsed_statement_counts_on_every_run_under_its_vendor():
+    """Cache hits count as well; a vendor without a dialect counts as ``other``."""
+    before = _unparsed(PG), _unparsed("other")
+    for _run in range(3):
+        analyze("SELEKT id FRUM t WHERE -- unique q9", None, PG)
+        analyze("SELEKT id FRUM t WHERE -- unique q9", None, "cockroach")
+    assert (_unparsed(PG) - before[0], _unparsed("other") - before[1]) == (3, 3)
+
+
 @pytest.mark.parametrize("statement, params", [
     (None, None), (b"SELECT 1", None), ("", None), ("SELECT id FROM t WHERE a = %s", object()),
     ("SELECT id FROM t WHERE name LIKE %s", {"unexpected": 1}), ("SELECT id FROM t OFFSET %s", ("not a number",)),

@@ -30,7 +30,7 @@ under a budget of ``SQL_ANALYZE_BUDGET_MS`` (``budget.py``) that the parser's ow
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -38,6 +38,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from telemetry import conf
+from telemetry.adapters import prometheus
 from telemetry.core import guard
 from telemetry.metrics import internal
 from telemetry.queries.sql import budget, complexity, placeholders, suggestions
@@ -353,8 +354,17 @@ def _oversized_analysis(first_word, text):
 
 
 
+#: The increment of each series of ``telemetry_sql_unparsed_total``, by its vendor label:
+#: an unparsed statement counts on every run, and ``labels()`` costs more than the increment.
+_unparsed_increments: dict[str, Callable[[float], None]] = {}
+
+
 def _count_unparsed(vendor):
-    internal.sql_unparsed().labels(vendor if vendor in _COUNTED_VENDORS else "other").inc()
+    label = vendor if vendor in _COUNTED_VENDORS else "other"
+    increment = _unparsed_increments.get(label)
+    if increment is None:
+        increment = _unparsed_increments[label] = prometheus.increment(internal.sql_unparsed().labels(label))
+    increment(1)
 
 
 _OPERATIONS = None
