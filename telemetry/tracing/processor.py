@@ -38,6 +38,7 @@ from telemetry.core import guard, recorder, routers
 from telemetry.core.background import BackgroundWorker, BoundedQueue, reuse_connections, store_deadlines
 from telemetry.core.context import OWN_TASK_PREFIX
 from telemetry.core.routers import telemetry_alias
+from telemetry.core.upsert import store_cursor
 from telemetry.metrics import internal
 from telemetry.tracing import state as tracing_state
 from telemetry.tracing.sanitize import clean, clean_json, clean_text, sanitize
@@ -264,6 +265,8 @@ class TraceStore:
         self._decisions: OrderedDict[int, str] = OrderedDict()
         self._unwritten = _Unwritten()
         self._ticks_since_write = 0
+        #: (the settings it was read from, ``write_every_ticks()``): read again when they change.
+        self._write_every: tuple[dict[str, Any] | None, int] = (None, 1)
         self._failed: deque[_FailedBatch] = deque()
         self._breaker = StoreBreaker()
         self._export_processor: Any = None
@@ -299,8 +302,10 @@ class TraceStore:
         failed batches wait for their retry or the breaker is open (its probe and the
         retries keep their schedule)."""
         with self.worker.lock:
-            with guard.guarded("trace_store"):
+            try:  # as guard.guarded does, without a generator per tick
                 self._flush_locked(write=False)
+            except Exception as exc:  # noqa: BLE001
+                guard.report("trace_store", exc)
 
     def run_in_foreground(self) -> None:
         """No writer thread in this process: spans wait for :meth:`flush` (test processes)."""
@@ -371,7 +376,7 @@ class TraceStore:
             self._export_spans(kept)
         self._unwritten.add(kept, summaries, logs)
         self._ticks_since_write += 1
-        if write or self._write_due():
+        if write or self._write_due(settings):
             self._ticks_since_write = 0
             batch = self._unwritten.take()
             if batch is not None or self._failed:
@@ -382,9 +387,13 @@ class TraceStore:
                     self._count_lost(batch, "store_unavailable")
         self.worker.dropped.report()
 
-    def _write_due(self) -> bool:
+    def _write_due(self, settings: dict[str, Any]) -> bool:
         """Whether this tick writes (see :meth:`tick`)."""
-        return (self._ticks_since_write >= write_every_ticks() or self._unwritten.rows() >= WRITE_EARLY_ROWS
+        read_from, every = self._write_every
+        if settings is not read_from:  # the settings changed (a new dict): read the interval again
+            every = write_every_ticks()
+            self._write_every = (settings, every)
+        return (self._ticks_since_write >= every or self._unwritten.rows() >= WRITE_EARLY_ROWS
                 or bool(self._failed) or self._breaker.state == OPEN)
 
     def _write(self, batch: StoreBatch | None, settings: dict[str, Any]) -> None:
@@ -751,18 +760,10 @@ def _write_postgresql(connection, rows, traces):
             f"AND counts.{trace_id} NOT IN (SELECT {trace_id} FROM summaries)"
         )
     rows_json, traces_json = _encode_json(rows), _encode_json(traces)
-    with connection.cursor() as cursor:  # through Django: its connection handling applies
-        raw_connection = cursor.cursor.connection
-        if hasattr(raw_connection, "pgconn"):
-            # psycopg 3 with server-side binding: the JSON travels as it is, where Django's
-            # client-side binding escapes it byte by byte into the statement. Not prepared,
-            # so a transaction-pooling proxy in front of PostgreSQL is no problem.
-            import psycopg
-
-            with psycopg.Cursor(raw_connection) as binding:
-                binding.execute(statement, (rows_json, traces_json), prepare=False)
-        else:
-            cursor.execute(statement, [rows_json, traces_json])
+    # psycopg 3's server-side binding: the JSON travels as it is, where Django's client-side
+    # binding escapes it byte by byte into the statement (see ``store_cursor``).
+    with store_cursor(connection) as cursor:
+        cursor.execute(statement, [rows_json, traces_json])
 
 
 def _write_any(connection, rows, traces):
