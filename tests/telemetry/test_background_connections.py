@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connections, transaction
 from django.http import JsonResponse
+from django.test.utils import CaptureQueriesContext
 from django.urls import path
 
 from telemetry.core import guard, recorder
@@ -171,3 +172,19 @@ def test_a_store_that_hangs_mid_sample_fails_the_rest_of_its_writes_counted_and_
     flusher.run(_sample)
     assert errors() == {step: count + failed[step] for step, count in before.items()}
     assert _view_calls() == calls + 2  # the next sample wrote the view's statements (not those lost)
+
+
+def test_with_the_stores_queries_logged_a_samples_statements_are_logged(client, flusher):
+    """Telemetry's own statements skip Django's cursor wrapper, except where a host looks at
+    them: with ``DEBUG`` or ``CaptureQueriesContext`` on its alias they are logged as any."""
+    def logged_sample():
+        with CaptureQueriesContext(connections["telemetry"]) as queries:
+            recorder.event_buffer._tick()
+        return [query["sql"] for query in queries.captured_queries]
+
+    assert client.get("/two-queries").status_code == 200
+    calls = _view_calls()
+    statements = flusher.run(logged_sample)
+    assert any(sql.startswith('INSERT INTO "telemetry_routestat"') for sql in statements), statements
+    assert any('FROM "telemetry_useractivity"' in sql for sql in statements), statements
+    assert _view_calls() == calls + 2
