@@ -15,8 +15,7 @@ placeholders was parsed and every value quoted as a literal on each write.
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
@@ -27,20 +26,6 @@ from django.db.models import Model
 from telemetry.core.context import suppressed
 from telemetry.core.routers import telemetry_alias
 from telemetry.metrics.internal import DropCounter
-
-ServerBindingCursor: Any = None
-try:
-    import psycopg
-except ImportError:  # PostgreSQL through psycopg2, or no PostgreSQL at all
-    pass
-else:
-    class ServerBindingCursor(psycopg.Cursor):  # type: ignore[no-redef]
-        """psycopg 3's server-side binding cursor that never prepares a statement (as Django's
-        client-side binding cursor never does): a transaction-pooling proxy in front of
-        PostgreSQL would hand the next statement to a session that does not have it."""
-
-        def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
-            return super().execute(query, params, **{**options, "prepare": False})
 
 #: Field types whose stored value PostgreSQL reads from a JSON scalar's text as the field
 #: would prepare it (``int`` first for the integers: a float or a bool would not read).
@@ -56,30 +41,6 @@ def _json_value(value: Any) -> str:
 
 
 _dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_json_value).encode
-
-
-@contextmanager
-def store_cursor(connection: Any) -> Iterator[Any]:
-    """A cursor for telemetry's own statements on ``connection`` (run under ``suppressed()``).
-
-    On PostgreSQL through psycopg 3 it is the driver's own server-side binding cursor: Django's
-    cursor wrapper and execute wrappers, which would only pass the statement through, cost
-    more than the statement's own work (~65 k instructions of ~250 k for a sample's upsert),
-    and a JSON parameter travels as it is instead of being escaped into the text. Database
-    errors are Django's, and mark the connection as Django's cursor would (``errors_occurred``:
-    a sample's next connection check tests it). Any other backend, or a connection whose
-    queries are logged (``DEBUG``, ``CaptureQueriesContext``), gets Django's cursor."""
-    if connection.vendor == "postgresql" and ServerBindingCursor is not None and not connection.queries_logged:
-        with connection.wrap_database_errors:
-            connection.ensure_connection()
-            connection.validate_no_broken_transaction()
-            raw = connection.connection
-            if hasattr(raw, "pgconn"):  # psycopg 3, not psycopg2
-                with ServerBindingCursor(raw) as cursor:
-                    yield cursor
-                return
-    with connection.cursor() as cursor:
-        yield cursor
 
 
 class _Upsert:
@@ -182,7 +143,7 @@ def increment(model: type[Model], rows: Sequence[Mapping[str, Any]], key_fields:
                         tuple(set_fields), tuple(insert_fields))
     names = upsert.fields
     values = [[row[name] for name in names] for row in rows]
-    with suppressed(), store_cursor(connection) as cursor:
+    with suppressed(), connection.cursor() as cursor:
         for sql, params in upsert.statements(values, connection, chunk_size):
             cursor.execute(sql, params)
 

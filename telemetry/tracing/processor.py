@@ -38,7 +38,6 @@ from telemetry.core import guard, recorder, routers
 from telemetry.core.background import BackgroundWorker, BoundedQueue, reuse_connections, store_deadlines
 from telemetry.core.context import OWN_TASK_PREFIX
 from telemetry.core.routers import telemetry_alias
-from telemetry.core.upsert import store_cursor
 from telemetry.metrics import internal
 from telemetry.tracing import state as tracing_state
 from telemetry.tracing.sanitize import clean, clean_json, clean_text, sanitize
@@ -760,10 +759,18 @@ def _write_postgresql(connection, rows, traces):
             f"AND counts.{trace_id} NOT IN (SELECT {trace_id} FROM summaries)"
         )
     rows_json, traces_json = _encode_json(rows), _encode_json(traces)
-    # psycopg 3's server-side binding: the JSON travels as it is, where Django's client-side
-    # binding escapes it byte by byte into the statement (see ``store_cursor``).
-    with store_cursor(connection) as cursor:
-        cursor.execute(statement, [rows_json, traces_json])
+    with connection.cursor() as cursor:  # through Django: its connection handling applies
+        raw_connection = cursor.cursor.connection
+        if hasattr(raw_connection, "pgconn"):
+            # psycopg 3 with server-side binding: the JSON travels as it is, where Django's
+            # client-side binding escapes it byte by byte into the statement. Not prepared,
+            # so a transaction-pooling proxy in front of PostgreSQL is no problem.
+            import psycopg
+
+            with psycopg.Cursor(raw_connection) as binding:
+                binding.execute(statement, (rows_json, traces_json), prepare=False)
+        else:
+            cursor.execute(statement, [rows_json, traces_json])
 
 
 def _write_any(connection, rows, traces):

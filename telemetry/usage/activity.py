@@ -14,7 +14,6 @@ from telemetry.core import labels
 from telemetry.core.context import suppressed
 from telemetry.core.recorder import Batch
 from telemetry.core.routers import telemetry_alias
-from telemetry.core.upsert import store_cursor
 from telemetry.metrics import families
 from telemetry.models import UserActivity
 
@@ -73,7 +72,7 @@ class ActiveUsers:
             # Every sample runs this count: its text is built once (an ORM queryset compiled
             # per sample cost most of the sample's own work).
             connection = connections[alias]
-            with store_cursor(connection) as cursor:
+            with connection.cursor() as cursor:
                 cursor.execute(_window_count(alias), [connection.ops.adapt_datetimefield_value(since)])
                 per_organization = dict(cursor.fetchall())
         self._counted_batch, self._counted = batch, per_organization

@@ -175,8 +175,8 @@ def test_a_store_that_hangs_mid_sample_fails_the_rest_of_its_writes_counted_and_
 
 
 def test_with_the_stores_queries_logged_a_samples_statements_are_logged(client, flusher):
-    """Telemetry's own statements skip Django's cursor wrapper, except where a host looks at
-    them: with ``DEBUG`` or ``CaptureQueriesContext`` on its alias they are logged as any."""
+    """With ``DEBUG`` or ``CaptureQueriesContext`` on the store's alias, a sample's own
+    statements are logged as any other."""
     def logged_sample():
         with CaptureQueriesContext(connections["telemetry"]) as queries:
             recorder.event_buffer._tick()
