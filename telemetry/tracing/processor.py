@@ -264,6 +264,8 @@ class TraceStore:
         self._decisions: OrderedDict[int, str] = OrderedDict()
         self._unwritten = _Unwritten()
         self._ticks_since_write = 0
+        #: (the settings it was read from, ``write_every_ticks()``): read again when they change.
+        self._write_every: tuple[dict[str, Any] | None, int] = (None, 1)
         self._failed: deque[_FailedBatch] = deque()
         self._breaker = StoreBreaker()
         self._export_processor: Any = None
@@ -299,8 +301,10 @@ class TraceStore:
         failed batches wait for their retry or the breaker is open (its probe and the
         retries keep their schedule)."""
         with self.worker.lock:
-            with guard.guarded("trace_store"):
+            try:  # as guard.guarded does, without a generator per tick
                 self._flush_locked(write=False)
+            except Exception as exc:  # noqa: BLE001
+                guard.report("trace_store", exc)
 
     def run_in_foreground(self) -> None:
         """No writer thread in this process: spans wait for :meth:`flush` (test processes)."""
@@ -371,7 +375,7 @@ class TraceStore:
             self._export_spans(kept)
         self._unwritten.add(kept, summaries, logs)
         self._ticks_since_write += 1
-        if write or self._write_due():
+        if write or self._write_due(settings):
             self._ticks_since_write = 0
             batch = self._unwritten.take()
             if batch is not None or self._failed:
@@ -382,9 +386,13 @@ class TraceStore:
                     self._count_lost(batch, "store_unavailable")
         self.worker.dropped.report()
 
-    def _write_due(self) -> bool:
+    def _write_due(self, settings: dict[str, Any]) -> bool:
         """Whether this tick writes (see :meth:`tick`)."""
-        return (self._ticks_since_write >= write_every_ticks() or self._unwritten.rows() >= WRITE_EARLY_ROWS
+        read_from, every = self._write_every
+        if settings is not read_from:  # the settings changed (a new dict): read the interval again
+            every = write_every_ticks()
+            self._write_every = (settings, every)
+        return (self._ticks_since_write >= every or self._unwritten.rows() >= WRITE_EARLY_ROWS
                 or bool(self._failed) or self._breaker.state == OPEN)
 
     def _write(self, batch: StoreBatch | None, settings: dict[str, Any]) -> None:

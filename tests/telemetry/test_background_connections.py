@@ -8,8 +8,9 @@ import threading
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connections
+from django.db import connections, transaction
 from django.http import JsonResponse
+from django.test.utils import CaptureQueriesContext
 from django.urls import path
 
 from telemetry.core import guard, recorder
@@ -89,7 +90,7 @@ def _sample():
 
 @pytest.fixture
 def flusher(settings):
-    settings.TELEMETRY = {**settings.TELEMETRY, "SAMPLE_INTERVAL_SECONDS": 0.0}
+    settings.TELEMETRY = {**settings.TELEMETRY, "SAMPLE_INTERVAL_SECONDS": 0.0, "STORE_TIMEOUT_SECONDS": 1.0}
     thread = BackgroundThread()
     yield thread
     thread.stop()
@@ -143,3 +144,47 @@ def test_the_trace_store_writer_reuses_its_connection_and_replaces_a_terminated_
         assert processor.failed_batches() == 0
     finally:
         writer.stop()
+
+
+def test_a_store_that_hangs_mid_sample_fails_the_rest_of_its_writes_counted_and_the_next_sample_writes(
+        client, flusher):
+    """The sample's writes share one deadline: the write the store holds fails at it, those
+    after it at once (its connection is shut down), each counted under its own step; the
+    ones before it are stored, and the next sample replaces the connection and writes."""
+    def errors():
+        return {step: guard.internal_error_count(f"sample:{step}")
+                for step in ("active_users", "releases", "routes", "query_stats")}
+
+    assert client.get("/two-queries").status_code == 200
+    flusher.run(_sample)  # the thread's connection is open and kept
+    calls, before, timeouts = _view_calls(), errors(), guard.internal_error_count("store_timeout")
+    assert client.get("/two-queries").status_code == 200
+    # The route table locked by another session: the sample's write to it waits for the deadline.
+    with transaction.atomic(using="telemetry"), connections["telemetry"].cursor() as cursor:
+        cursor.execute("LOCK TABLE telemetry_routestat IN ACCESS EXCLUSIVE MODE")
+        flusher.run(_sample)
+    failed = {step: count - before[step] for step, count in errors().items()}
+    assert failed == {"active_users": 0, "releases": 0, "routes": 1, "query_stats": 1}
+    assert guard.internal_error_count("store_timeout") - timeouts == 1
+    assert _view_calls() == calls  # the statistics' write came after the hung one: not stored
+
+    assert client.get("/two-queries").status_code == 200
+    flusher.run(_sample)
+    assert errors() == {step: count + failed[step] for step, count in before.items()}
+    assert _view_calls() == calls + 2  # the next sample wrote the view's statements (not those lost)
+
+
+def test_with_the_stores_queries_logged_a_samples_statements_are_logged(client, flusher):
+    """With ``DEBUG`` or ``CaptureQueriesContext`` on the store's alias, a sample's own
+    statements are logged as any other."""
+    def logged_sample():
+        with CaptureQueriesContext(connections["telemetry"]) as queries:
+            recorder.event_buffer._tick()
+        return [query["sql"] for query in queries.captured_queries]
+
+    assert client.get("/two-queries").status_code == 200
+    calls = _view_calls()
+    statements = flusher.run(logged_sample)
+    assert any(sql.startswith('INSERT INTO "telemetry_routestat"') for sql in statements), statements
+    assert any('FROM "telemetry_useractivity"' in sql for sql in statements), statements
+    assert _view_calls() == calls + 2
