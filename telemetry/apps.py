@@ -15,7 +15,7 @@ class TelemetryConfig(AppConfig):
         from telemetry.db import commands
         from telemetry.db import wrapper as db
         from telemetry.pipeline import handlers, sampler
-        from telemetry.tracing import logs
+        from telemetry.tracing import logs, processor
         from telemetry.usage import auth as signals  # noqa: F401
 
         if extras.installed(extras.CELERY):
@@ -24,6 +24,7 @@ class TelemetryConfig(AppConfig):
 
         post_migrate.connect(routers.recheck_migrations, dispatch_uid="telemetry.recheck_migrations")
         tracing.setup()
+        conf.on_change(processor.read_settings)  # the trace store also writes log rows, traces on or off
         conf.on_change(logs.read_settings)
         if not conf.get("METRICS_ENABLED"):
             return

@@ -48,7 +48,9 @@ class LatencyHistogram(models.Model):
     column per bucket keeps it summable by increment-upserts."""
 
     #: Upper bounds (ms) of the buckets; the last column counts what is above them all.
-    BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+    #: Floats: every statement's and request's duration (a float) is compared with them,
+    #: and an int-float comparison costs more than a float-float one.
+    BUCKETS_MS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0)
 
     bucket_0 = models.BigIntegerField(db_default=0)
     bucket_1 = models.BigIntegerField(db_default=0)

@@ -5,8 +5,7 @@ and logged once per component and error type, never raised.
 """
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from django.db import DatabaseError
 from prometheus_client import REGISTRY
@@ -33,12 +32,27 @@ def report(component: str, exc: BaseException) -> None:
         pass
 
 
-@contextmanager
-def guarded(component: str) -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:  # noqa: BLE001
-        report(component, exc)
+class guarded:  # noqa: N801 - used as a function: ``with guard.guarded("component"):``
+    """Reports an ``Exception`` raised inside the block and swallows it.
+
+    A class rather than ``@contextmanager``: it is entered on hot paths (the writer's
+    tick, each of the sampler's writes), and a generator per entry costs several times
+    as much as these two methods."""
+
+    __slots__ = ("component",)
+
+    def __init__(self, component: str) -> None:
+        self.component = component
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        report(self.component, exc)
+        return True
 
 
 def internal_error_count(component: str) -> float:

@@ -88,10 +88,17 @@ def _start_trace(request):
         return None
 
 
+def _children(key: tuple[str, str, int]) -> tuple[Any, Any]:
+    method, route, status = key
+    http = families().http
+    label_values = (method, route, str(status))
+    return http.requests.child(label_values), http.statements_in_requests.child(label_values)
+
+
 #: (method label, route, status) -> the increments of the children of
 #: ``http_server_requests`` and ``db_client_operations_in_requests`` with those labels.
 #: Bounded as the labels are (known methods, capped routes, HTTP status codes).
-_counted: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_counted = prometheus.Increments(_children)
 
 
 def _count(method: str, route: str, status: int, statements: int) -> None:
@@ -101,13 +108,7 @@ def _count(method: str, route: str, status: int, statements: int) -> None:
     unknown one is counted as ``other``, as its label says."""
     if method not in labels.KNOWN_METHODS:
         method = labels.method(method)
-    key = (method, route, status)
-    increments = _counted.get(key)
-    if increments is None:
-        http = families().http
-        label_values = (method, route, str(status))
-        increments = _counted[key] = (prometheus.increment(http.requests.child(label_values)),
-                                      prometheus.increment(http.statements_in_requests.child(label_values)))
+    increments = _counted[method, route, status]
     increments[0](1)
     if statements:
         increments[1](statements)

@@ -48,9 +48,8 @@ MAX_REMEMBERED_FINDINGS = 10_000
 #: ``<namespace>_db_query_optimization_suggestions_total``.
 RUNTIME_SUGGESTIONS = frozenset({"n_plus_one", "duplicate_query", "add_limit_clause"})
 FINDING_INTERVAL_SECONDS = 60.0
-#: Upper bounds of the latency histogram and the fields its counts are stored in. The
-#: bounds as floats: the durations are, and bisecting floats among floats is cheaper.
-BUCKET_BOUNDS_MS = tuple(map(float, QueryStat.BUCKETS_MS))
+#: Upper bounds of the latency histogram and the fields its counts are stored in.
+BUCKET_BOUNDS_MS = QueryStat.BUCKETS_MS
 BUCKET_FIELDS = tuple(QueryStat.bucket_fields())
 
 

@@ -253,7 +253,8 @@ class TraceStore:
     failed to write, and keeps its breaker (the store is the same)."""
 
     def __init__(self) -> None:
-        #: Bounds ``TRACE_QUEUE_MAX`` and ``LOG_QUEUE_MAX``, read by :meth:`read_settings`.
+        #: Bounds ``TRACE_QUEUE_MAX`` and ``LOG_QUEUE_MAX``, read by :meth:`read_settings`
+        #: (called by ``conf.on_change`` whenever the settings change).
         self.spans = BoundedQueue(50_000, "queue_full")
         self.logs = BoundedQueue(10_000, "log_queue_full")
         self.worker = BackgroundWorker(
@@ -264,8 +265,8 @@ class TraceStore:
         self._decisions: OrderedDict[int, str] = OrderedDict()
         self._unwritten = _Unwritten()
         self._ticks_since_write = 0
-        #: (the settings it was read from, ``write_every_ticks()``): read again when they change.
-        self._write_every: tuple[dict[str, Any] | None, int] = (None, 1)
+        #: ``write_every_ticks()``, read by :meth:`read_settings`.
+        self._write_every = 1
         self._failed: deque[_FailedBatch] = deque()
         self._breaker = StoreBreaker()
         self._export_processor: Any = None
@@ -285,6 +286,7 @@ class TraceStore:
     def read_settings(self) -> None:
         self.spans.limit = conf.get("TRACE_QUEUE_MAX")
         self.logs.limit = conf.get("LOG_QUEUE_MAX")
+        self._write_every = write_every_ticks()
 
     def flush(self) -> None:
         """Decides what is queued and writes it with everything kept before, then retries
@@ -301,10 +303,8 @@ class TraceStore:
         failed batches wait for their retry or the breaker is open (its probe and the
         retries keep their schedule)."""
         with self.worker.lock:
-            try:  # as guard.guarded does, without a generator per tick
+            with guard.guarded("trace_store"):
                 self._flush_locked(write=False)
-            except Exception as exc:  # noqa: BLE001
-                guard.report("trace_store", exc)
 
     def run_in_foreground(self) -> None:
         """No writer thread in this process: spans wait for :meth:`flush` (test processes)."""
@@ -375,7 +375,7 @@ class TraceStore:
             self._export_spans(kept)
         self._unwritten.add(kept, summaries, logs)
         self._ticks_since_write += 1
-        if write or self._write_due(settings):
+        if write or self._write_due():
             self._ticks_since_write = 0
             batch = self._unwritten.take()
             if batch is not None or self._failed:
@@ -386,13 +386,9 @@ class TraceStore:
                     self._count_lost(batch, "store_unavailable")
         self.worker.dropped.report()
 
-    def _write_due(self, settings: dict[str, Any]) -> bool:
+    def _write_due(self) -> bool:
         """Whether this tick writes (see :meth:`tick`)."""
-        read_from, every = self._write_every
-        if settings is not read_from:  # the settings changed (a new dict): read the interval again
-            every = write_every_ticks()
-            self._write_every = (settings, every)
-        return (self._ticks_since_write >= every or self._unwritten.rows() >= WRITE_EARLY_ROWS
+        return (self._ticks_since_write >= self._write_every or self._unwritten.rows() >= WRITE_EARLY_ROWS
                 or bool(self._failed) or self._breaker.state == OPEN)
 
     def _write(self, batch: StoreBatch | None, settings: dict[str, Any]) -> None:

@@ -58,8 +58,6 @@ def setup() -> None:
     _installed["provider"] = provider
     conf.on_change(_update_switch)
     processor.trace_store.export_factory = export.build_processor
-    processor.read_settings()
-    conf.on_change(processor.read_settings)
     with guard.guarded("trace_instrument"):
         instrument.install()
 

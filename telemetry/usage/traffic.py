@@ -17,8 +17,7 @@ from telemetry.models import RouteStat
 
 #: Distinct (route, hour) keys held between two writes.
 MAX_PENDING = 10_000
-#: The bounds as floats, as the durations are: comparing a float with an int bound is slower.
-BUCKET_BOUNDS_MS = tuple(map(float, RouteStat.BUCKETS_MS))
+BUCKET_BOUNDS_MS = RouteStat.BUCKETS_MS
 BUCKET_FIELDS = tuple(RouteStat.bucket_fields())
 
 

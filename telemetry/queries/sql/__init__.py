@@ -30,7 +30,7 @@ under a budget of ``SQL_ANALYZE_BUDGET_MS`` (``budget.py``) that the parser's ow
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -354,17 +354,12 @@ def _oversized_analysis(first_word, text):
 
 
 
-#: The increment of each series of ``telemetry_sql_unparsed_total``, by its vendor label:
-#: an unparsed statement counts on every run, and ``labels()`` costs more than the increment.
-_unparsed_increments: dict[str, Callable[[float], None]] = {}
+#: ``telemetry_sql_unparsed_total``'s series by vendor label: an unparsed statement counts on every run.
+_unparsed = prometheus.Increments(lambda label: (internal.sql_unparsed().labels(label),))
 
 
 def _count_unparsed(vendor):
-    label = vendor if vendor in _COUNTED_VENDORS else "other"
-    increment = _unparsed_increments.get(label)
-    if increment is None:
-        increment = _unparsed_increments[label] = prometheus.increment(internal.sql_unparsed().labels(label))
-    increment(1)
+    _unparsed[vendor if vendor in _COUNTED_VENDORS else "other"][0](1)
 
 
 _OPERATIONS = None
