@@ -1,5 +1,6 @@
 """Turns recorded events into metric updates. Runs in the flusher thread, in batches."""
 
+from telemetry import conf
 from telemetry.core import labels, recorder
 from telemetry.core.events import (
     DatabaseConnect,
@@ -22,8 +23,15 @@ PLUGIN_DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "m
                      "redis": "redis"}
 
 
-def _is_api(path, settings):
-    return path.startswith(tuple(settings["API_PATH_PREFIXES"]))
+#: ``API_PATH_PREFIXES`` as the tuple ``str.startswith`` takes, read when the settings change.
+_api_prefixes: list[tuple[str, ...]] = [()]
+
+
+def _read_api_prefixes() -> None:
+    _api_prefixes[0] = tuple(conf.get("API_PATH_PREFIXES"))
+
+
+conf.on_change(_read_api_prefixes)
 
 
 def on_active(batch, event: RequestStarted, delta: int = 1) -> None:
@@ -49,10 +57,10 @@ def on_request(batch, event: RequestFinished):
     keep_trace = traced and spans.keeps(event, settings)
     cache = shapes.cache
     key = (event.method, event.route, event.status, event.organization_id, app_operation,
-           labels.count_bucket(context.query_count) if app_operation else None, _is_api(event.path, settings))
+           labels.count_bucket(context.query_count) if app_operation else None, event.path.startswith(_api_prefixes[0]))
     shape = cache.requests.get(key)
     if shape is None:
-        shape = cache.request(key)
+        shape = cache.add_request(key, shapes.RequestShape(*key))
     if shape.batch is not batch:  # use()'s own test, without the call for all but a drain's first request
         shape.use(batch)
     shape.requests.append((event.duration, event.response_size, event.request_size, context.db_time,

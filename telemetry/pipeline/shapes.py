@@ -231,12 +231,12 @@ class ShapeCache:
             self.active[started] = key
             return key
 
-    def request(self, key: tuple) -> RequestShape:
-        shape = self.requests.get(key)
-        if shape is None:
-            if len(self.requests) >= MAX_SHAPES:
-                self.requests = {}
-            shape = self.requests[key] = RequestShape(*key)
+    def add_request(self, key: tuple, shape: RequestShape) -> RequestShape:
+        """Caches ``shape`` under ``key``; callers look up :attr:`requests` first (a dict
+        lookup per event on the flusher, without a call)."""
+        if len(self.requests) >= MAX_SHAPES:
+            self.requests = {}
+        self.requests[key] = shape
         return shape
 
     def add_statement(self, key: tuple, shape: StatementShape) -> StatementShape:
