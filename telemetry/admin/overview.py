@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from telemetry.admin.queries import ReadOnly
+from telemetry.admin.readonly import ReadOnlyAdmin
 from telemetry.admin.usage import ERROR_COLOR, PERIODS, bar_chart, line_chart, period
 from telemetry.models import QueryFinding, QueryReport, RouteStat, Trace
 from telemetry.queries.reports import percentile
@@ -39,7 +39,7 @@ def _quantiles(buckets: list[int], requests: int, max_ms: float) -> dict[str, fl
 
 
 @admin.register(RouteStat)
-class OverviewAdmin(ReadOnly, admin.ModelAdmin):
+class OverviewAdmin(ReadOnlyAdmin):
     """The changelist is the overview, not the hourly rows."""
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:

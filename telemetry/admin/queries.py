@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connections
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -27,6 +27,7 @@ from telemetry import conf
 from telemetry.admin import formatting
 from telemetry.admin.formatting import compact
 from telemetry.admin.names import organization_label, organization_names
+from telemetry.admin.readonly import ReadOnlyAdmin
 from telemetry.core.routers import telemetry_alias
 from telemetry.models import QueryFinding, QueryPlan, QueryReport, QueryStat, QuerySuggestion
 from telemetry.queries import remedies, reports
@@ -64,27 +65,6 @@ def suggestion_remedy(suggestion: QuerySuggestion) -> str:
     return remedies.describe(evidence.get("remedy") or {}, evidence.get("call_site", ""))
 
 
-class ReadOnly:
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def viewable_object(self, request: HttpRequest, object_id: str) -> Any:
-        """The object a custom detail page shows: 404 when it does not exist, 403 when the
-        user may not view it."""
-        found = self.get_object(request, object_id)  # type: ignore[attr-defined]
-        if found is None:
-            raise Http404(f"no such {self.model._meta.verbose_name}")  # type: ignore[attr-defined]
-        if not self.has_view_or_change_permission(request, found):  # type: ignore[attr-defined]
-            raise PermissionDenied
-        return found
-
-
 def _latest_optimization_codes():
     """fingerprint id -> codes of the latest optimization report (runtime, plan)."""
     report = QueryReport.objects.filter(kind="optimization").order_by("-period_end", "-built_at").first()
@@ -97,7 +77,7 @@ def _latest_optimization_codes():
 
 
 @admin.register(QueryStat)
-class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
+class QueryStatAdmin(ReadOnlyAdmin):
     """The changelist is the per-fingerprint table of a period, not the hourly rows."""
 
     def get_urls(self) -> list[URLPattern]:
@@ -205,7 +185,7 @@ class QueryStatAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(QueryFinding)
-class QueryFindingAdmin(ReadOnly, admin.ModelAdmin):
+class QueryFindingAdmin(ReadOnlyAdmin):
     list_display = ("found", "code", "short_fingerprint", "route", "call_site", "duration", "repetitions",
                     "trace")
     list_filter = ("code", "alias")
@@ -382,7 +362,7 @@ def _empty_page_note(admin_: admin.ModelAdmin, request: HttpRequest, text: str) 
 
 
 @admin.register(QueryPlan)
-class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
+class QueryPlanAdmin(ReadOnlyAdmin):
     """A plan's page is its tree (node, relation, estimated rows, share of the cost), its
     index advice and the JSON behind an expand, under a banner when plans or their
     HypoPG proofs are unavailable here."""
@@ -429,7 +409,7 @@ class QueryPlanAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(QueryReport)
-class QueryReportAdmin(ReadOnly, admin.ModelAdmin):
+class QueryReportAdmin(ReadOnlyAdmin):
     """A report's change page shows what the task stored: rankings or suggestions with
     their evidence."""
 

@@ -11,13 +11,13 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from telemetry import conf
-from telemetry.admin.queries import ReadOnly
+from telemetry.admin.readonly import ReadOnlyAdmin
 from telemetry.models import ReleaseRouteStats
 from telemetry.usage import releases
 
 
 @admin.register(ReleaseRouteStats)
-class ReleaseAdmin(ReadOnly, admin.ModelAdmin):
+class ReleaseAdmin(ReadOnlyAdmin):
     """The changelist is the comparison of two releases, not the hourly rows."""
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:

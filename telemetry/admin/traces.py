@@ -20,7 +20,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Model, QuerySet, TextField
+from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -33,6 +33,7 @@ from django.utils.safestring import SafeString, mark_safe
 from telemetry import conf
 from telemetry.admin import formatting, trace_search
 from telemetry.admin.names import organization_label, organization_names
+from telemetry.admin.readonly import ReadOnlyAdmin
 from telemetry.models import LogEntry, QueryPlan, Span, Trace
 from telemetry.tracing import waterfall
 
@@ -175,21 +176,15 @@ class OrganizationFilter(RecentValuesFilter):
         return organization_label(value, names)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class LargeTableAdmin(ReadOnlyAdmin):
+    """The changelist of a table that grows to millions of rows (traces, logs): its cost
+    bounded by the capped count, without the full count or the facet counts."""
+
     paginator = CappedCountPaginator
     show_full_result_count = False
     # Facet counts would run one COUNT per filter choice over the whole table.
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
 
 class TraceChangeList(ChangeList):
@@ -222,7 +217,7 @@ class TraceChangeList(ChangeList):
 
 
 @admin.register(Trace)
-class TraceAdmin(ReadOnlyAdmin):
+class TraceAdmin(LargeTableAdmin):
     change_list_template = "admin/telemetry/trace/change_list.html"
     list_display = ("root_name", "route", "status_badge", "duration", "organization", "span_count", "started")
     list_filter = (RouteFilter, StatusFilter, OrganizationFilter, KeptBecauseFilter, MinimumDurationFilter,
@@ -517,7 +512,7 @@ class MinimumLevelFilter(admin.SimpleListFilter):
 
 
 @admin.register(LogEntry)
-class LogEntryAdmin(ReadOnlyAdmin):
+class LogEntryAdmin(LargeTableAdmin):
     list_display = ("logged", "level", "logger", "short_message", "trace_link")
     list_filter = (MinimumLevelFilter,)
     search_fields = ("message",)

@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from telemetry import conf
 from telemetry.admin.names import organization_label, organization_names
+from telemetry.admin.readonly import ReadOnlyAdmin
 from telemetry.models import OrganizationDatasourceUsage, OrganizationUsage
 
 PERIODS = ((24, "last 24 hours"), (168, "last 7 days"), (720, "last 30 days"))
@@ -152,7 +153,7 @@ def latest_storage(organization_ids: list[str], start: datetime) -> dict[str, in
 
 
 @admin.register(OrganizationUsage)
-class OrganizationUsageAdmin(admin.ModelAdmin):
+class OrganizationUsageAdmin(ReadOnlyAdmin):
     """The changelist is the organizations' totals of a window, not the hourly rows. Shown
     only in a project with organizations (``conf.organizations_configured()``): elsewhere
     it is absent from the admin index and its pages answer 403."""
@@ -162,15 +163,6 @@ class OrganizationUsageAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return conf.organizations_configured() and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     def get_urls(self) -> list[URLPattern]:
         return [
