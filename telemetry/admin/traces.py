@@ -70,17 +70,22 @@ class CappedCountPaginator(Paginator):
         return self.object_list.order_by()[: COUNT_CAP + 1].count()
 
 
-class ChoicesFilter(admin.SimpleListFilter):
-    """A filter over fixed choices: no query to build its lookups."""
+class FieldFilter(admin.SimpleListFilter):
+    """A filter on one field's exact value (``field``); its subclasses say where the choices come from."""
 
-    options: tuple[tuple[str, str], ...] = ()
     field: Any = None  # the model field's name, set by each subclass
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
-        return self.options
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
+
+
+class ChoicesFilter(FieldFilter):
+    """A filter over fixed choices: no query to build its lookups."""
+
+    options: tuple[tuple[str, str], ...] = ()
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
+        return self.options
 
 
 class StatusFilter(ChoicesFilter):
@@ -125,11 +130,9 @@ class TimeRangeFilter(admin.SimpleListFilter):
         return queryset.filter(start__gte=timezone.now() - window) if window else queryset
 
 
-class RecentValuesFilter(admin.SimpleListFilter):
+class RecentValuesFilter(FieldFilter):
     """The most frequent values of ``field`` among the latest ``CHOICES_WINDOW`` traces,
     cached briefly: bounded work however many traces are stored."""
-
-    field: Any = None  # the model field's name, set by each subclass
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         key = f"telemetry:admin:trace-choices:{self.field}"
@@ -153,9 +156,6 @@ class RecentValuesFilter(admin.SimpleListFilter):
 
     def label(self, value: str, names: dict[str, str]) -> str:
         return names.get(value, value)
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
 
 
 class RouteFilter(RecentValuesFilter):
