@@ -1,6 +1,6 @@
 """Telemetry in Django admin: the overview (``overview.py``), traces and logs (``traces.py``), query intelligence
 (``queries.py``), usage per organization (``usage.py``), release comparison (``releases.py``). Pages read pre-aggregated
-tables, never raw scans.
+tables, never raw scans, and are read-only (``readonly.ReadOnlyAdmin``).
 
 Django lists an app's models alphabetically; the telemetry entries are listed in the order an on-call engineer uses
 them instead (``WORKFLOW``), with short names, on the admin index, the app index and the navigation sidebar; and the
