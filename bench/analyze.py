@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+from bench.harness import ROOT, callgrind  # noqa: E402 - run as a script
 
 PG, MY, LITE = "postgresql", "mysql", "sqlite"
 APP = '"apps_builder_app"'
@@ -129,17 +130,9 @@ for batch in batches:
 def instructions(calls, with_params, empty=False):
     """Instructions of the child under callgrind (start-up included; cancelled by the
     caller). ``empty``: the same loop with a no-op in place of analyze()."""
-    import re
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    code = CHILD.format(root=str(root), bench=str(root / "bench"), calls=calls, with_params=with_params,
+    code = CHILD.format(root=str(ROOT), bench=str(ROOT / "bench"), calls=calls, with_params=with_params,
                         empty=empty)
-    result = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", code],
-        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    return int(re.search(r"Collected : (\d+)", result.stderr).group(1))
+    return callgrind(["-c", code], {**os.environ, "PYTHONHASHSEED": "0"}).total
 
 
 def per_call(function, repeat):

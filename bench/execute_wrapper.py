@@ -11,21 +11,20 @@ Instructions under callgrind (shared BENCHMARKING.md), (total2 - total1) / (N2 -
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.harness import callgrind, child_env, child_script, migrate  # noqa: E402 - run as a script
+
 CONFIGS = {"bare cursor": ("off", ""), "telemetry, drained": ("everything", ""),
            "telemetry, calling thread only": ("everything", "1")}
 
 CHILD = r"""
-import gc, os, sys
-sys.path.insert(0, {root!r})
-import django
-django.setup()
+import os
+from bench.child import freeze_heap, setup_django
+setup_django()
 from django.db import connection
 SQL = 'SELECT "auth_user"."id", "auth_user"."username" FROM "auth_user" WHERE "auth_user"."id" = %s'
 def run(count):
@@ -38,8 +37,7 @@ def run(count):
     from telemetry.core import recorder
     recorder.flush()
 run(50)
-gc.collect()
-gc.freeze()
+freeze_heap()
 run(int(sys.argv[1]))
 if os.environ.get("BENCH_NO_DRAIN"):
     os._exit(0)  # no drain at exit either: the calling thread's share alone
@@ -47,16 +45,10 @@ if os.environ.get("BENCH_NO_DRAIN"):
 
 
 def instructions(config, no_drain, count, script, var_dir):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": config,
-           "PYTHONHASHSEED": "0", "VAR_DIR": var_dir, "BENCH_BATCHED": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = child_env(config, VAR_DIR=var_dir, BENCH_BATCHED="1")
     if no_drain:
         env["BENCH_NO_DRAIN"] = "1"
-    result = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script, str(count)],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-    )
-    return int(re.search(r"Collected\s*:\s*(\d+)", result.stderr).group(1))
+    return callgrind([script, str(count)], env).total
 
 
 def main():
@@ -64,17 +56,12 @@ def main():
     parser.add_argument("--n1", type=int, default=200)
     parser.add_argument("--n2", type=int, default=1200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-var-") as var_dir, \
-            tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
-        handle.write(CHILD.format(root=str(ROOT)))
-        handle.flush()
-        for database in ("default", "telemetry"):
-            subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0", "--database", database], cwd=ROOT,
-                           env={**os.environ, "VAR_DIR": var_dir}, check=True, capture_output=True)
+    with tempfile.TemporaryDirectory(prefix="bench-var-") as var_dir, child_script(CHILD) as script:
+        migrate({**os.environ, "VAR_DIR": var_dir})
         per_statement = {}
         for name, (config, no_drain) in CONFIGS.items():
-            first = instructions(config, no_drain, args.n1, handle.name, var_dir)
-            second = instructions(config, no_drain, args.n2, handle.name, var_dir)
+            first = instructions(config, no_drain, args.n1, script, var_dir)
+            second = instructions(config, no_drain, args.n2, script, var_dir)
             per_statement[name] = (second - first) / (args.n2 - args.n1)
     bare = per_statement["bare cursor"]
     print(f"Instructions per statement (callgrind, N={args.n1} and {args.n2}), repeated statement:")

@@ -11,23 +11,17 @@ database or any other thread in the count. Prints one figure per configuration o
 """
 
 import argparse
-import os
-import re
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.harness import callgrind, child_env, child_script  # noqa: E402 - run as a script
 
 CHILD = r"""
-import random, sys
-sys.path.insert(0, {root!r})
+import random
+from bench.child import freeze_heap, setup_django
 random.seed(0)
-import django
-from bench import overhead_settings
-overhead_settings.before_setup()
-django.setup()
+setup_django()
 from django.core import signals
 from django.db import close_old_connections
 from django.test import Client
@@ -58,9 +52,7 @@ def replay(requests):
 
 
 replay(per)
-import gc
-gc.collect()
-gc.freeze()
+freeze_heap()
 replay(int(sys.argv[1]))
 """
 
@@ -71,15 +63,8 @@ def collected(config: str, requests: int, script: str) -> int:
     ``BENCH_CALLGRIND`` the settings scale the time thresholds (the analysis budget, slow
     requests) to callgrind's slowdown, so a statement is not cached as unparsed, or a trace
     kept as slow, by the luck of the machine's load in warm-up."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": config,
-           "BENCH_BATCHED": "1", "BENCH_CALLGRIND": "1", "PYTHONHASHSEED": "0"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with tempfile.TemporaryDirectory(prefix="bench-flusher-") as directory:
-        subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
-                        f"--callgrind-out-file={directory}/callgrind.out", sys.executable, script, str(requests)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-        main_thread = Path(directory, "callgrind.out-01").read_text()
-    return int(re.search(r"^(?:summary|totals):\s*(\d+)", main_thread, re.M).group(1))
+    env = child_env(config, BENCH_BATCHED="1", BENCH_CALLGRIND="1")
+    return callgrind([script, str(requests)], env, per_thread=True).threads[1]
 
 
 def main() -> None:
@@ -89,16 +74,12 @@ def main() -> None:
     parser.add_argument("--n2", type=int, default=1200)
     parser.add_argument("--configs", default="metrics,everything,tracing")
     options = parser.parse_args()
-    script = Path(os.environ.get("TMPDIR", "/tmp"), f"bench_flusher_{os.getpid()}.py")
-    script.write_text(CHILD.format(root=str(ROOT), per=options.per))
-    try:
+    with child_script(CHILD, per=options.per) as script:
         print(f"The flusher's work per request, {options.per} requests per drain "
               f"(callgrind, N={options.n1} and {options.n2}):")
         for config in options.configs.split(","):
-            first, second = (collected(config, count, str(script)) for count in (options.n1, options.n2))
+            first, second = (collected(config, count, script) for count in (options.n1, options.n2))
             print(f"  {config:<12} {(second - first) / (options.n2 - options.n1) / 1e3:8.1f} k instructions")
-    finally:
-        script.unlink()
 
 
 if __name__ == "__main__":

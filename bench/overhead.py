@@ -42,32 +42,24 @@ import math
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.harness import callgrind, child_env, child_script, migrate, run_child  # noqa: E402
 from telemetry.conf import DEFAULTS  # noqa: E402 - a dict: importing it configures nothing
 
 CONFIGS = ("off", "metrics", "everything", "tracing", "django_prometheus", "plain_otel")
 WARMUP = 10
 
 CHILD = r"""
-import os, random, sys, time
-sys.path.insert(0, {root!r})
-# Trace ids come from ``random``: seeded, both runs keep the same traces (the sampled
-# share is decided on the low 64 bits of the id); a salt in the high 64 bits keeps the
-# ids of this run apart from those the store holds from earlier runs.
-random.seed(0)
-_salt, _getrandbits = int.from_bytes(os.urandom(8), "big") << 64, random.getrandbits
-random.getrandbits = lambda bits: _getrandbits(bits) ^ _salt if bits == 128 else _getrandbits(bits)
-import django, threading
-from bench import overhead_settings
-overhead_settings.before_setup()
-django.setup()
+import os, time
+from bench.child import Worker, freeze_heap, seed_trace_ids, setup_django, telemetry_thread
+seed_trace_ids()
+import threading
+setup_django()
 from django.test import Client
 from django.db.backends.signals import connection_created
 connects = []
@@ -76,60 +68,28 @@ connection_created.connect(lambda sender, connection, **kwargs: connects.append(
 client = Client()
 DRAIN_EVERY = int(os.environ.get("BENCH_DRAIN_EVERY") or 0)
 def drain_now():
-    try:
-        from telemetry import tracing
-        from telemetry.core import recorder
-        recorder.flush()
-        tracing.flush()
-    except ImportError:
-        pass
-def connect_store():
-    # A server's telemetry threads hold their store connection from long before: opened here,
-    # before anything is counted, or a run whose thread happens to write first inside the
-    # counted requests pays a SCRAM handshake (~55 M instructions) that the other run does not.
-    from django.db import connections
-    from telemetry.core.routers import telemetry_alias
-    connections[telemetry_alias()].ensure_connection()
-def drainer(asked, done):
-    # The flusher's own thread, as in a server: its database connections persist (a
-    # request's end closes the request thread's connections when CONN_MAX_AGE is 0).
-    try:
-        from telemetry.core.context import suppress_in_this_thread
-        suppress_in_this_thread()
-        connect_store()
-    except ImportError:
-        pass
-    while True:
-        asked.get()
-        drain_now()
-        done.put(None)
-import queue, threading
-asked, done = queue.Queue(), queue.Queue()
-threading.Thread(target=drainer, args=(asked, done), name="bench-drain", daemon=True).start()
+    from telemetry import tracing
+    from telemetry.core import recorder
+    recorder.flush()
+    tracing.flush()
+# The flusher's own thread, as in a server: its database connections persist (a request's
+# end closes the request thread's connections when CONN_MAX_AGE is 0).
+drainer = Worker("bench-drain")
+drainer(telemetry_thread)
 def drain():
     if os.environ.get("BENCH_NO_DRAIN"):
         return
-    asked.put(None)
-    done.get()
+    drainer(drain_now)
 class Timer:
-    # A telemetry thread's tick run on demand in a thread of its own (its connections
-    # persist, as in a server), only once telemetry started that thread in this process.
+    # A telemetry thread's tick run on demand in a thread of its own, only once telemetry
+    # started that thread in this process.
     def __init__(self, worker, tick, name):
-        self.worker, self.tick, self.asked, self.done = worker, tick, queue.Queue(), queue.Queue()
-        threading.Thread(target=self.serve, name=name, daemon=True).start()
-    def serve(self):
-        from telemetry.core.context import suppress_in_this_thread
-        suppress_in_this_thread()
-        connect_store()
-        while True:
-            work = self.asked.get()
-            (work or self.tick)()
-            self.done.put(None)
+        self.worker, self.tick, self.thread = worker, tick, Worker(name)
+        self.thread(telemetry_thread)
     def __call__(self, work=None):
         # ``work``: something else to run in the tick's thread (its first write, in warm-up).
         if self.worker.started:
-            self.asked.put(work)
-            self.done.get()
+            self.thread(work or self.tick)
 PACE = int(os.environ.get("BENCH_PACE") or 0)
 if PACE:
     from telemetry.core import recorder
@@ -159,12 +119,7 @@ run({warmup})
 WARMING = False
 if PACE:
     tick(True)  # the first sample opens the flusher's connections, before anything is counted
-# A full collection of the long-lived heap (Django, sqlglot, OpenTelemetry modules) costs
-# tens of millions of instructions and lands in one run and not the other: freeze that
-# heap after warm-up so the difference of two runs is per-request work only.
-import gc
-gc.collect()
-gc.freeze()
+freeze_heap()
 mode = sys.argv[1]
 if mode == "count":
     run(int(sys.argv[2]), {{int(value) for value in sys.argv[3:]}})
@@ -205,9 +160,10 @@ MODES = {"batched drain": {"BENCH_BATCHED": "1"}, "timers at 10 req/s": _paced(1
          "timers at 100 req/s": _paced(100)}
 
 
-def child_env(config, mode_env=None):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": config,
-           "PYTHONHASHSEED": "0"}
+def config_env(config, mode_env=None):
+    """The child's environment: ``config`` in a mode (``mode_env`` in place of the caller's
+    mode variables)."""
+    env = child_env(config)
     if mode_env is not None:
         for name in ("BENCH_BATCHED", "BENCH_PACE", "BENCH_DRAIN_EVERY", "BENCH_NO_DRAIN"):
             env.pop(name, None)
@@ -215,7 +171,6 @@ def child_env(config, mode_env=None):
     env.setdefault("VAR_DIR", VAR_DIR.name)
     if env.get("BENCH_BATCHED"):
         env.setdefault("BENCH_DRAIN_EVERY", "100")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 
 
@@ -223,44 +178,23 @@ def child_env(config, mode_env=None):
 EXPECTED_CONNECTS: dict[tuple[str, str], int] = {}
 
 
-def _thread_totals(directory):
-    """{"request thread": instructions, "other threads": instructions} from callgrind's
-    per-thread files (``--separate-threads``). Callgrind numbers threads as they start and
-    reuses the number of one that ended, so only the first, the main thread (which serves
-    the requests), is told apart: the others are the flusher's and the writer's ticks, the
-    drain, and telemetry's own threads."""
-    totals = {"request thread": 0, "other threads": 0}
-    for path in Path(directory).glob("callgrind.out-*"):
-        found = re.search(r"^(?:summary|totals):\s*(\d+)", path.read_text(), re.M)
-        name = "request thread" if int(path.name.rsplit("-", 1)[1]) == 1 else "other threads"
-        totals[name] += int(found.group(1)) if found else 0
-    return totals
-
-
 def instructions(config, requests_count, script, mode_env=None, samples_at=(), threads=False):
     """(instructions, spans stored, {thread name: instructions} with ``threads``) of one
     child run; ``samples_at``: request counts after which a paced tick samples."""
-    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as directory:
-        output = ["--separate-threads=yes", f"--callgrind-out-file={directory}/callgrind.out"] if threads else [
-            "--callgrind-out-file=/dev/null"]
-        result = subprocess.run(
-            ["valgrind", "--tool=callgrind", *output, sys.executable, script, "count",
-             str(requests_count), *(str(index) for index in samples_at)],
-            cwd=ROOT, env={**child_env(config, mode_env), "BENCH_CALLGRIND": "1"}, capture_output=True, text=True,
-            check=True,
-        )
-        per_thread = {}
-        if threads:
-            per_thread = _thread_totals(directory)
-    match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
-    stored = re.search(r"spans_stored=(\d+)", result.stderr)
-    connects = re.search(r"connects=(.*)", result.stderr)
+    counted = callgrind([script, "count", str(requests_count), *(str(index) for index in samples_at)],
+                        {**config_env(config, mode_env), "BENCH_CALLGRIND": "1"}, per_thread=threads)
+    stored = re.search(r"spans_stored=(\d+)", counted.stderr)
+    connects = re.search(r"connects=(.*)", counted.stderr)
     opened = connects.group(1).count("@") if connects else 0
     if opened != EXPECTED_CONNECTS.setdefault((config, str(mode_env)), opened):
         # A reconnect costs ~55 M instructions (SCRAM): one in one run only swamps the figure.
         listed = connects.group(1) if connects else "[]"
         print(f"  warning: {config} opened {listed} in its run of {requests_count}", flush=True)
-    return int(match.group(1)), int(stored.group(1)) if stored else 0, per_thread
+    # Callgrind reuses the number of a thread that ended, so only the first, the main thread
+    # (which serves the requests), is told apart: the others are the flusher's and the
+    # writer's ticks, the drain, and telemetry's own threads.
+    per_thread = counted.by_name(("request thread",), "other threads") if threads else {}
+    return counted.total, int(stored.group(1)) if stored else 0, per_thread
 
 
 def _difference(second, first, requests, sampled=None, period=1):
@@ -300,8 +234,7 @@ def per_request(config, mode_env, n1, n2, script, threads=False):
 
 
 def wall_clock(config, requests_count, rounds, script):
-    result = subprocess.run([sys.executable, script, "time", str(requests_count), str(rounds)],
-                            cwd=ROOT, env=child_env(config), capture_output=True, text=True, check=True)
+    result = run_child([script, "time", str(requests_count), str(rounds)], config_env(config))
     return [float(value) for value in result.stdout.split()]
 
 
@@ -321,13 +254,13 @@ def main():
     args = parser.parse_args()
     configs = tuple(args.configs.split(","))
     modes = tuple(args.modes.split(","))
-    for database in ("default", "telemetry"):
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0", "--database", database], cwd=ROOT,
-                       env=child_env("off"), check=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
-        handle.write(CHILD.format(root=str(ROOT), warmup=WARMUP))
-        script = handle.name
+    migrate(config_env("off"))
+    with child_script(CHILD, warmup=WARMUP) as script:
+        measure(args, configs, modes, script)
 
+
+def measure(args, configs, modes, script):
+    """Prints the figures of ``configs`` in ``modes``, the child being ``script``."""
     print(f"Realistic view: 3 ORM queries on {os.environ.get('DATABASE_URL', 'SQLite').split('@')[-1]}")
     if not args.no_callgrind:
         costs = {mode: {} for mode in modes}

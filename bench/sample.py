@@ -29,58 +29,31 @@ thread sends per cycle (each a round trip).
 
 import argparse
 import ast
-import os
 import re
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.harness import callgrind, child_env, child_script, run_child  # noqa: E402 - run as a script
+
 #: Callgrind's thread numbers (from 1) in the child; the threads started later are "other".
 THREADS = ("main", "sample", "writer", "watchdog")
 
 CHILD = r"""
-import collections, gc, os, queue, random, sys, threading
-sys.path.insert(0, {root!r})
-# Trace ids come from ``random``: seeded, both runs keep the same traces; a salt in the high
-# 64 bits (the sampled share is decided on the low 64) keeps them apart from stored ones.
-random.seed(0)
-_salt, _getrandbits = int.from_bytes(os.urandom(8), "big") << 64, random.getrandbits
-random.getrandbits = lambda bits: _getrandbits(bits) ^ _salt if bits == 128 else _getrandbits(bits)
-
-
-class Thread:
-    # A thread of its own for a tick. Callgrind numbers threads by slot, and a slot is reused
-    # once its thread exits (Django's start-up runs a short-lived pool): the measured threads
-    # start first, before anything else can, so they are threads 2, 3 (and the watchdog 4).
-    def __init__(self, name):
-        self.asked, self.done = queue.Queue(), queue.Queue()
-        threading.Thread(target=self.serve, name=name, daemon=True).start()
-
-    def serve(self):
-        while True:
-            self.asked.get()()
-            self.done.put(None)
-
-    def __call__(self, work):
-        self.asked.put(work)
-        self.done.get()
-
-
-sample, writer = Thread("sample"), Thread("writer")
+import collections, gc, os, threading
+from bench.child import Worker, freeze_heap, seed_trace_ids, setup_django, telemetry_thread
+seed_trace_ids()
+# Callgrind numbers threads by slot, and a slot is reused once its thread exits (Django's
+# start-up runs a short-lived pool): the measured threads start first, before anything else
+# can, so they are threads 2, 3 (and the watchdog 4).
+sample, writer = Worker("sample"), Worker("writer")
 from telemetry.core.background import store_deadlines
 store_deadlines._disarm(store_deadlines._arm(None, 3600))  # starts the watchdog thread
-import django
-from bench import overhead_settings
-overhead_settings.before_setup()
-django.setup()
+setup_django()
 from django.core import signals
-from django.db import close_old_connections, connections
+from django.db import close_old_connections
 from django.test import Client
 from telemetry.core import recorder
-from telemetry.core.context import suppress_in_this_thread
-from telemetry.core.routers import telemetry_alias
 from telemetry.tracing import processor
 
 STATEMENTS = collections.Counter()
@@ -102,19 +75,13 @@ recorder.run_in_foreground()  # no timer threads: the cycles below run the ticks
 client = Client()
 
 
-def connect():
-    # As a server's telemetry thread: suppressed, its store connection open long before.
-    suppress_in_this_thread()
-    connections[telemetry_alias()].ensure_connection()
-
-
 def sample_tick():
     recorder.event_buffer._last_sample = float("-inf")  # the tick samples
     recorder.event_buffer._tick()
 
 
-sample(connect)
-writer(connect)
+sample(telemetry_thread)
+writer(telemetry_thread)
 served = 0
 
 
@@ -132,36 +99,20 @@ def cycles(count):
 cycles(5)
 writer(processor.trace_store.flush)  # the next write is five ticks away in both runs
 STATEMENTS.clear()
-gc.collect()
-gc.freeze()
+freeze_heap()
 gc.disable()
 cycles(int(sys.argv[2]))
 print(f"statements={{dict(STATEMENTS)}}", file=sys.stderr)
 os._exit(0)
 """
 
-
-def child_env() -> dict[str, str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": "tracing",
-           "BENCH_PACE": "10", "BENCH_CALLGRIND": "1", "PYTHONHASHSEED": "0"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return env
+#: The settings of the overhead bench's paced timers, thresholds scaled for callgrind.
+ENV = child_env("tracing", BENCH_PACE="10", BENCH_CALLGRIND="1")
 
 
 def thread_totals(script: str, cycles: int) -> dict[str, int]:
     """{thread name: instructions} of a run of ``cycles`` under callgrind."""
-    with tempfile.TemporaryDirectory(prefix="bench-sample-") as directory:
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={directory}/out",
-             sys.executable, script, "count", str(cycles)],
-            cwd=ROOT, env=child_env(), capture_output=True, text=True, check=True)
-        totals: dict[str, int] = {}
-        for path in Path(directory).glob("out-*"):
-            number = int(path.name.rsplit("-", 1)[1])
-            found = re.search(r"^(?:summary|totals):\s*(\d+)", path.read_text(), re.M)
-            name = THREADS[number - 1] if number <= len(THREADS) else "other"
-            totals[name] = totals.get(name, 0) + (int(found.group(1)) if found else 0)
-    return totals
+    return callgrind([script, "count", str(cycles)], ENV, per_thread=True).by_name(THREADS, "other")
 
 
 def main() -> None:
@@ -170,18 +121,15 @@ def main() -> None:
     parser.add_argument("--n2", type=int, default=25, help="cycles of the second run (a multiple of 5)")
     parser.add_argument("--statements", action="store_true", help="count statements per cycle instead")
     options = parser.parse_args()
-    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="bench_sample_") as script:
-        script.write(CHILD.format(root=str(ROOT)))
-        script.flush()
+    with child_script(CHILD) as script:
         if options.statements:
-            result = subprocess.run([sys.executable, script.name, "statements", str(options.n2)], cwd=ROOT,
-                                    env=child_env(), capture_output=True, text=True, check=True)
+            result = run_child([script, "statements", str(options.n2)], ENV)
             counted = ast.literal_eval(re.search(r"statements=(.*)", result.stderr).group(1))
             print(f"Statements per cycle ({options.n2} cycles):")
             for name in ("sample", "writer"):
                 print(f"  {name:<8} {counted.get(name, 0) / options.n2:6.2f}")
             return
-        first, second = (thread_totals(script.name, cycles) for cycles in (options.n1, options.n2))
+        first, second = (thread_totals(script, cycles) for cycles in (options.n1, options.n2))
         print(f"Instructions per cycle (callgrind, {options.n1} and {options.n2} cycles of 10 requests):")
         for name in (*THREADS[1:], "other"):
             cost = (second.get(name, 0) - first.get(name, 0)) / (options.n2 - options.n1)

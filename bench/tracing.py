@@ -11,18 +11,17 @@ databases over several rounds in fresh processes (see shared BENCHMARKING.md).
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.harness import child_env, child_script, run_child  # noqa: E402 - run as a script
 
 CHILD = r"""
-import os, random, sys, time
-sys.path.insert(0, {root!r})
-import django
-django.setup()
+import random, time
+from bench.child import setup_django
+setup_django()
 from django.conf import settings
 from django.core.management import call_command
 from opentelemetry.sdk.trace import ReadableSpan
@@ -76,10 +75,8 @@ print(stored, elapsed)
 
 
 def run(database_url, traces, batch_traces, script, var_dir):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.overhead_settings", "BENCH_CONFIG": "tracing",
-           "TELEMETRY_DATABASE_URL": database_url, "VAR_DIR": var_dir}
-    result = subprocess.run([sys.executable, script, str(traces), str(batch_traces)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, check=True)
+    env = child_env("tracing", TELEMETRY_DATABASE_URL=database_url, VAR_DIR=var_dir)
+    result = run_child([script, str(traces), str(batch_traces)], env)
     stored, elapsed = result.stdout.split()[-2:]
     return int(stored) / float(elapsed)
 
@@ -94,13 +91,11 @@ def main():
     targets = {"sqlite": f"sqlite:///{var_dir}/telemetry.sqlite3"}
     if os.environ.get("TELEMETRY_BENCH_PG"):
         targets["postgresql"] = os.environ["TELEMETRY_BENCH_PG"]
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
-        handle.write(CHILD.format(root=str(ROOT)))
-        script = handle.name
     rates = {name: [] for name in targets}
-    for _ in range(args.rounds):
-        for name, url in targets.items():
-            rates[name].append(run(url, args.traces, args.batch_traces, script, var_dir))
+    with child_script(CHILD) as script:
+        for _ in range(args.rounds):
+            for name, url in targets.items():
+                rates[name].append(run(url, args.traces, args.batch_traces, script, var_dir))
     print(f"Spans stored per second ({args.traces} traces x 10 spans, {args.batch_traces * 10} spans per flush, "
           f"{args.rounds} interleaved rounds; median, min-max):")
     for name, values in rates.items():
