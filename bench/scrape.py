@@ -12,7 +12,11 @@ Prometheus asks (OpenMetrics first, gzip: what a real scrape renders). It prints
 and ratios, our largest families in the text (bytes, lines, series, buckets per series and
 the labels that multiply them) and the targets of issue 14 beside the figures. Never asserted.
 
-    .venv/bin/python bench/scrape.py [--requests 4000 --rounds 15]
+    .venv/bin/python bench/scrape.py [--requests 4000 --rounds 15] [--save DIR]
+    .venv/bin/python bench/scrape.py --saved DIR --without '*:organization_id'
+
+``--without FAMILY:LABEL`` prints what the text would weigh with a label of the seed
+inventory removed (its series summed), for the size target's trade-off against the labels.
 
 Needs ``pip install -r bench/requirements.txt`` (django-prometheus).
 """
@@ -164,12 +168,56 @@ def print_breakdown(text: str) -> None:
               f"{family.never_observed:3} never observed  {family.name}  [{multipliers}]")
 
 
+def _rendered_size(text: str, without: dict[str, set[str]]) -> int:
+    """Bytes of the sample lines of ``text`` written again with the labels ``without``
+    ({family: labels}) removed, the series they told apart summed into one."""
+    size = 0
+    for family in text_string_to_metric_families(text):
+        dropped = without.get(family.name, set())
+        summed: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for sample in family.samples:
+            labels = tuple((key, value) for key, value in sample.labels.items() if key not in dropped)
+            summed[(sample.name, labels)] = summed.get((sample.name, labels), 0.0) + sample.value
+        for (name, labels), value in summed.items():
+            written = ",".join(f'{key}="{value}"' for key, value in labels)
+            size += len(f"{name}{{{written}}} {value!r}\n" if labels else f"{name} {value!r}\n")
+    return size
+
+
+def print_without(text: str, folds: list[str]) -> None:
+    """What the text would weigh with fewer labels (``FAMILY:LABEL``; ``*:LABEL`` in every
+    family): the seed inventory's labels against issue 14's size target."""
+    without: dict[str, set[str]] = collections.defaultdict(set)
+    for fold in folds:
+        family, label = fold.split(":", 1)
+        for found in text_string_to_metric_families(text) if family == "*" else ():
+            if any(label in sample.labels for sample in found.samples):
+                without[found.name].add(label)
+        if family != "*":
+            without[family].add(label)
+    # Written the same way with and without: the difference holds whatever the writer's format.
+    folded = len(text.encode()) - _rendered_size(text, {}) + _rendered_size(text, without)
+    print(f"ours without {', '.join(folds)}: {folded / 1024:.1f} KiB of text "
+          f"({folded / 1000:.0f} KB; target < {TARGET_KB} KB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=4000, help="demo traffic requests per configuration")
     parser.add_argument("--rounds", type=int, default=15, help="scrapes per configuration and encoding")
     parser.add_argument("--save", metavar="DIR", help="write each configuration's last text scrape there")
+    parser.add_argument("--without", action="append", default=[], metavar="FAMILY:LABEL",
+                        help="also print the text's size with LABEL removed from FAMILY (* for every family), "
+                             "its series summed; repeat it to remove several at once")
+    parser.add_argument("--saved", metavar="DIR", help="no run: the breakdown (and --without) of the text scrape "
+                        "--save wrote to DIR")
     options = parser.parse_args()
+    if options.saved:
+        text = Path(options.saved, "ours.txt").read_text()
+        print_breakdown(text)
+        if options.without:
+            print_without(text, options.without)
+        return
 
     children, ready = {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-scrape-") as base:
@@ -210,6 +258,8 @@ def main() -> None:
           f"{'holds' if ours * 1e3 < TARGET_MS else 'missed'}; django-prometheus {reference * 1e3:.0f} ms "
           f"in the same run, load average {os.getloadavg()[0]:.1f})")
     print_breakdown(texts["ours"].decode())
+    if options.without:
+        print_without(texts["ours"].decode(), options.without)
 
 
 if __name__ == "__main__":
