@@ -142,6 +142,12 @@ print(f"connects={{sorted(connects)}}", file=sys.stderr)
 VAR_DIR = tempfile.TemporaryDirectory(prefix="bench-var-")
 
 
+#: Instructions per request between a figure's repeats above which the bench warns: runs of one
+#: configuration on a quiet machine agree within ~20 k per request (four bare runs of 220
+#: requests within 3.7 M in all), while a run beside a loaded machine (CI, a test suite) has
+#: moved a bare figure by up to ~240 k.
+SPREAD_WARNING = 50_000
+
 #: Configurations without telemetry: no timers of ours, measured once for every mode.
 BASELINES = ("off", "django_prometheus", "plain_otel")
 #: The two ways telemetry's deferred work is charged: drained every 100 requests with no
@@ -279,6 +285,9 @@ def measure(args, configs, modes, script):
                 spread = (f" (median of {args.repeat}: {min(c for c, _, _ in results) / 1e6:.3f}-"
                           f"{max(c for c, _, _ in results) / 1e6:.3f})" if args.repeat > 1 else "")
                 print(f"  {config}, {mode}: {cost / 1e6:.3f} M instructions/request{spread}{stored}", flush=True)
+                if args.repeat > 1 and max(c for c, _, _ in results) - min(c for c, _, _ in results) > SPREAD_WARNING:
+                    print(f"  warning: {config}'s runs spread over {SPREAD_WARNING / 1e3:.0f} k; "
+                          "the median holds only if most of them agree", flush=True)
                 if args.threads:
                     names = sorted({name for _, _, shares in results for name in shares})
                     shares = {name: statistics.median(share.get(name, 0.0) for _, _, share in results)
