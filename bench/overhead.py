@@ -32,6 +32,9 @@ the intervals follow the defaults of ``telemetry.conf``. Both modes
 are printed side by side; the configurations without telemetry have no timers and are
 measured once.
 
+``--view n-plus-one`` requests an N+1 of 50 instead of the 3-query view (the content type
+of each of 50 permissions: 51 statements per request).
+
 ``--threads`` splits each figure between the request thread and the others (the flusher's
 and the trace store writer's ticks, the drain at a run's end), by callgrind
 ``--separate-threads``.
@@ -53,6 +56,8 @@ from telemetry.conf import DEFAULTS  # noqa: E402 - a dict: importing it configu
 
 CONFIGS = ("off", "metrics", "everything", "tracing", "django_prometheus", "plain_otel")
 WARMUP = 10
+#: The views of ``bench/urls.py`` a run can request (``--view``), by their last path segment.
+VIEWS = {"view": "3 ORM queries", "n-plus-one": "an N+1 of 50 (51 statements)"}
 
 CHILD = r"""
 import os, time
@@ -107,7 +112,7 @@ def tick(sample):
     writer_tick(processor.trace_store.flush if WARMING else None)
 def run(count, samples_at=()):
     for index in range(count):
-        response = client.get(f"/api/items/{{index}}/view")
+        response = client.get(f"/api/items/{{index}}/{view}")
         assert response.status_code == 200, response.status_code
         if DRAIN_EVERY and (index + 1) % DRAIN_EVERY == 0:
             drain()
@@ -254,6 +259,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure, the median printed")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
+    parser.add_argument("--view", choices=tuple(VIEWS), default="view",
+                        help="the view requested: " + "; ".join(f"{name}: {text}" for name, text in VIEWS.items()))
     parser.add_argument("--threads", action="store_true",
                         help="also print the request thread's share of each figure and the other threads' "
                              "(callgrind --separate-threads)")
@@ -261,13 +268,13 @@ def main():
     configs = tuple(args.configs.split(","))
     modes = tuple(args.modes.split(","))
     migrate(config_env("off"))
-    with child_script(CHILD, warmup=WARMUP) as script:
+    with child_script(CHILD, warmup=WARMUP, view=args.view) as script:
         measure(args, configs, modes, script)
 
 
 def measure(args, configs, modes, script):
     """Prints the figures of ``configs`` in ``modes``, the child being ``script``."""
-    print(f"Realistic view: 3 ORM queries on {os.environ.get('DATABASE_URL', 'SQLite').split('@')[-1]}")
+    print(f"View: {VIEWS[args.view]} on {os.environ.get('DATABASE_URL', 'SQLite').split('@')[-1]}")
     if not args.no_callgrind:
         costs = {mode: {} for mode in modes}
         # Instruction counts do not depend on the machine's load: the runs of every
