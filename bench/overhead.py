@@ -147,11 +147,11 @@ print(f"connects={{sorted(connects)}}", file=sys.stderr)
 VAR_DIR = tempfile.TemporaryDirectory(prefix="bench-var-")
 
 
-#: Instructions per request between a figure's repeats above which the bench warns: runs of one
-#: configuration on a quiet machine agree within ~20 k per request (four bare runs of 220
-#: requests within 3.7 M in all), while a run beside a loaded machine (CI, a test suite) has
-#: moved a bare figure by up to ~240 k.
-SPREAD_WARNING = 50_000
+#: Spread of a figure's repeats, as a share of the figure, above which the bench warns: runs of
+#: one configuration on a quiet machine agree within ~0.5 % (four bare runs of 220 requests of
+#: the 3-query view within 3.7 M instructions in all, ~20 k per request), while a run beside a
+#: loaded machine (CI, a test suite) has moved a bare figure by ~6 % (~240 k per request).
+SPREAD_WARNING = 0.01
 
 #: Configurations without telemetry: no timers of ours, measured once for every mode.
 BASELINES = ("off", "django_prometheus", "plain_otel")
@@ -289,11 +289,12 @@ def measure(args, configs, modes, script):
                 spans = statistics.median(spans for _, spans, _ in results)
                 costs[mode][config] = cost
                 stored = f", {spans:.0f} spans stored in the {args.n2 - args.n1} requests between" if spans else ""
-                spread = (f" (median of {args.repeat}: {min(c for c, _, _ in results) / 1e6:.3f}-"
-                          f"{max(c for c, _, _ in results) / 1e6:.3f})" if args.repeat > 1 else "")
+                lowest, highest = min(c for c, _, _ in results), max(c for c, _, _ in results)
+                spread = (f" (median of {args.repeat}: {lowest / 1e6:.3f}-{highest / 1e6:.3f})"
+                          if args.repeat > 1 else "")
                 print(f"  {config}, {mode}: {cost / 1e6:.3f} M instructions/request{spread}{stored}", flush=True)
-                if args.repeat > 1 and max(c for c, _, _ in results) - min(c for c, _, _ in results) > SPREAD_WARNING:
-                    print(f"  warning: {config}'s runs spread over {SPREAD_WARNING / 1e3:.0f} k; "
+                if highest - lowest > SPREAD_WARNING * cost:
+                    print(f"  warning: {config}'s runs spread over {SPREAD_WARNING:.0%} of the figure; "
                           "the median holds only if most of them agree", flush=True)
                 if args.threads:
                     names = sorted({name for _, _, shares in results for name in shares})
