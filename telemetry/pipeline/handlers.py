@@ -23,15 +23,14 @@ PLUGIN_DB_SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "m
                      "redis": "redis"}
 
 
-#: ``API_PATH_PREFIXES`` as the tuple ``str.startswith`` takes, read when the settings change.
-_api_prefixes: list[tuple[str, ...]] = [()]
+#: ``API_PATH_PREFIXES`` as the tuple ``str.startswith`` takes, read when the settings
+#: change (registered by :func:`register_all`).
+_api_prefixes: tuple[str, ...] = ()
 
 
 def _read_api_prefixes() -> None:
-    _api_prefixes[0] = tuple(conf.get("API_PATH_PREFIXES"))
-
-
-conf.on_change(_read_api_prefixes)
+    global _api_prefixes
+    _api_prefixes = tuple(conf.get("API_PATH_PREFIXES"))
 
 
 def on_active(batch, event: RequestStarted, delta: int = 1) -> None:
@@ -41,7 +40,7 @@ def on_active(batch, event: RequestStarted, delta: int = 1) -> None:
     try:
         key = cache.active[event]
     except KeyError:
-        key = cache.active_key(event)
+        key = cache.add_active(event)
     if key is not None:
         deltas = batch.gauge_deltas
         deltas[key] = deltas.get(key, 0.0) + delta
@@ -57,7 +56,7 @@ def on_request(batch, event: RequestFinished):
     keep_trace = traced and spans.keeps(event, settings)
     cache = shapes.cache
     key = (event.method, event.route, event.status, event.organization_id, app_operation,
-           labels.count_bucket(context.query_count) if app_operation else None, event.path.startswith(_api_prefixes[0]))
+           labels.count_bucket(context.query_count) if app_operation else None, event.path.startswith(_api_prefixes))
     shape = cache.requests.get(key)
     if shape is None:
         shape = cache.add_request(key, shapes.RequestShape(*key))
@@ -172,6 +171,7 @@ def on_metric(batch, event: MetricUpdate):
 
 
 def register_all():
+    conf.on_change(_read_api_prefixes)
     recorder.register(RequestStarted, on_active)
     recorder.register(RequestFinished, on_request)
     recorder.register(QueryExecuted, on_standalone_query)

@@ -218,18 +218,16 @@ class ShapeCache:
         self.statements = {}
         self.active = {}
 
-    def active_key(self, started: RequestStarted) -> tuple[Family, tuple[str, str, str]] | None:
-        """The batch key (``Batch.gauge_deltas``) of the in-flight gauge series of a
-        request's start; None when the family is not exported."""
-        try:
-            return self.active[started]
-        except KeyError:
-            if len(self.active) >= MAX_SHAPES:
-                self.active = {}
-            family = families().http.active_requests
-            key = (family, (labels.method(started.method), started.route, started.scheme)) if family.exported else None
-            self.active[started] = key
-            return key
+    def add_active(self, started: RequestStarted) -> tuple[Family, tuple[str, str, str]] | None:
+        """Caches and returns the batch key (``Batch.gauge_deltas``) of the in-flight gauge
+        series of a request's start, None when the family is not exported; callers look up
+        :attr:`active` first."""
+        if len(self.active) >= MAX_SHAPES:
+            self.active = {}
+        family = families().http.active_requests
+        key = (family, (labels.method(started.method), started.route, started.scheme)) if family.exported else None
+        self.active[started] = key
+        return key
 
     def add_request(self, key: tuple, shape: RequestShape) -> RequestShape:
         """Caches ``shape`` under ``key``; callers look up :attr:`requests` first (a dict

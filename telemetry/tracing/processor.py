@@ -42,6 +42,11 @@ from telemetry.metrics import internal
 from telemetry.tracing import state as tracing_state
 from telemetry.tracing.sanitize import clean, clean_json, clean_text, sanitize
 
+try:
+    import psycopg
+except ImportError:  # PostgreSQL through psycopg2 (no server-side binding), or no PostgreSQL
+    psycopg = None  # type: ignore[assignment]
+
 MAX_PENDING_TRACES = 5000
 MAX_SPANS_PER_PENDING_TRACE = 1000
 PENDING_TTL_SECONDS = 120.0
@@ -761,8 +766,6 @@ def _write_postgresql(connection, rows, traces):
             # psycopg 3 with server-side binding: the JSON travels as it is, where Django's
             # client-side binding escapes it byte by byte into the statement. Not prepared,
             # so a transaction-pooling proxy in front of PostgreSQL is no problem.
-            import psycopg
-
             with psycopg.Cursor(raw_connection) as binding:
                 binding.execute(statement, (rows_json, traces_json), prepare=False)
         else:

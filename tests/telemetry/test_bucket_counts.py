@@ -65,10 +65,14 @@ def test_an_overflow_bucket_takes_the_values_past_the_last_finite_bound(count):
 
 
 def test_query_statistics_bucket_durations_as_their_stored_bounds_say():
-    """The statistics bisect milliseconds among float bounds; each duration lands in the
-    bucket ``QueryStat.BUCKETS_MS`` gives it, a duration at a bound included."""
+    """The statistics put each duration (ms) in the column ``QueryStat.BUCKETS_MS`` gives
+    it, a duration at a bound included, past the last bound in the overflow column."""
     bounds = QueryStat.BUCKETS_MS
     values = [value + offset for value in (0.0, *bounds, 60_000.0) for offset in (-0.001, 0.0, 0.001)]
+    expected = [0] * len(stats.BUCKET_FIELDS)
+    for value in values:
+        expected[bisect.bisect_left(bounds, value)] += 1
 
-    assert bucket_counts(stats.BUCKET_BOUNDS_MS, values, len(stats.BUCKET_FIELDS)) \
-        == bucket_counts(bounds, values, len(bounds) + 1)
+    assert bucket_counts(stats.BUCKET_BOUNDS_MS, values, len(stats.BUCKET_FIELDS)) == expected
+    # At or below 1 ms: the three around 0, 0.999 and 1.0; past 30 s: 30,000.001 and the three around 60 s.
+    assert (expected[0], expected[-1]) == (5, 4)
